@@ -1,0 +1,1 @@
+"""The ``distfold`` command line (click). Commands are imported lazily."""

@@ -1,0 +1,4 @@
+from distfold.cli.main import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Base classes shared by components of every kind (numpy only, no torch).
+
+Constructors store keyword parameters and do no work (the scikit-learn
+estimator contract); :meth:`Configurable.get_config` reads them back from the
+``__init__`` signature so that every default is written out explicitly.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class Configurable:
+    """Mixin: ``get_config()`` returns every ``__init__`` parameter by name."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name for p in sig.parameters.values()
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+
+    def get_config(self) -> dict[str, Any]:
+        return {name: _jsonable(getattr(self, name)) for name in self._param_names()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]):
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class Reconstruction:
+    """Result of a reconstructor.
+
+    coords: (L, 3) float64, Å.
+    diagnostics: JSON-serialisable dict (stress, stress1, iterations, converged,
+        negative_eigenvalue_share, mirrored, handedness_margin, ...).
+    """
+
+    coords: np.ndarray
+    diagnostics: dict[str, Any] = field(default_factory=dict)

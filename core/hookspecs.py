@@ -1,0 +1,157 @@
+"""Every hook distfold defines, in one place.
+
+There is one zero-argument hook per component kind. Each returns a list of
+:class:`ComponentSpec` -- a name, a factory that is imported only when the
+component is used, and a one-line summary -- never an instance, so that
+listing components (``distfold plugins``, ``--help``) imports nothing heavy.
+A plugin module must not import torch, transformers or peft at module level.
+
+A complete third-party plugin is one module plus an entry point::
+
+    # my_plugin/hooks.py
+    from distfold import ComponentSpec, hookimpl
+
+    @hookimpl
+    def distfold_reconstructors():
+        return [ComponentSpec("spectral", "my_plugin.spectral:Spectral",
+                              "Spectral embedding of the distance matrix.")]
+
+    # pyproject.toml
+    [project.entry-points."distfold.plugins"]
+    my_plugin = "my_plugin.hooks"
+
+Every component class follows the same construction contract: ``__init__``
+takes keyword parameters only, stores them, and does no work; ``get_config()``
+returns a JSON-serialisable dict of every parameter (defaults written out) such
+that ``cls(**cls(**p).get_config())`` is equivalent. :mod:`distfold.testing`
+checks each kind's contract below; run it on your own components.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+import pluggy
+
+PROJECT = "distfold"
+ENTRY_POINT_GROUP = "distfold.plugins"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+#: The component kinds, in the order they run, mapped to their hook names.
+KINDS: dict[str, str] = {
+    "backbone": "distfold_backbones",
+    "distance_head": "distfold_distance_heads",
+    "normaliser": "distfold_normalisers",
+    "reconstructor": "distfold_reconstructors",
+}
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """What a plugin says about one component.
+
+    name: lower-case identifier users type (``--reconstruct smacof``).
+    factory: a class/callable, or an import string ``"package.module:Attr"``
+        resolved only when the component is used.
+    summary: one line shown by ``distfold plugins``.
+    """
+
+    name: str
+    factory: Union[str, Callable[..., Any]]
+    summary: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or self.name != self.name.lower():
+            raise ValueError(f"component name {self.name!r} must be a non-empty lower-case string")
+        if not (isinstance(self.factory, str) or callable(self.factory)):
+            raise ValueError(f"component {self.name!r}: factory must be an import string or callable")
+        if isinstance(self.factory, str) and ":" not in self.factory:
+            raise ValueError(f"component {self.name!r}: factory string must look like 'module:attr'")
+
+    def load(self) -> Callable[..., Any]:
+        """Import and return the factory."""
+        if callable(self.factory):
+            return self.factory
+        import importlib
+
+        module_name, _, attr = self.factory.partition(":")
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+@hookspec
+def distfold_backbones() -> list[ComponentSpec]:
+    """Sequence embedders (a ``torch.nn.Module``).
+
+    Contract (checked by :func:`distfold.testing.check_backbone`):
+
+    - ``hidden_size``: int, the feature width.
+    - ``forward(sequences: list[str]) -> (features, mask)``: ``features`` is a
+      float32 tensor (B, L_max, hidden_size), one position per residue (never
+      BPE-merged), ``mask`` a bool tensor (B, L_max), True on real residues.
+      L = 1, 2, 3 must work.
+    - Deterministic in ``eval()`` mode after ``torch.manual_seed``.
+    - ``get_config()`` round-trips through JSON; ``trainable_state_dict()`` holds
+      only tensors that training changes (LoRA adapters, or everything for a
+      model trained from scratch); ``load_trainable_state_dict(sd)`` restores them.
+    """
+
+
+@hookspec
+def distfold_distance_heads() -> list[ComponentSpec]:
+    """Pairwise distance predictors on top of a backbone (a ``torch.nn.Module``).
+
+    Contract (checked by :func:`distfold.testing.check_distance_head`):
+
+    - constructed with ``hidden_size`` plus its own parameters;
+    - ``forward(features (B, L, H), mask (B, L)) -> dict`` with ``"distance"``:
+      (B, L, L) float32 in the normaliser's space, symmetric, zero on the diagonal,
+      finite; and, where the head models uncertainty, ``"variance"``: (B, L, L)
+      float32 >= 0 in the same space;
+    - ``loss(output, target (B, L, L) normalised, pair_mask (B, L, L) bool) -> scalar``;
+      pairs outside ``pair_mask`` (masked residues, padding, the diagonal) never
+      contribute;
+    - ``distance_angstrom(output, normaliser) -> (B, L, L)`` and
+      ``variance_angstrom(output, normaliser)``, the point estimate and its
+      uncertainty in Å (variance may be None).
+    """
+
+
+@hookspec
+def distfold_normalisers() -> list[ComponentSpec]:
+    """Maps between distances in Å and the space a head predicts in.
+
+    Contract (checked by :func:`distfold.testing.check_normaliser`):
+
+    - ``fit(distances: np.ndarray)`` sets any global parameters (e.g. one global
+      scale) from an array of training distances in Å; parameters live in
+      ``get_config()`` and so in every checkpoint;
+    - ``encode(d)`` and ``decode(y)`` work on numpy arrays and torch tensors,
+      are strictly monotonic, and ``decode(encode(d)) == d`` to float tolerance;
+      ``encode(0) == 0``.
+    """
+
+
+@hookspec
+def distfold_reconstructors() -> list[ComponentSpec]:
+    """Distance matrix -> 3D coordinates (numpy; no torch needed).
+
+    Contract (checked by :func:`distfold.testing.check_reconstructor`):
+
+    - ``reconstruct(distances, weights=None) -> Reconstruction``; ``distances`` is
+      (L, L) float, Å, symmetric, non-negative, zero diagonal; ``weights`` (L, L)
+      non-negative or None (0 = ignore that pair; a non-finite distance is
+      allowed only where its weight is 0);
+    - ``Reconstruction.coords``: (L, N=3) float64, Å; ``diagnostics`` a
+      JSON-serialisable dict with at least ``stress``, ``stress1``,
+      ``iterations``, ``converged``, ``mirrored`` and ``handedness_margin``;
+    - exact input is reproduced up to a proper rigid motion (right hand kept, by
+      :func:`distfold.handedness.fix_handedness`); L = 1, 2, 3 give sensible
+      coordinates; bad input raises :class:`distfold.errors.InputError`;
+    - deterministic for a fixed ``seed`` parameter.
+    """

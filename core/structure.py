@@ -1,0 +1,193 @@
+"""Reading protein chains from PDB / mmCIF (plain or gzipped) and writing
+C-alpha traces, through biopython.
+
+Reading rules (shared by every command): first model only; alternate
+locations resolved to one atom (biopython keeps the highest-occupancy one);
+MSE and other modified residues with a known parent count as the parent
+(``Bio.Data.PDBData.protein_letters_3to1_extended``), unknown amino acids as
+X; waters and other hetero groups ignored; a residue without a C-alpha atom
+is not observed. Coordinates are in Å.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from distfold.errors import InputError
+from distfold.fileio import atomic_write, read_text, text_handle
+
+STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
+
+AA3_TO_1 = {
+    "ALA": "A", "ARG": "R", "ASN": "N", "ASP": "D", "CYS": "C", "GLN": "Q", "GLU": "E",
+    "GLY": "G", "HIS": "H", "ILE": "I", "LEU": "L", "LYS": "K", "MET": "M", "PHE": "F",
+    "PRO": "P", "SER": "S", "THR": "T", "TRP": "W", "TYR": "Y", "VAL": "V",
+}
+AA1_TO_3 = {v: k for k, v in AA3_TO_1.items()}
+#: Force-field and protonation-state names seen in real files, mapped to their parent.
+_EXTRA_PARENTS = {
+    "HID": "H", "HIE": "H", "HIP": "H", "HSD": "H", "HSE": "H", "HSP": "H", "CYX": "C",
+    "CYM": "C", "ASH": "D", "GLH": "E", "LYN": "K", "MSE": "M", "SEC": "C", "PYL": "K",
+}
+UNKNOWN = "X"
+
+
+def residue_letter(resname: str) -> str | None:
+    """One-letter code of an amino-acid residue name, ``X`` for a known
+    non-standard amino acid without parent, None for a non-amino-acid."""
+    resname = resname.strip().upper()
+    if resname in AA3_TO_1:
+        return AA3_TO_1[resname]
+    if resname in _EXTRA_PARENTS:
+        return _EXTRA_PARENTS[resname]
+    from Bio.Data.PDBData import protein_letters_3to1_extended
+
+    letter = protein_letters_3to1_extended.get(resname)
+    if letter is None:
+        return "X" if resname == "UNK" else None
+    return letter if letter in AA1_TO_3 else UNKNOWN
+
+
+@dataclass
+class Chain:
+    """The observed residues of one protein chain.
+
+    sequence: one letter per observed residue (with a C-alpha atom).
+    ca: (N, 3) float64, Å.
+    residue_ids: (resseq, insertion code) per residue.
+    """
+
+    source: str
+    chain_id: str
+    sequence: str
+    ca: np.ndarray
+    residue_ids: list[tuple[int, str]] = field(default_factory=list)
+    bfactors: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.sequence)
+
+
+def _is_cif(path: Path) -> bool:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return name.endswith((".cif", ".mmcif"))
+
+
+def load_structure(path: str | os.PathLike):
+    """The biopython ``Structure`` of a PDB/mmCIF file (plain or .gz)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a structure file")
+    try:
+        text = read_text(path)
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
+    if not text.strip():
+        raise InputError(f"{path}: file is empty")
+    from Bio.PDB import MMCIFParser, PDBParser
+    from Bio.PDB.PDBExceptions import PDBConstructionWarning
+
+    parser = MMCIFParser(QUIET=True) if _is_cif(path) else PDBParser(QUIET=True, PERMISSIVE=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PDBConstructionWarning)
+            structure = parser.get_structure(path.stem, text_handle(text))
+    except Exception as exc:  # noqa: BLE001 - biopython raises many kinds on bad text
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a readable {'mmCIF' if _is_cif(path) else 'PDB'} file ({msg})") from None
+    if len(structure) == 0:
+        raise InputError(f"{path}: no models (no atoms) in file")
+    return structure
+
+
+def chains_of(structure, source: str = "") -> list[Chain]:
+    """Every protein chain of the first model, in file order."""
+    model = next(iter(structure))
+    out = []
+    for ch in model:
+        letters, coords, ids, bfs = [], [], [], []
+        for res in ch:
+            hetflag, resseq, icode = res.id
+            if hetflag == "W":
+                continue
+            letter = residue_letter(res.get_resname())
+            if letter is None or "CA" not in res:
+                continue
+            atom = res["CA"]
+            if atom.is_disordered():
+                atom = atom.selected_child
+            xyz = np.asarray(atom.get_coord(), dtype=np.float64)
+            if not np.all(np.isfinite(xyz)):
+                continue
+            letters.append(letter)
+            coords.append(xyz)
+            ids.append((int(resseq), str(icode).strip()))
+            bfs.append(float(atom.get_bfactor()))
+        if letters and any(l != UNKNOWN for l in letters):
+            out.append(Chain(source, ch.id, "".join(letters), np.array(coords, dtype=np.float64).reshape(-1, 3),
+                             ids, np.array(bfs)))
+    return out
+
+
+def read_chain(path: str | os.PathLike, chain: str | None = None) -> Chain:
+    """One protein chain of a file: ``chain`` by id, or the first protein chain."""
+    structure = load_structure(path)
+    chains = chains_of(structure, str(path))
+    if not chains:
+        raise InputError(f"{path}: no protein chain with C-alpha atoms")
+    if chain is None:
+        return chains[0]
+    for c in chains:
+        if c.chain_id == chain:
+            return c
+    raise InputError(f"{path}: chain {chain!r} not found; protein chains: {', '.join(c.chain_id for c in chains)}")
+
+
+def write_ca_trace(path: str | os.PathLike, coords: np.ndarray, sequence: str | None = None,
+                   bfactors: np.ndarray | None = None, fmt: str | None = None, chain_id: str = "A",
+                   name: str = "distfold") -> None:
+    """Write a C-alpha-only PDB or mmCIF (biopython writers), atomically.
+
+    coords: (L, 3) Å. sequence: residue names (``UNK`` where absent).
+    bfactors: (L,) per-residue values for the B-factor column (e.g. confidence 0-100).
+    fmt: "pdb" or "cif"; inferred from the suffix when None.
+    """
+    from Bio.PDB import MMCIFIO, PDBIO
+    from Bio.PDB.StructureBuilder import StructureBuilder
+
+    path = Path(path)
+    coords = np.asarray(coords, dtype=np.float64)
+    if coords.ndim != 2 or coords.shape[1] != 3:
+        raise InputError(f"coordinates must be (L, 3), got {coords.shape}")
+    n = len(coords)
+    if sequence is not None and len(sequence) != n:
+        raise InputError(f"sequence has {len(sequence)} residues but coordinates have {n}")
+    if fmt is None:
+        fmt = "cif" if _is_cif(path) else "pdb"
+    if fmt not in ("pdb", "cif"):
+        raise InputError(f"unknown structure format {fmt!r}; use pdb or cif")
+    if fmt == "pdb" and np.abs(coords).max(initial=0.0) >= 9999.0:
+        raise InputError("coordinates too large for the PDB format; use --format cif")
+    b = np.zeros(n) if bfactors is None else np.asarray(bfactors, dtype=np.float64)
+    sb = StructureBuilder()
+    sb.init_structure(name)
+    sb.init_model(0)
+    sb.init_chain(chain_id)
+    sb.init_seg("    ")
+    for i in range(n):
+        resname = AA1_TO_3.get(sequence[i].upper(), "UNK") if sequence else "UNK"
+        sb.init_residue(resname, " ", i + 1, " ")
+        sb.init_atom("CA", coords[i], float(np.clip(b[i], -999.0, 999.0)), 1.0, " ", " CA ", i + 1, "C")
+    io_ = PDBIO() if fmt == "pdb" else MMCIFIO()
+    io_.set_structure(sb.get_structure())
+    with atomic_write(path, "w") as fh:
+        io_.save(fh)

@@ -1,0 +1,199 @@
+"""Public conformance suite: one entry point per component kind.
+
+Third-party plugins run the same checks as the built-ins::
+
+    from distfold.testing import parametrize_with_checks
+
+    @parametrize_with_checks("reconstructor", [MyReconstructor()])
+    def test_conformance(component, check):
+        check(component)
+
+or call ``check_reconstructor(MyReconstructor())`` directly (it raises
+``AssertionError`` naming the failed check). Each ``check_<kind>`` runs every
+check of that kind; ``CHECKS[kind]`` lists them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from distfold.components import Reconstruction
+
+Check = Callable[[Any], None]
+CHECKS: dict[str, list[Check]] = {"backbone": [], "distance_head": [], "normaliser": [], "reconstructor": []}
+
+
+def _check(kind: str):
+    def deco(func: Check) -> Check:
+        CHECKS[kind].append(func)
+        return func
+
+    return deco
+
+
+def _clone(component: Any) -> Any:
+    """A fresh component from a JSON round trip of the config."""
+    config = json.loads(json.dumps(component.get_config()))
+    return type(component)(**config)
+
+
+# -- shared -----------------------------------------------------------------
+
+def check_config_json_round_trip(component: Any) -> None:
+    config = component.get_config()
+    text = json.dumps(config, sort_keys=True)
+    again = _clone(component).get_config()
+    assert json.dumps(again, sort_keys=True) == text, "config changed through a JSON round trip"
+
+
+for _kind in CHECKS:
+    CHECKS[_kind].append(check_config_json_round_trip)
+
+
+# -- reconstructors -----------------------------------------------------------
+
+def _helix(n: int) -> np.ndarray:
+    """An ideal right-handed C-alpha alpha helix (3.6 residues/turn, 1.5 A rise)."""
+    t = np.arange(n) * np.deg2rad(100.0)
+    return np.stack([2.3 * np.cos(t), 2.3 * np.sin(t), 1.5 * np.arange(n)], axis=1)
+
+
+def _dist(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+
+
+def _kabsch_rmsd(a: np.ndarray, b: np.ndarray) -> float:
+    """RMSD after optimal proper rotation (no reflection)."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    u, _, vt = np.linalg.svd(a.T @ b)
+    d = np.sign(np.linalg.det(u @ vt))
+    r = u @ np.diag([1.0, 1.0, d]) @ vt
+    return float(np.sqrt(((a @ r - b) ** 2).sum(1).mean()))
+
+
+@_check("reconstructor")
+def check_reconstructor_exact_helix(rec: Any) -> None:
+    x = _helix(40)
+    out = rec.reconstruct(_dist(x))
+    assert isinstance(out, Reconstruction), "reconstruct() must return a Reconstruction"
+    assert out.coords.shape == (40, 3), f"coords shape {out.coords.shape}, expected (40, 3)"
+    assert out.coords.dtype == np.float64, "coords must be float64"
+    rmsd = _kabsch_rmsd(out.coords, x)
+    assert rmsd < 0.1, f"exact helix distances not reproduced with the right hand: RMSD {rmsd:.3f} A"
+    for key in ("stress", "stress1", "iterations", "converged", "mirrored", "handedness_margin"):
+        assert key in out.diagnostics, f"diagnostics lack {key!r}"
+    json.dumps(out.diagnostics)
+
+
+@_check("reconstructor")
+def check_reconstructor_small_lengths(rec: Any) -> None:
+    for n in (1, 2, 3):
+        x = _helix(n)
+        out = rec.reconstruct(_dist(x))
+        assert out.coords.shape == (n, 3), f"L={n}: coords shape {out.coords.shape}"
+        assert np.all(np.isfinite(out.coords)), f"L={n}: non-finite coordinates"
+        assert np.allclose(_dist(out.coords), _dist(x), atol=1e-3), f"L={n}: distances not reproduced"
+
+
+@_check("reconstructor")
+def check_reconstructor_weights(rec: Any) -> None:
+    x = _helix(30)
+    d = _dist(x)
+    w = np.ones_like(d)
+    w[0, 29] = w[29, 0] = 0.0
+    d[0, 29] = d[29, 0] = np.nan  # ignored pair may be non-finite
+    out = rec.reconstruct(d, weights=w)
+    assert np.all(np.isfinite(out.coords)), "a zero-weight NaN pair must be ignored"
+
+
+@_check("reconstructor")
+def check_reconstructor_rejects_bad_input(rec: Any) -> None:
+    from distfold.errors import InputError
+
+    bad = {
+        "not square": np.zeros((3, 4)),
+        "negative": -np.ones((4, 4)) + np.eye(4),
+        "not finite": np.full((4, 4), np.nan),
+        "empty": np.zeros((0, 0)),
+    }
+    for what, mat in bad.items():
+        try:
+            rec.reconstruct(mat)
+        except InputError:
+            continue
+        raise AssertionError(f"{what} input was accepted instead of raising InputError")
+
+
+@_check("reconstructor")
+def check_reconstructor_deterministic(rec: Any) -> None:
+    rng = np.random.default_rng(0)
+    d = _dist(_helix(25)) * np.exp(0.1 * rng.standard_normal((25, 25)))
+    d = (d + d.T) / 2
+    np.fill_diagonal(d, 0.0)
+    a = _clone(rec).reconstruct(d).coords
+    b = _clone(rec).reconstruct(d).coords
+    assert np.allclose(a, b), "two runs with the same config gave different coordinates"
+
+
+# -- normalisers ----------------------------------------------------------------
+
+@_check("normaliser")
+def check_normaliser_round_trip(norm: Any) -> None:
+    rng = np.random.default_rng(0)
+    d = np.abs(rng.gamma(2.0, 8.0, size=500))
+    norm.fit(d)
+    d = np.concatenate([[0.0, 3.8], d])
+    y = norm.encode(d)
+    assert np.allclose(norm.decode(y), d, rtol=1e-6, atol=1e-6), "decode(encode(d)) != d"
+    assert abs(float(norm.encode(np.array([0.0]))[0])) < 1e-9, "encode(0) must be 0"
+    s = np.sort(d)
+    ys = norm.encode(s)
+    assert np.all(np.diff(ys) >= 0) and np.all(np.diff(ys)[np.diff(s) > 0] > 0), "encode is not strictly monotonic"
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return
+    t = torch.tensor(d, dtype=torch.float32)
+    assert torch.allclose(norm.decode(norm.encode(t)), t, rtol=1e-4, atol=1e-4), "torch round trip failed"
+
+
+@_check("normaliser")
+def check_normaliser_config_keeps_fit(norm: Any) -> None:
+    norm.fit(np.linspace(1.0, 40.0, 100))
+    clone = _clone(norm)
+    d = np.linspace(0.0, 50.0, 11)
+    assert np.allclose(clone.encode(d), norm.encode(d)), "fitted parameters are not in get_config()"
+
+
+# -- entry points -------------------------------------------------------------------
+
+def _run_all(kind: str, component: Any) -> None:
+    for check in CHECKS[kind]:
+        try:
+            check(component)
+        except AssertionError as exc:
+            raise AssertionError(f"{check.__name__}: {exc}") from exc
+
+
+check_reconstructor = functools.partial(_run_all, "reconstructor")
+check_normaliser = functools.partial(_run_all, "normaliser")
+check_backbone = functools.partial(_run_all, "backbone")
+check_distance_head = functools.partial(_run_all, "distance_head")
+
+
+def parametrize_with_checks(kind: str, components: Iterable[Any]):
+    """pytest decorator: one test per (component, check) of ``kind``."""
+    import pytest
+
+    components = list(components)
+    params, ids = [], []
+    for comp in components:
+        for check in CHECKS[kind]:
+            params.append((comp, check))
+            ids.append(f"{type(comp).__name__}-{check.__name__}")
+    return pytest.mark.parametrize("component, check", params, ids=ids)

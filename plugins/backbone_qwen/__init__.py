@@ -1,0 +1,1 @@
+"""Built-in distfold plugin: backbone_qwen."""

@@ -1,0 +1,1 @@
+"""Built-in distfold plugin: mds_classical."""

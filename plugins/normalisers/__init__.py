@@ -1,0 +1,1 @@
+"""Built-in distfold plugin: normalisers (log1p, identity)."""

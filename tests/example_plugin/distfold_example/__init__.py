@@ -1,0 +1,1 @@
+"""An example third-party distfold plugin: a reconstructor and a normaliser."""
