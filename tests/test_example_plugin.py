@@ -1,0 +1,40 @@
+"""The example third-party plugin runs the public conformance suite the way a
+third party would, through ``distfold.testing.parametrize_with_checks``."""
+
+from distfold_example.spectral import SqrtNormaliser, Spectral
+
+from distfold.testing import check_normaliser, check_reconstructor, parametrize_with_checks
+
+
+@parametrize_with_checks("reconstructor", [Spectral()])
+def test_example_reconstructor_conformance(component, check):
+    check(component)
+
+
+@parametrize_with_checks("normaliser", [SqrtNormaliser()])
+def test_example_normaliser_conformance(component, check):
+    check(component)
+
+
+def test_check_functions_run_every_check():
+    check_reconstructor(Spectral())
+    check_normaliser(SqrtNormaliser())
+
+
+def test_suite_catches_a_broken_reconstructor():
+    """The suite must be able to fail: a reconstructor that ignores the hand."""
+    import numpy as np
+    import pytest
+
+    from distfold.components import Reconstruction
+
+    class Mirroring(Spectral):
+        def reconstruct(self, distances, weights=None):
+            out = super().reconstruct(distances, weights)
+            x = out.coords.copy()
+            x[:, 0] = -x[:, 0]
+            return Reconstruction(x, out.diagnostics)
+
+    with pytest.raises(AssertionError, match="right hand"):
+        check_reconstructor(Mirroring())
+    assert np.isfinite(Spectral().reconstruct(np.zeros((1, 1))).coords).all()
