@@ -1,0 +1,380 @@
+"""Long chains: overlapping-window prediction, confidence-weighted merging, memory guard.
+
+A model is trained on crops of ``crop`` residues. For a longer chain,
+:func:`predict_windowed` runs the model on overlapping windows of ``window``
+residues, ``stride`` apart (the last window is aligned to the chain's end), and
+merges the window predictions into one (L, L) matrix:
+
+- each window's pair prediction (distance ``d_k``, variance ``v_k``) gets the
+  weight ``w_k = 1 / v_k`` (1 where the model reports no variance);
+- the merged distance is the weighted mean ``sum w_k d_k / sum w_k``; where one
+  window covers a pair, it is that window's value exactly;
+- the merged variance is the variance of the weighted mixture,
+  ``(sum w_k v_k + sum w_k (d_k - d)^2) / sum w_k``: the windows' own mean
+  variance plus their disagreement. Windows share the model and most of their
+  context, so they are not independent measurements and the variance is *not*
+  shrunk as ``1 / sum w_k`` would;
+- pairs that no window covers (only pairs with ``|i - j| >= window - stride``
+  can be uncovered) get a filler distance from :func:`separation_fill` so that
+  every entry is finite (classical-MDS initialisation needs that), variance
+  ``inf`` and coverage 0: reconstructors weight them 0 (``1 / inf``), and no
+  confidence is invented for them.
+
+Memory: only (L, L) float32 accumulators (four of them, plus a uint16
+coverage count) are quadratic in L; the model sees one window at a time, so no
+(L, L, bins) tensor for the whole chain ever exists.
+
+:func:`check_length` refuses chains that would not fit in the memory this
+machine has available (read from ``/proc/meminfo``), with a one-line message.
+numpy only; the model is whatever object has ``predict(list[str])`` (see
+:class:`distfold.model.DistanceModel`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from distfold.errors import InputError, UsageError
+
+#: Smallest variance (Å^2) used to form a weight, so that a zero variance
+#: (the diagonal) cannot produce an infinite weight.
+MIN_VARIANCE = 1e-4
+
+# -- window plan ---------------------------------------------------------------
+
+
+def default_stride(window: int) -> int:
+    """Half a window: every pair with ``|i - j| < window / 2`` is seen by at least one window."""
+    return max(1, window // 2)
+
+
+def plan_windows(length: int, window: int, stride: int | None = None) -> list[tuple[int, int]]:
+    """Contiguous windows ``[start, stop)`` covering ``range(length)``.
+
+    Starts are ``0, stride, 2 * stride, ...``; the last window ends exactly at
+    ``length``. A chain no longer than ``window`` is one window. Every pair with
+    ``|i - j| <= window - stride`` is covered by at least one window; pairs with
+    ``|i - j| >= window`` never are.
+    """
+    window, stride = _validate(window, stride)
+    if length < 0:
+        raise InputError(f"chain length {length} is negative")
+    if length <= window:
+        return [(0, length)]
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return [(s, s + window) for s in starts]
+
+
+def _validate(window: Any, stride: Any) -> tuple[int, int]:
+    try:
+        window = int(window)
+    except (TypeError, ValueError):
+        raise UsageError(f"window must be an integer, got {window!r}") from None
+    if window < 2:
+        raise UsageError(f"window must be at least 2 residues, got {window}")
+    if stride is None:
+        stride = default_stride(window)
+    try:
+        stride = int(stride)
+    except (TypeError, ValueError):
+        raise UsageError(f"stride must be an integer, got {stride!r}") from None
+    if not 1 <= stride <= window:
+        raise UsageError(f"stride must be between 1 and the window ({window}), got {stride}")
+    return window, stride
+
+
+# -- merging -------------------------------------------------------------------
+
+
+class PairAccumulator:
+    """Running confidence-weighted merge of window predictions into (L, L) arrays.
+
+    Holds four (L, L) float32 arrays -- total weight ``W``, weighted mean ``M``,
+    weighted squared deviation ``S`` (West's incremental algorithm, stable in
+    float32) and weighted variance sum ``V`` -- and a (L, L) uint16 coverage
+    count: 18 bytes per residue pair.
+    """
+
+    def __init__(self, length: int):
+        self.length = int(length)
+        shape = (self.length, self.length)
+        self.W = np.zeros(shape, np.float32)
+        self.M = np.zeros(shape, np.float32)
+        self.S = np.zeros(shape, np.float32)
+        self.V = np.zeros(shape, np.float32)
+        self.coverage = np.zeros(shape, np.uint16)
+        self.has_variance: bool | None = None
+
+    def add(self, index: slice | np.ndarray, distance: np.ndarray, variance: np.ndarray | None) -> None:
+        """Merge one window: ``distance``/``variance`` (n, n) for the residues ``index``
+        (a slice, or an increasing integer array)."""
+        d = np.asarray(distance, np.float32)
+        has_var = variance is not None
+        if self.has_variance is None:
+            self.has_variance = has_var
+        elif self.has_variance != has_var:
+            raise ValueError("some windows report a variance and others do not")
+        if has_var:
+            v = np.maximum(np.asarray(variance, np.float32), 0.0)
+            w = 1.0 / np.maximum(v, MIN_VARIANCE)
+        else:
+            v = np.zeros_like(d)
+            w = np.ones_like(d)
+        key = (index, index) if isinstance(index, slice) else np.ix_(index, index)
+        W, M, S, V = self.W[key], self.M[key], self.S[key], self.V[key]
+        W_new = W + w
+        delta = d - M
+        M_new = M + (w / W_new) * delta
+        self.S[key] = S + w * delta * (d - M_new)
+        self.M[key] = M_new
+        self.W[key] = W_new
+        self.V[key] = V + w * v
+        self.coverage[key] += 1
+
+    def result(self, fill: np.ndarray | Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+               ) -> dict[str, Any]:
+        """The merged prediction.
+
+        Returns ``{"distance": (L, L) float32 Å, "variance": (L, L) float32 Å^2
+        (inf where uncovered) or None if the model gives none, "coverage": (L, L)
+        uint16 number of windows that saw each pair}``. ``fill`` gives uncovered
+        pairs their distance: a per-separation profile (L,) in Å, or a callable
+        ``(distance, covered) -> profile``; default :func:`separation_fill`.
+        The diagonal is 0 and both matrices are symmetric.
+        """
+        covered = self.coverage > 0
+        distance = self.M  # reused in place: the accumulator is spent after this
+        variance = None
+        if self.has_variance:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                variance = np.where(covered, (self.V + self.S) / self.W, np.float32(np.inf)).astype(np.float32)
+        if not covered.all():
+            profile = separation_fill(distance, covered) if fill is None else (
+                fill(distance, covered) if callable(fill) else np.asarray(fill, np.float32))
+            sep = _separation_index(self.length)
+            np.copyto(distance, np.asarray(profile, np.float32)[sep], where=~covered)
+            del sep
+        _symmetrise(distance)
+        np.fill_diagonal(distance, 0.0)
+        if variance is not None:
+            _symmetrise(variance)
+            np.fill_diagonal(variance, 0.0)
+        self.W = self.S = self.V = None  # free memory early
+        return {"distance": distance, "variance": variance, "coverage": self.coverage}
+
+
+def _symmetrise(a: np.ndarray) -> None:
+    """In place, a <- (a + a.T) / 2, block by block (no full (L, L) temporary)."""
+    n = len(a)
+    step = 512
+    for i in range(0, n, step):
+        for j in range(i, n, step):
+            blk = (a[i:i + step, j:j + step] + a[j:j + step, i:i + step].T) * np.float32(0.5)
+            a[i:i + step, j:j + step] = blk
+            a[j:j + step, i:i + step] = blk.T
+
+
+def _separation_index(n: int) -> np.ndarray:
+    idx = np.arange(n, dtype=np.int32)
+    return np.abs(idx[:, None] - idx[None, :])
+
+
+def separation_profile(distance: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
+    """(L,) median of ``distance`` over each diagonal (|i - j| = s) among covered pairs;
+    NaN for separations with no covered pair."""
+    n = len(distance)
+    out = np.full(n, np.nan, np.float32)
+    out[0] = 0.0
+    for s in range(1, n):
+        vals = np.diagonal(distance, s)
+        if covered is not None:
+            vals = vals[np.diagonal(covered, s)]
+        if len(vals):
+            out[s] = np.median(vals)
+    return out
+
+
+def separation_fill(distance: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """A distance for every separation, for pairs no window covered.
+
+    Covered separations use the median predicted distance at that separation.
+    Beyond them the profile follows a power law ``a s^b`` fitted to the medians
+    of the outer half of the covered separations, capped at the mean C-alpha
+    distance of a compact globule of L residues (1.33 R_g with
+    R_g = 2.2 L^0.38 Å) but never below the last covered median. It only seeds
+    reconstruction: these pairs carry weight 0.
+    """
+    n = len(distance)
+    prof = separation_profile(distance, covered)
+    known = np.flatnonzero(np.isfinite(prof))
+    known = known[known > 0]
+    if len(known) == 0:
+        s = np.arange(n, dtype=np.float64)
+        return (3.8 * np.sqrt(s)).astype(np.float32)
+    last = known.max()
+    fit = known[known >= max(2, last // 2)]
+    seps = np.arange(n, dtype=np.float64)
+    if len(fit) >= 2 and np.all(prof[fit] > 0):
+        b, loga = np.polyfit(np.log(fit), np.log(prof[fit].astype(np.float64)), 1)
+        b = float(np.clip(b, 0.0, 1.0))
+        extrap = np.exp(loga) * np.maximum(seps, 1.0) ** b
+    else:
+        extrap = np.full(n, float(prof[last]))
+    globule = 1.33 * 2.2 * n ** 0.38
+    cap = max(globule, float(prof[last]))
+    extrap = np.clip(extrap, float(prof[last]), cap)
+    # interior gaps (a separation with no covered pair below `last`): interpolate
+    out = np.interp(seps, known.astype(np.float64), prof[known].astype(np.float64))
+    out[last + 1:] = extrap[last + 1:]
+    out[0] = 0.0
+    return out.astype(np.float32)
+
+
+# -- prediction ------------------------------------------------------------------
+
+
+def model_crop(model: Any, default: int = 256) -> int:
+    """The crop length the model was trained on (``model.config["crop"]``)."""
+    cfg = getattr(model, "config", None) or {}
+    crop = cfg.get("crop") if isinstance(cfg, dict) else None
+    if crop is None and isinstance(cfg, dict):
+        crop = (cfg.get("train") or {}).get("crop") if isinstance(cfg.get("train"), dict) else None
+    return int(crop) if crop else int(default)
+
+
+def predict_windowed(model: Any, sequence: str, window: int | None = None, stride: int | None = None,
+                     batch_size: int = 4, fill=None, progress: Callable[[int, int], None] | None = None
+                     ) -> dict[str, Any]:
+    """Predict one chain of any length window by window.
+
+    model: has ``predict(list[str]) -> list[{"distance": (n, n), "variance": (n, n) or None}]``
+        and ``config["crop"]``.
+    window, stride: residues; defaults ``model.config["crop"]`` and ``window // 2``.
+    batch_size: windows per ``model.predict`` call (memory grows with it, not with L).
+    progress: optional ``callback(windows_done, windows_total)``.
+
+    Returns ``{"distance": (L, L) float32 Å, "variance": (L, L) float32 Å^2 or None,
+    "coverage": (L, L) uint16, "windows": [(start, stop), ...]}``; see the module
+    docstring for the merge rule. A chain no longer than the window is a single
+    ``model.predict`` call, so the result equals the model's own prediction.
+    """
+    window = model_crop(model) if window is None else window
+    window, stride = _validate(window, stride)
+    n = len(sequence)
+    plan = plan_windows(n, window, stride)
+    acc = PairAccumulator(n)
+    batch_size = max(1, int(batch_size))
+    for b in range(0, len(plan), batch_size):
+        chunk = plan[b:b + batch_size]
+        outs = model.predict([sequence[s:e] for s, e in chunk])
+        for (s, e), out in zip(chunk, outs):
+            d = np.asarray(out["distance"], np.float32)
+            if d.shape != (e - s, e - s):
+                raise ValueError(f"model returned shape {d.shape} for a window of {e - s} residues")
+            var = out.get("variance")
+            acc.add(slice(s, e), d, None if var is None else np.asarray(var, np.float32))
+        del outs
+        if progress is not None:
+            progress(min(b + batch_size, len(plan)), len(plan))
+    result = acc.result(fill)
+    result["windows"] = plan
+    return result
+
+
+def pair_weights(result: dict[str, Any]) -> np.ndarray:
+    """(L, L) float32 reconstruction weights for a merged prediction: ``1 / variance``
+    (0 where uncovered, 0 on the diagonal), or coverage > 0 when there is no variance."""
+    var = result.get("variance")
+    if var is None:
+        w = (result["coverage"] > 0).astype(np.float32)
+    else:
+        with np.errstate(divide="ignore"):
+            w = (1.0 / np.maximum(var, MIN_VARIANCE)).astype(np.float32)
+        w[~np.isfinite(var)] = 0.0
+    np.fill_diagonal(w, 0.0)
+    return w
+
+
+# -- memory guard ------------------------------------------------------------------
+
+#: Bytes of peak process memory per residue pair (L^2) for predict + weighted
+#: reconstruction, measured by benchmarks/bench_long.py (see its docstring).
+BYTES_PER_PAIR = 160
+#: Fixed memory for the interpreter, torch and the model, in bytes.
+BASE_BYTES = 1 << 30
+#: Share of the available memory distfold plans to use.
+MEMORY_SHARE = 0.8
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation: ``MemAvailable`` from
+    ``/proc/meminfo``, else psutil if installed, else ``sysconf``; None if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil  # type: ignore[import-not-found]
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # not installed, or unsupported platform
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_max_length(available: int | None = None, bytes_per_pair: float = BYTES_PER_PAIR,
+                      base_bytes: int = BASE_BYTES, share: float = MEMORY_SHARE) -> int | None:
+    """Longest chain whose (L, L) state fits in ``share`` of the available memory
+    (None when the available memory cannot be read)."""
+    if available is None:
+        available = available_memory()
+    if available is None:
+        return None
+    usable = share * available - base_bytes
+    if usable <= 0:
+        return 0
+    return int(math.isqrt(int(usable / bytes_per_pair)))
+
+
+def check_length(name: str, length: int, max_length: int | None = None,
+                 available: int | None = None) -> None:
+    """Raise :class:`InputError` if a chain of ``length`` residues is too long.
+
+    ``max_length`` (``--max-length``) is a user's explicit limit; when None the
+    limit is computed from the available memory. Nothing is refused when the
+    available memory cannot be read and no limit is given.
+    """
+    if max_length is not None:
+        if length > max_length:
+            raise InputError(f"{name}: {length} residues exceeds --max-length {max_length}")
+        return
+    avail = available_memory() if available is None else available
+    limit = memory_max_length(avail)
+    if limit is not None and length > limit:
+        raise InputError(
+            f"{name}: {length} residues needs about {_gib(BASE_BYTES + BYTES_PER_PAIR * length ** 2)} GiB "
+            f"but only {_gib(avail)} GiB is available, enough for about {limit} residues; "
+            f"free memory, use a larger machine, or set --max-length to override")
+
+
+def _gib(n: float | None) -> str:
+    return "?" if n is None else f"{n / 2 ** 30:.1f}"
+
+
+def check_lengths(named: Sequence[tuple[str, int]], max_length: int | None = None) -> None:
+    """:func:`check_length` for several chains (the available memory is read once)."""
+    avail = available_memory() if max_length is None else None
+    for name, length in named:
+        check_length(name, length, max_length, available=avail)

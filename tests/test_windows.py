@@ -1,0 +1,197 @@
+"""Window plan, confidence-weighted merge and memory guard (distfold.windows), with a
+fake model whose output depends on the window it sees, so merging is observable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distfold.errors import InputError, UsageError
+from distfold.windows import (PairAccumulator, check_length, memory_max_length, pair_weights, plan_windows,
+                              predict_windowed, separation_fill)
+
+AA = "ACDEFGHIKLMNPQRSTVWY"
+
+
+class WindowDependentModel:
+    """Distances of a fixed random-walk chain, plus an offset and a variance that depend
+    on where the window starts: windows disagree, so the merge rule is visible."""
+
+    def __init__(self, length: int, crop: int, variance: bool = True, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.sequence = "".join(rng.choice(list(AA), length))
+        self.x = np.cumsum(rng.normal(size=(length, 3)) * 2.2, 0)
+        self.config = {"crop": crop}
+        self.variance = variance
+        self.calls: list[int] = []
+
+    def window_output(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        x = self.x[start:stop]
+        d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1)) + 0.37 * (start % 5)
+        np.fill_diagonal(d, 0.0)
+        v = np.full(d.shape, 1.0 + start % 3)
+        np.fill_diagonal(v, 0.0)
+        return d.astype(np.float32), v.astype(np.float32)
+
+    def predict(self, sequences):
+        out = []
+        for q in sequences:
+            start = self.sequence.index(q)
+            self.calls.append(len(q))
+            d, v = self.window_output(start, start + len(q))
+            out.append({"distance": d, "variance": v if self.variance else None})
+        return out
+
+
+def brute_force(model: WindowDependentModel, plan):
+    """Per-pair lists of (d, v) from every window covering the pair."""
+    n = len(model.sequence)
+    seen: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for s, e in plan:
+        d, v = model.window_output(s, e)
+        for a in range(s, e):
+            for b in range(s, e):
+                if a != b:
+                    seen.setdefault((a, b), []).append((float(d[a - s, b - s]), float(v[a - s, b - s])))
+    return n, seen
+
+
+# -- plan ----------------------------------------------------------------------
+
+def test_plan_at_crop_is_one_window():
+    assert plan_windows(64, 64) == [(0, 64)]
+    assert plan_windows(10, 64) == [(0, 10)]
+
+
+def test_plan_one_over_crop():
+    assert plan_windows(65, 64) == [(0, 64), (1, 65)]
+
+
+@pytest.mark.parametrize("length,window,stride", [(300, 64, 32), (1000, 128, 64), (257, 64, 17), (500, 50, 50)])
+def test_plan_covers_every_pair_within_window_minus_stride(length, window, stride):
+    plan = plan_windows(length, window, stride)
+    assert plan[0][0] == 0 and plan[-1][1] == length
+    assert all(e - s == window for s, e in plan)
+    starts = [s for s, _ in plan]
+    assert all(0 < b - a <= stride for a, b in zip(starts, starts[1:]))
+    acc = PairAccumulator(length)
+    for s, e in plan:
+        acc.coverage[s:e, s:e] += 1
+    i, j = np.triu_indices(length, 1)
+    sep = j - i
+    cov = acc.coverage[i, j] > 0
+    assert cov[sep <= window - stride].all()
+    assert not cov[sep >= window].any()
+
+
+@pytest.mark.parametrize("window,stride", [(1, None), (64, 0), (64, 65), ("x", None)])
+def test_plan_rejects_bad_window_or_stride(window, stride):
+    with pytest.raises(UsageError):
+        plan_windows(100, window, stride)
+
+
+# -- merge ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("length", [48, 49, 170])
+def test_predict_windowed_merges_by_inverse_variance(length):
+    crop = 48
+    model = WindowDependentModel(length, crop)
+    res = predict_windowed(model, model.sequence, batch_size=3)
+    d, v, cov = res["distance"], res["variance"], res["coverage"]
+    assert d.shape == v.shape == cov.shape == (length, length)
+    assert d.dtype == np.float32 and v.dtype == np.float32
+    np.testing.assert_array_equal(d, d.T)
+    np.testing.assert_array_equal(v, v.T)
+    assert (np.diag(d) == 0).all() and (np.diag(v) == 0).all()
+    assert np.isfinite(d).all()
+    assert all(c <= crop for c in model.calls)
+
+    n, seen = brute_force(model, res["windows"])
+    for a in range(n):
+        for b in range(n):
+            if a == b:
+                continue
+            obs = seen.get((a, b))
+            if obs is None:
+                assert cov[a, b] == 0 and v[a, b] == np.inf
+                continue
+            assert cov[a, b] == len(obs)
+            ds = np.array([o[0] for o in obs])
+            vs = np.array([o[1] for o in obs])
+            w = 1 / vs
+            mean = (w * ds).sum() / w.sum()
+            if len(obs) == 1:  # one window: its value exactly
+                assert d[a, b] == np.float32(ds[0])
+            else:
+                assert d[a, b] == pytest.approx(mean, rel=1e-5)
+            mix = (w * (vs + (ds - mean) ** 2)).sum() / w.sum()
+            assert v[a, b] == pytest.approx(mix, rel=1e-4, abs=1e-5)
+    if length == crop:
+        single, _ = model.window_output(0, length)
+        np.testing.assert_array_equal(d, single)
+        assert len(res["windows"]) == 1
+
+
+def test_uncovered_pairs_get_zero_weight_and_a_finite_fill():
+    model = WindowDependentModel(200, 40)
+    res = predict_windowed(model, model.sequence, window=40, stride=20)
+    w = pair_weights(res)
+    unc = res["coverage"] == 0
+    np.fill_diagonal(unc, False)
+    assert unc.any()
+    assert (w[unc] == 0).all() and (w[~unc & ~np.eye(200, dtype=bool)] > 0).all()
+    assert np.isinf(res["variance"][unc]).all()
+    # filler is finite, positive and at least the typical distance at the edge of coverage
+    assert np.isfinite(res["distance"][unc]).all() and (res["distance"][unc] > 0).all()
+
+
+def test_without_variance_weights_follow_coverage():
+    model = WindowDependentModel(130, 48, variance=False)
+    res = predict_windowed(model, model.sequence)
+    assert res["variance"] is None
+    w = pair_weights(res)
+    off = ~np.eye(130, dtype=bool)
+    np.testing.assert_array_equal(w[off] > 0, res["coverage"][off] > 0)
+    # equal weights: a plain mean over the covering windows
+    n, seen = brute_force(model, res["windows"])
+    for (a, b), obs in list(seen.items())[::97]:
+        assert res["distance"][a, b] == pytest.approx(np.mean([o[0] for o in obs]), rel=1e-5)
+
+
+def test_separation_fill_is_monotone_and_bounded():
+    rng = np.random.default_rng(1)
+    n = 400
+    x = np.cumsum(rng.normal(size=(n, 3)) * 2.2, 0)
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1)).astype(np.float32)
+    sep = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+    covered = sep < 60
+    prof = separation_fill(d, covered)
+    assert prof.shape == (n,) and prof[0] == 0
+    tail = prof[60:]
+    assert np.all(np.diff(tail) >= 0)
+    assert tail[0] >= np.median(np.diagonal(d, 59)) - 1e-4
+
+
+# -- memory guard ----------------------------------------------------------------
+
+def test_memory_guard_message_names_input_and_limit():
+    avail = 2 * 2 ** 30
+    limit = memory_max_length(avail)
+    assert 0 < limit < 10_000
+    check_length("seq1", limit, available=avail)
+    with pytest.raises(InputError) as exc:
+        check_length("seq1", limit + 1, available=avail)
+    msg = str(exc.value)
+    assert msg.startswith("seq1: ") and str(limit + 1) in msg and str(limit) in msg and "--max-length" in msg
+    assert "\n" not in msg
+
+
+def test_memory_guard_explicit_max_length_overrides():
+    check_length("big", 50_000, max_length=60_000, available=1)
+    with pytest.raises(InputError, match="exceeds --max-length 100"):
+        check_length("x", 101, max_length=100)
+
+
+def test_memory_guard_reads_this_machine():
+    limit = memory_max_length()
+    assert limit is None or limit >= 0
