@@ -1,0 +1,812 @@
+"""Self-contained HTML reports: one page per prediction or comparison.
+
+:func:`build_report` writes one HTML file that opens offline (no network
+request: the 3D viewer's JavaScript, every script and all data are inline,
+and a Content-Security-Policy forbids loading anything else) plus static PNG
+versions of its plots beside it (matplotlib, Agg). :func:`build_index` writes
+an index page that links many such pages (``distfold evaluate``).
+
+A page shows
+
+- the C-alpha traces in an interactive 3D viewer (3Dmol.js, vendored in
+  ``report_assets/``; see its README for version, origin and licence): model
+  and reference in two colours, the model coloured by confidence or by
+  per-residue lDDT on demand, hover labels per residue;
+- distance-map heatmaps (predicted or model, true, difference) drawn on
+  ``<canvas>`` from the embedded matrices, with hover read-out;
+- confidence and lDDT along the sequence (inline SVG);
+- the metric table: every scalar of ``metrics`` (nested dicts flattened with
+  dotted keys), each cell carrying its exact value in ``data-value`` (the
+  same text ``json.dumps`` writes for ``--json``).
+
+After drawing, the page's own script writes a JSON self-check into
+``<pre id="selftest">`` (hidden): viewer canvas size and how many pixels
+differ from the background (by colour), heatmap pixels drawn, the table's
+values, resources fetched and any script error. Tests read it with
+``chromium --headless --dump-dom``.
+
+Plain string templates; no templating dependency.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from distfold.errors import InputError
+from distfold.fileio import atomic_write
+
+ASSETS = Path(__file__).with_name("report_assets")
+VIEWER_FILE = "3Dmol-min.js"
+
+#: Model / reference colours in the viewer and the PNGs.
+MODEL_COLOUR = "#e6550d"
+REFERENCE_COLOUR = "#3182bd"
+#: Confidence bands (0-100) and colours, the convention of AlphaFold's pLDDT pages.
+CONFIDENCE_BANDS = ((90.0, "#0053d6"), (70.0, "#65cbf3"), (50.0, "#ffdb13"), (-math.inf, "#ff7d45"))
+#: Bytes of a quantised map: 0..254 values, 255 = missing.
+_MISSING = 255
+
+
+@dataclass
+class ReportFiles:
+    """What :func:`build_report` / :func:`build_index` wrote."""
+
+    html: Path
+    pngs: list[Path] = field(default_factory=list)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.html.stat().st_size
+
+
+def viewer_version() -> str:
+    """Version of the vendored 3Dmol.js."""
+    return (ASSETS / "VERSION").read_text().strip()
+
+
+def _viewer_js() -> str:
+    """The vendored viewer, prefixed with its upstream banner (version, authors)."""
+    path = ASSETS / VIEWER_FILE
+    try:
+        js = (ASSETS / (VIEWER_FILE + ".LICENSE.txt")).read_text(encoding="utf-8") + path.read_text(encoding="utf-8")
+    except OSError as exc:  # a broken installation, not user input
+        raise InputError(f"{path}: the report's 3D viewer is missing from the installation ({exc})") from None
+    if "</script" in js.lower():  # pragma: no cover - guards a future update of the vendored file
+        raise InputError(f"{path}: contains '</script' and cannot be inlined")
+    return js
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _coords(name: str, x, n: int | None) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != 3:
+        raise InputError(f"{name}: expected (L, 3) coordinates, got shape {a.shape}")
+    if n is not None and len(a) != n:
+        raise InputError(f"{name}: {len(a)} residues, but the sequence has {n}")
+    if not np.all(np.isfinite(a)):
+        raise InputError(f"{name}: coordinates contain NaN or infinity")
+    return a
+
+
+def _matrix(name: str, d, n: int) -> np.ndarray:
+    a = np.asarray(d, dtype=np.float64)
+    if a.shape != (n, n):
+        raise InputError(f"{name}: expected a ({n}, {n}) distance matrix, got shape {a.shape}")
+    return a
+
+
+def _per_residue(name: str, v, n: int) -> np.ndarray:
+    a = np.asarray(v, dtype=np.float64).reshape(-1)
+    if len(a) != n:
+        raise InputError(f"{name}: {len(a)} values, but the sequence has {n} residues")
+    return a
+
+
+def _distances(x: np.ndarray) -> np.ndarray:
+    from distfold.metrics import distance_matrix
+
+    return distance_matrix(x)
+
+
+# ---------------------------------------------------------------- metrics table
+
+
+def flatten_metrics(metrics: Mapping[str, Any] | None, prefix: str = "") -> list[tuple[str, Any]]:
+    """Scalar entries of a (nested) metrics dict as (dotted key, value), in
+    insertion order. Lists and arrays (per-residue values) are left out: they
+    are plotted, not tabulated."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in (metrics or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            rows.extend(flatten_metrics(value, prefix=name + "."))
+        elif isinstance(value, np.generic):
+            rows.append((name, value.item()))
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            rows.append((name, value))
+    return rows
+
+
+def json_value(value: Any) -> str:
+    """The text ``json.dumps`` writes for a scalar (what ``--json`` prints)."""
+    return json.dumps(value)
+
+
+def format_value(value: Any) -> str:
+    """Human display of a metric: 4 significant digits (1 decimal from 1000 on)."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "n/a" if math.isnan(value) else str(value)
+        return f"{value:.1f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
+
+
+def _table_html(metrics: Mapping[str, Any] | None) -> str:
+    rows = flatten_metrics(metrics)
+    if not rows:
+        return '<p class="muted">No metrics.</p>'
+    out = ['<table id="metrics"><thead><tr><th>metric</th><th>value</th></tr></thead><tbody>']
+    for key, value in rows:
+        exact = json_value(value)
+        out.append(
+            f'<tr><td class="key">{html.escape(key)}</td>'
+            f'<td class="val" data-key="{html.escape(key, quote=True)}" data-value="{html.escape(exact, quote=True)}"'
+            f' title="{html.escape(exact, quote=True)}">{html.escape(format_value(value))}</td></tr>'
+        )
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- heatmap data
+
+
+def _colormap_lut(name: str) -> list[str]:
+    from matplotlib import colormaps
+
+    cmap = colormaps[name]
+    return ["#%02x%02x%02x" % tuple(int(round(c * 255)) for c in cmap(i / 254.0)[:3]) for i in range(255)]
+
+
+def _quantise_upper(d: np.ndarray, vmin: float, vmax: float) -> str:
+    """Upper triangle (i < j, row-major, ``np.triu_indices(L, 1)`` order) as
+    base64 bytes: round((v - vmin) / (vmax - vmin) * 254), clipped; 255 = missing."""
+    i, j = np.triu_indices(len(d), 1)
+    v = d[i, j]
+    span = vmax - vmin if vmax > vmin else 1.0
+    with np.errstate(invalid="ignore"):
+        q = np.clip(np.rint((v - vmin) / span * 254.0), 0, 254)
+    q = np.where(np.isfinite(v), q, _MISSING).astype(np.uint8)
+    return base64.b64encode(q.tobytes()).decode("ascii")
+
+
+def _distance_scale(*mats: np.ndarray) -> float:
+    finite = [m[np.isfinite(m)] for m in mats if m is not None]
+    finite = [f for f in finite if f.size]
+    vmax = max((float(f.max()) for f in finite), default=1.0)
+    return max(1.0, math.ceil(vmax))
+
+
+def _diff_scale(diff: np.ndarray) -> float:
+    i, j = np.triu_indices(len(diff), 1)
+    v = np.abs(diff[i, j])
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return 2.0
+    return float(max(2.0, math.ceil(np.percentile(v, 99))))
+
+
+# ---------------------------------------------------------------- per-residue SVG
+
+
+def _per_residue_svg(series: list[tuple[str, np.ndarray, str]], labels: Sequence[str]) -> str:
+    """Line plot 0-100 along the sequence; NaN breaks a line."""
+    n = len(labels)
+    w, h, left, right, top, bottom = 900, 220, 44, 12, 12, 34
+    pw, ph = w - left - right, h - top - bottom
+
+    def xpos(k: float) -> float:
+        return left + (k / max(n - 1, 1)) * pw
+
+    def ypos(v: float) -> float:
+        return top + (1.0 - v / 100.0) * ph
+
+    parts = [f'<svg id="per-residue" viewBox="0 0 {w} {h}" width="100%" preserveAspectRatio="xMidYMid meet" '
+             f'role="img" aria-label="per-residue confidence and lDDT">']
+    for band_lo, band_hi, colour in ((90, 100, "#0053d6"), (70, 90, "#65cbf3"), (50, 70, "#ffdb13"), (0, 50, "#ff7d45")):
+        parts.append(f'<rect x="{left}" y="{ypos(band_hi):.1f}" width="{pw}" height="{ypos(band_lo) - ypos(band_hi):.1f}" '
+                     f'fill="{colour}" opacity="0.08"/>')
+    for v in (0, 25, 50, 75, 100):
+        y = ypos(v)
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{v}</text>')
+    mag = 10 ** math.floor(math.log10(max(n, 1)))
+    step = max(1, mag // 2 if n / mag < 3 else mag)
+    for k in [0] + list(range(step - 1, n, step)):
+        x = xpos(k)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + ph}" y2="{top + ph + 4}" stroke="#666"/>')
+        parts.append(f'<text x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle" class="tick">{html.escape(labels[k])}</text>')
+    parts.append(f'<text x="{left + pw / 2}" y="{h - 2}" text-anchor="middle" class="tick">residue</text>')
+    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#666"/>')
+    for name, values, colour in series:
+        segs, cur = [], []
+        for k, v in enumerate(values):
+            if np.isfinite(v):
+                cur.append(f"{xpos(k):.1f},{ypos(float(np.clip(v, 0, 100))):.1f}")
+            elif cur:
+                segs.append(cur)
+                cur = []
+        if cur:
+            segs.append(cur)
+        for seg in segs:
+            if len(seg) == 1:
+                x, y = seg[0].split(",")
+                parts.append(f'<circle cx="{x}" cy="{y}" r="1.5" fill="{colour}" data-series="{html.escape(name)}"/>')
+            else:
+                parts.append(f'<polyline points="{" ".join(seg)}" fill="none" stroke="{colour}" stroke-width="1.5" '
+                             f'data-series="{html.escape(name)}"/>')
+    parts.append("</svg>")
+    legend = " ".join(f'<span class="swatch" style="background:{c}"></span>{html.escape(nm)}' for nm, _, c in series)
+    return "\n".join(parts) + f'<div class="legend">{legend}</div>'
+
+
+# ---------------------------------------------------------------- PNGs
+
+
+def _save_fig(fig, path: Path) -> None:
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
+
+
+def _write_pngs(stem: Path, maps: list[tuple[str, np.ndarray, str, float, float]],
+                series: list[tuple[str, np.ndarray, str]], model: np.ndarray, reference: np.ndarray | None,
+                title: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    written: list[Path] = []
+    if maps:
+        fig = Figure(figsize=(4.2 * len(maps), 4.0))
+        for k, (label, mat, cmap, vmin, vmax) in enumerate(maps):
+            ax = fig.add_subplot(1, len(maps), k + 1)
+            im = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
+                           origin="upper")
+            ax.set_title(label, fontsize=10)
+            ax.set_xlabel("residue j")
+            ax.set_ylabel("residue i")
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Å")
+        fig.suptitle(title, fontsize=10)
+        path = stem.with_name(stem.name + ".distances.png")
+        _save_fig(fig, path)
+        written.append(path)
+    if series:
+        fig = Figure(figsize=(9, 3))
+        ax = fig.add_subplot(1, 1, 1)
+        x = np.arange(1, len(series[0][1]) + 1)
+        for name, values, colour in series:
+            ax.plot(x, values, color=colour, lw=1.2, label=name)
+        ax.set_ylim(0, 100)
+        ax.set_xlim(1, max(len(x), 2))
+        ax.set_xlabel("residue")
+        ax.set_ylabel("0-100")
+        ax.legend(loc="lower right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        path = stem.with_name(stem.name + ".per_residue.png")
+        _save_fig(fig, path)
+        written.append(path)
+    # A static projection of the traces onto the principal plane of the reference (or model).
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot(1, 1, 1)
+    base = reference if reference is not None else model
+    centre = base.mean(0)
+    _, _, vt = np.linalg.svd(base - centre, full_matrices=False)
+    if reference is not None:
+        p = (reference - centre) @ vt[:2].T
+        ax.plot(p[:, 0], p[:, 1], color=REFERENCE_COLOUR, lw=1.2, label="reference")
+    p = (model - centre) @ vt[:2].T
+    ax.plot(p[:, 0], p[:, 1], color=MODEL_COLOUR, lw=1.2, label="model")
+    ax.set_aspect("equal")
+    ax.set_xlabel("principal axis 1 (Å)")
+    ax.set_ylabel("principal axis 2 (Å)")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    path = stem.with_name(stem.name + ".traces.png")
+    _save_fig(fig, path)
+    written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------- page
+
+
+def _script_json(obj: Any) -> str:
+    """JSON safe to place inside <script type="application/json">."""
+    text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _nan_to_none(values: np.ndarray | None, digits: int) -> list | None:
+    if values is None:
+        return None
+    return [round(float(v), digits) if np.isfinite(v) else None for v in values]
+
+
+def _bonds(coords: np.ndarray, residue_ids: Sequence | None, max_ca_ca: float) -> list[int]:
+    """Indices i that are bonded to i + 1 in the trace: consecutive residue
+    numbers (when given) and a C-alpha distance below max_ca_ca Å."""
+    if len(coords) < 2:
+        return []
+    step = np.linalg.norm(np.diff(coords, axis=0), axis=1)
+    ok = step < max_ca_ca
+    if residue_ids is not None:
+        nums = np.array([int(r[0]) if isinstance(r, (tuple, list)) else int(r) for r in residue_ids])
+        ok &= np.diff(nums) <= 1
+    return [int(i) for i in np.flatnonzero(ok)]
+
+
+def build_report(
+    path: str | os.PathLike,
+    *,
+    sequence: str,
+    model_coords,
+    reference_coords=None,
+    predicted_distances=None,
+    true_distances=None,
+    confidence=None,
+    lddt_per_residue=None,
+    metrics: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    info: Mapping[str, Any] | None = None,
+    residue_ids: Sequence | None = None,
+    predicted_label: str | None = None,
+    write_png: bool = True,
+) -> ReportFiles:
+    """Write one self-contained HTML page (and PNGs beside it).
+
+    path: the .html file (written atomically; parent folders created).
+    sequence: one letter per residue, length L.
+    model_coords: (L, 3) Å, already superposed onto the reference (when given).
+    reference_coords: (L, 3) Å, residue i matched to model residue i, or None
+        (a predict page: model only).
+    predicted_distances: (L, L) Å, the predicted matrix (predict) or None for
+        the model's own C-alpha distances (compare). NaN = missing.
+    true_distances: (L, L) Å or None for the reference's distances (if any).
+    confidence: (L,) 0-100 per-residue confidence (e.g. the B-factor column), or None.
+    lddt_per_residue: (L,) C-alpha lDDT per residue in [0, 1] (as
+        :func:`distfold.metrics.lddt` returns; NaN = unscored), or None.
+    metrics: the same dict the command prints under ``--json``; scalars are
+        tabulated (nested dicts with dotted keys), lists are not.
+    title: page heading; info: extra (label -> text) lines under it.
+    residue_ids: (L,) residue numbers or (number, insertion code) for labels
+        and chain breaks in the viewer; default 1..L.
+    predicted_label: name of the first map ("predicted" when
+        predicted_distances is given, else "model").
+    write_png: also write ``<stem>.distances.png``, ``<stem>.per_residue.png``
+        and ``<stem>.traces.png`` beside the page.
+
+    Returns the paths written. Raises :class:`InputError` on inconsistent input
+    (nothing is written then).
+    """
+    path = Path(path)
+    if not isinstance(sequence, str) or not sequence:
+        raise InputError("sequence: expected a non-empty string of one-letter residue codes")
+    n = len(sequence)
+    model = _coords("model coordinates", model_coords, n)
+    reference = None if reference_coords is None else _coords("reference coordinates", reference_coords, n)
+    if predicted_distances is None:
+        pred_d = _distances(model)
+        label_pred = predicted_label or "model"
+    else:
+        pred_d = _matrix("predicted distances", predicted_distances, n)
+        label_pred = predicted_label or "predicted"
+    if true_distances is not None:
+        true_d = _matrix("true distances", true_distances, n)
+    else:
+        true_d = None if reference is None else _distances(reference)
+    conf = None if confidence is None else _per_residue("confidence", confidence, n)
+    plddt = None if lddt_per_residue is None else _per_residue("per-residue lDDT", lddt_per_residue, n)
+    if plddt is not None and np.nanmax(np.abs(plddt), initial=0.0) > 1.0 + 1e-9:
+        raise InputError("per-residue lDDT: expected values in [0, 1] (pass fractions, not percent)")
+    if residue_ids is not None and len(residue_ids) != n:
+        raise InputError(f"residue ids: {len(residue_ids)} given, but the sequence has {n} residues")
+    labels = ([f"{r[0]}{r[1] if len(r) > 1 else ''}".strip() if isinstance(r, (tuple, list)) else str(r)
+               for r in residue_ids] if residue_ids is not None else [str(k + 1) for k in range(n)])
+    title = title or ("Comparison" if reference is not None else "Prediction")
+
+    # Heatmaps: predicted/model and true share one distance scale.
+    dmax = _distance_scale(pred_d, true_d)
+    dist_lut = _colormap_lut("viridis")
+    maps_js = [{"id": "map-pred", "label": f"{label_pred} distances", "data": _quantise_upper(pred_d, 0.0, dmax),
+                "vmin": 0.0, "vmax": dmax, "lut": "dist"}]
+    png_maps = [(f"{label_pred} distances", pred_d, "viridis", 0.0, dmax)]
+    if true_d is not None:
+        diff = pred_d - true_d
+        dclip = _diff_scale(diff)
+        maps_js.append({"id": "map-true", "label": "true distances", "data": _quantise_upper(true_d, 0.0, dmax),
+                        "vmin": 0.0, "vmax": dmax, "lut": "dist"})
+        maps_js.append({"id": "map-diff", "label": f"difference ({label_pred} − true)",
+                        "data": _quantise_upper(diff, -dclip, dclip), "vmin": -dclip, "vmax": dclip, "lut": "diff"})
+        png_maps += [("true distances", true_d, "viridis", 0.0, dmax),
+                     (f"{label_pred} − true", diff, "RdBu_r", -dclip, dclip)]
+
+    series = []
+    if conf is not None:
+        series.append(("confidence", conf, "#1f77b4"))
+    if plddt is not None:
+        series.append(("lDDT × 100", plddt * 100.0, "#2ca02c"))
+
+    data = {
+        "n": n,
+        "sequence": sequence,
+        "labels": labels,
+        "model": [[round(float(c), 3) for c in xyz] for xyz in model],
+        "reference": None if reference is None else [[round(float(c), 3) for c in xyz] for xyz in reference],
+        # A model is one chain by construction (its own steps may be long); a
+        # reference has real chain breaks where residues are missing.
+        "modelBonds": _bonds(model, residue_ids, math.inf),
+        "referenceBonds": [] if reference is None else _bonds(reference, residue_ids, 4.6),
+        "confidence": _nan_to_none(conf, 2),
+        "lddt": _nan_to_none(None if plddt is None else plddt * 100.0, 2),
+        "maps": maps_js,
+        "luts": {"dist": dist_lut, "diff": _colormap_lut("RdBu_r")},
+        "colours": {"model": MODEL_COLOUR, "reference": REFERENCE_COLOUR,
+                    "bands": [[lo if math.isfinite(lo) else -1, c] for lo, c in CONFIDENCE_BANDS]},
+    }
+
+    info_rows = dict(info or {})
+    info_rows.setdefault("residues", str(n))
+    from distfold import __version__
+
+    footer = (f"distfold {html.escape(__version__)} · "
+              f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} · "
+              f"3D viewer: 3Dmol.js {html.escape(viewer_version())} (BSD-3-Clause, embedded)")
+    colour_options = ['<option value="single">model / reference colours</option>']
+    if conf is not None:
+        colour_options.append('<option value="confidence">model by confidence</option>')
+    if plddt is not None:
+        colour_options.append('<option value="lddt">model by lDDT</option>')
+    default_colour = "single" if reference is not None or conf is None else "confidence"
+    page = _PAGE.format(
+        title=html.escape(title),
+        info="".join(f"<div><span class=\"muted\">{html.escape(str(k))}:</span> {html.escape(str(v))}</div>"
+                     for k, v in info_rows.items()),
+        csp=_CSP,
+        css=_CSS,
+        viewer_js=_viewer_js(),
+        data=_script_json(data),
+        colour_options="".join(colour_options),
+        default_colour=default_colour,
+        reference_toggle=('<label><input type="checkbox" id="show-ref" checked> show reference</label>'
+                          if reference is not None else ""),
+        legend=(f'<span class="swatch" style="background:{MODEL_COLOUR}"></span>model '
+                + (f'<span class="swatch" style="background:{REFERENCE_COLOUR}"></span>reference' if reference is not None
+                   else "")),
+        per_residue=(_per_residue_svg(series, labels) if series
+                     else '<p class="muted">No per-residue confidence or lDDT for this record.</p>'),
+        table=_table_html(metrics),
+        sequence=html.escape(sequence),
+        footer=footer,
+        licence=html.escape((ASSETS / "LICENSE").read_text(encoding="utf-8")),
+        page_js=_PAGE_JS,
+    )
+    pngs = _write_pngs(path.with_suffix(""), png_maps, series, model, reference, title) if write_png else []
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        fh.write(page)
+    return ReportFiles(path, pngs)
+
+
+def build_index(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], *, title: str = "distfold evaluation",
+                columns: Sequence[str] | None = None, info: Mapping[str, Any] | None = None) -> ReportFiles:
+    """Write an index page linking one report per record.
+
+    rows: dicts with ``name`` (shown), ``href`` (link to the page, relative to
+        the index; None = no page) and scalar metrics (shown in ``columns``, by
+        default every scalar key of the first row except name/href).
+    """
+    path = Path(path)
+    rows = [dict(r) for r in rows]
+    if columns is None:
+        columns = [k for k, v in flatten_metrics(rows[0] if rows else {}) if k not in ("name", "href")]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["record", *columns])
+    body = []
+    for r in rows:
+        flat = dict(flatten_metrics(r))
+        name = html.escape(str(r.get("name", "")))
+        href = r.get("href")
+        cell = f'<a href="{html.escape(str(href), quote=True)}">{name}</a>' if href else name
+        tds = "".join(
+            f'<td class="val" data-key="{html.escape(c, quote=True)}" data-value="{html.escape(json_value(flat.get(c)), quote=True)}">'
+            f"{html.escape(format_value(flat.get(c)))}</td>" for c in columns)
+        body.append(f"<tr><td>{cell}</td>{tds}</tr>")
+    info_html = "".join(f"<div><span class=\"muted\">{html.escape(str(k))}:</span> {html.escape(str(v))}</div>"
+                        for k, v in (info or {}).items())
+    page = _INDEX.format(title=html.escape(title), csp=_CSP, css=_CSS, info=info_html, head=head,
+                         body="\n".join(body), n=len(rows))
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        fh.write(page)
+    return ReportFiles(path)
+
+
+# ---------------------------------------------------------------- templates
+
+#: Nothing may be fetched: inline scripts/styles, data: images, blob: workers only.
+_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
+        "worker-src blob:; connect-src 'none'")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:12px 20px;color:#222}
+h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.1em;margin:1.2em 0 .4em;border-bottom:1px solid #ddd}
+.muted{color:#777}.row{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
+#viewer{width:640px;height:480px;position:relative;overflow:hidden;border:1px solid #ccc;background:#fff}
+.controls{margin:6px 0;font-size:.9em}.controls label,.controls select{margin-right:12px}
+.map{display:inline-block;margin-right:14px;vertical-align:top;font-size:.85em;text-align:center}
+.map canvas{width:300px;height:300px;image-rendering:pixelated;border:1px solid #ccc;display:block}
+.cbar{height:10px;width:300px;margin-top:3px}.cbar-labels{display:flex;justify-content:space-between;width:300px}
+#hover{font-family:ui-monospace,monospace;font-size:.85em;min-height:1.3em}
+table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
+td.val{text-align:right;font-family:ui-monospace,monospace}
+.swatch{display:inline-block;width:12px;height:12px;margin:0 4px 0 10px;vertical-align:middle;border-radius:2px}
+.legend{font-size:.85em}.tick{font-size:11px;fill:#555}
+#selftest{display:none}pre.seq{white-space:pre-wrap;word-break:break-all;font-size:.8em}
+footer{margin-top:2em;font-size:.8em;color:#777}
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · distfold</title>
+<style>{css}</style>
+<script>
+window.__distfoldErrors = [];
+window.addEventListener("error", function (e) {{ window.__distfoldErrors.push(String(e.message || e)); }});
+document.addEventListener("securitypolicyviolation", function (e) {{
+  window.__distfoldErrors.push("CSP blocked " + e.blockedURI + " (" + e.violatedDirective + ")"); }});
+</script>
+<script>{viewer_js}</script>
+</head>
+<body>
+<h1>{title}</h1>
+<div class="info">{info}</div>
+
+<h2>Structure</h2>
+<div class="controls">
+<label>colour <select id="colour-mode">{colour_options}</select></label>
+{reference_toggle}
+<span class="legend" id="viewer-legend">{legend}</span>
+</div>
+<div id="viewer" data-default-colour="{default_colour}"></div>
+<div class="legend muted">C-alpha traces; drag to rotate, scroll to zoom, hover a residue for its label.
+Confidence colours: <span class="swatch" style="background:#0053d6"></span>&ge;90
+<span class="swatch" style="background:#65cbf3"></span>70-90 <span class="swatch" style="background:#ffdb13"></span>50-70
+<span class="swatch" style="background:#ff7d45"></span>&lt;50</div>
+
+<h2>Distance maps</h2>
+<div id="maps"></div>
+<div id="hover" class="muted">hover a map for residue pair and distance</div>
+
+<h2>Per-residue confidence and lDDT</h2>
+{per_residue}
+
+<h2>Scores</h2>
+{table}
+
+<h2>Sequence</h2>
+<pre class="seq">{sequence}</pre>
+
+<footer>{footer}
+<details><summary>3Dmol.js licence</summary><pre class="seq">{licence}</pre></details></footer>
+<pre id="selftest">pending</pre>
+<script type="application/json" id="distfold-data">{data}</script>
+<script>{page_js}</script>
+</body>
+</html>
+"""
+
+_INDEX = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<title>{title} · distfold</title>
+<style>{css}</style>
+</head>
+<body>
+<h1>{title}</h1>
+<div class="info">{info}</div>
+<p class="muted">{n} records; each name links to its report page.</p>
+<table id="index"><thead><tr>{head}</tr></thead>
+<tbody>
+{body}
+</tbody></table>
+</body>
+</html>
+"""
+
+# The page's script: plain ES2017, no template substitution inside.
+_PAGE_JS = r"""
+(function () {
+  "use strict";
+  var D = JSON.parse(document.getElementById("distfold-data").textContent);
+  var selftest = {viewer: {}, heatmaps: {}, table: [], perResidue: {}, errors: []};
+  var AA3 = {A:"ALA",R:"ARG",N:"ASN",D:"ASP",C:"CYS",Q:"GLN",E:"GLU",G:"GLY",H:"HIS",I:"ILE",L:"LEU",
+             K:"LYS",M:"MET",F:"PHE",P:"PRO",S:"SER",T:"THR",W:"TRP",Y:"TYR",V:"VAL"};
+
+  function hexToRgb(h) { return [parseInt(h.substr(1, 2), 16), parseInt(h.substr(3, 2), 16), parseInt(h.substr(5, 2), 16)]; }
+  function bandColour(v) {
+    if (v === null || v === undefined) return "#999999";
+    for (var k = 0; k < D.colours.bands.length; k++) if (v >= D.colours.bands[k][0]) return D.colours.bands[k][1];
+    return D.colours.bands[D.colours.bands.length - 1][1];
+  }
+
+  // ------------------------------------------------------------ 3D viewer
+  var viewer = null, models = {};
+  function atomsOf(coords, bondsAfter, which) {
+    var bonded = {};
+    bondsAfter.forEach(function (i) { bonded[i] = true; });
+    return coords.map(function (xyz, i) {
+      return {elem: "C", atom: "CA", x: xyz[0], y: xyz[1], z: xyz[2], resi: i + 1, resn: AA3[D.sequence[i]] || "UNK",
+              chain: which === "model" ? "M" : "R", hetflag: false,
+              b: D.confidence ? (D.confidence[i] === null ? 0 : D.confidence[i]) : 0,
+              bonds: bonded[i] ? [i + 1] : [], bondOrder: bonded[i] ? [1] : [],
+              properties: {which: which, index: i}};
+    });
+  }
+  function applyStyle() {
+    var mode = document.getElementById("colour-mode").value;
+    var showRef = document.getElementById("show-ref");
+    var refOn = !showRef || showRef.checked;
+    var modelColour = function (atom) {
+      var i = atom.properties.index;
+      if (mode === "confidence" && D.confidence) return bandColour(D.confidence[i]);
+      if (mode === "lddt" && D.lddt) return bandColour(D.lddt[i]);
+      return D.colours.model;
+    };
+    models.model.setStyle({}, {stick: {radius: 0.35, colorfunc: modelColour}, sphere: {radius: 0.45, colorfunc: modelColour}});
+    if (models.reference) {
+      var rc = mode === "single" ? D.colours.reference : "#b8b8b8";
+      models.reference.setStyle({}, refOn ? {stick: {radius: 0.25, color: rc}, sphere: {radius: 0.3, color: rc}} : {});
+    }
+    viewer.render();
+  }
+  try {
+    var el = document.getElementById("viewer");
+    viewer = $3Dmol.createViewer(el, {backgroundColor: "white", antialias: true});
+    if (D.reference) {
+      models.reference = viewer.addModel();
+      models.reference.addAtoms(atomsOf(D.reference, D.referenceBonds, "reference"));
+    }
+    models.model = viewer.addModel();
+    models.model.addAtoms(atomsOf(D.model, D.modelBonds, "model"));
+    document.getElementById("colour-mode").value = el.getAttribute("data-default-colour");
+    document.getElementById("colour-mode").addEventListener("change", applyStyle);
+    var sr = document.getElementById("show-ref");
+    if (sr) sr.addEventListener("change", applyStyle);
+    viewer.setHoverable({}, true, function (atom, v) {
+      if (atom.label) return;
+      var i = atom.properties.index, txt = atom.properties.which + " " + D.sequence[i] + D.labels[i];
+      if (atom.properties.which === "model" && D.confidence && D.confidence[i] !== null) txt += " conf " + D.confidence[i].toFixed(1);
+      if (D.lddt && D.lddt[i] !== null) txt += " lDDT " + D.lddt[i].toFixed(1);
+      atom.label = v.addLabel(txt, {position: atom, backgroundColor: "#333", backgroundOpacity: 0.8, fontSize: 12});
+    }, function (atom, v) { if (atom.label) { v.removeLabel(atom.label); delete atom.label; } });
+    applyStyle();
+    viewer.zoomTo();
+    viewer.render();
+  } catch (e) {
+    selftest.errors.push("viewer: " + e);
+  }
+
+  function viewerCheck() {
+    var out = {canvas: false};
+    if (!viewer) return out;
+    var c = viewer.getCanvas();
+    var inDiv = document.querySelectorAll("#viewer canvas");
+    out.canvas = !!c && inDiv.length > 0;
+    out.width = c.width; out.height = c.height;
+    out.atoms = {model: models.model.selectedAtoms({}).length,
+                 reference: models.reference ? models.reference.selectedAtoms({}).length : 0};
+    var cc = document.createElement("canvas");
+    cc.width = c.width; cc.height = c.height;
+    var cx = cc.getContext("2d");
+    cx.drawImage(c, 0, 0);
+    var px = cx.getImageData(0, 0, c.width, c.height).data;
+    var mc = hexToRgb(D.colours.model), rc = hexToRgb(D.colours.reference);
+    var nonbg = 0, modelLike = 0, refLike = 0;
+    function hueClose(r, g, b, ref) {
+      // same chromaticity up to shading: compare normalised colour vectors
+      var s = r + g + b, t = ref[0] + ref[1] + ref[2];
+      if (s < 30) return false;
+      return Math.abs(r / s - ref[0] / t) + Math.abs(g / s - ref[1] / t) + Math.abs(b / s - ref[2] / t) < 0.12;
+    }
+    for (var k = 0; k < px.length; k += 4) {
+      var r = px[k], g = px[k + 1], b = px[k + 2];
+      if (px[k + 3] === 0 || (r > 245 && g > 245 && b > 245)) continue;
+      nonbg++;
+      if (hueClose(r, g, b, mc)) modelLike++;
+      else if (hueClose(r, g, b, rc)) refLike++;
+    }
+    out.pixels = px.length / 4; out.nonBackground = nonbg; out.modelColoured = modelLike; out.referenceColoured = refLike;
+    return out;
+  }
+
+  // ------------------------------------------------------------ heatmaps
+  var hover = document.getElementById("hover");
+  function drawMap(m) {
+    var n = D.n, bytes = atob(m.data), lut = D.luts[m.lut].map(hexToRgb);
+    var box = document.createElement("div"); box.className = "map";
+    var cap = document.createElement("div"); cap.textContent = m.label; box.appendChild(cap);
+    var c = document.createElement("canvas"); c.id = m.id; c.width = n; c.height = n; box.appendChild(c);
+    var ctx = c.getContext("2d"), img = ctx.createImageData(n, n), p = img.data;
+    var grid = new Uint8Array(n * n);
+    function put(i, j, q) {
+      var o = (i * n + j) * 4, col = q === 255 ? [200, 200, 200] : lut[q];
+      p[o] = col[0]; p[o + 1] = col[1]; p[o + 2] = col[2]; p[o + 3] = 255;
+    }
+    var zero = Math.round((0 - m.vmin) / (m.vmax - m.vmin) * 254);
+    for (var d = 0; d < n; d++) { put(d, d, zero); grid[d * n + d] = zero; }
+    var k = 0;
+    for (var i = 0; i < n; i++) for (var j = i + 1; j < n; j++, k++) {
+      var q = bytes.charCodeAt(k);
+      put(i, j, q); put(j, i, q); grid[i * n + j] = q; grid[j * n + i] = q;
+    }
+    ctx.putImageData(img, 0, 0);
+    var bar = document.createElement("div"); bar.className = "cbar";
+    bar.style.background = "linear-gradient(to right," + D.luts[m.lut].filter(function (_, t) { return t % 16 === 0; }).join(",") + ")";
+    box.appendChild(bar);
+    var lab = document.createElement("div"); lab.className = "cbar-labels";
+    lab.innerHTML = "<span>" + m.vmin + " Å</span><span>" + m.vmax + " Å</span>";
+    box.appendChild(lab);
+    c.addEventListener("mousemove", function (ev) {
+      var r = c.getBoundingClientRect();
+      var j = Math.floor((ev.clientX - r.left) / r.width * n), i = Math.floor((ev.clientY - r.top) / r.height * n);
+      if (i < 0 || j < 0 || i >= n || j >= n) return;
+      var q = grid[i * n + j];
+      var v = q === 255 ? "missing" : "≈ " + (m.vmin + q / 254 * (m.vmax - m.vmin)).toFixed(1) + " Å";
+      hover.textContent = m.label + ": " + D.sequence[i] + D.labels[i] + " – " + D.sequence[j] + D.labels[j] + "  " + v;
+    });
+    document.getElementById("maps").appendChild(box);
+    return c;
+  }
+  function mapCheck(c) {
+    var d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data, painted = 0, colours = {};
+    for (var k = 0; k < d.length; k += 4) if (d[k + 3] === 255) { painted++; colours[(d[k] << 16) | (d[k + 1] << 8) | d[k + 2]] = 1; }
+    return {present: true, width: c.width, height: c.height, painted: painted, distinctColours: Object.keys(colours).length};
+  }
+  D.maps.forEach(function (m) {
+    try { selftest.heatmaps[m.id] = mapCheck(drawMap(m)); }
+    catch (e) { selftest.errors.push("heatmap " + m.id + ": " + e); }
+  });
+
+  // ------------------------------------------------------------ self-check
+  try { selftest.viewer = viewerCheck(); } catch (e) { selftest.errors.push("viewer check: " + e); }
+  document.querySelectorAll("#metrics td.val").forEach(function (td) {
+    selftest.table.push({key: td.getAttribute("data-key"), value: td.getAttribute("data-value"), text: td.textContent});
+  });
+  var svg = document.getElementById("per-residue");
+  selftest.perResidue = {present: !!svg,
+                         series: svg ? Array.prototype.map.call(svg.querySelectorAll("[data-series]"), function (e) { return e.getAttribute("data-series"); })
+                                          .filter(function (v, i, a) { return a.indexOf(v) === i; }) : []};
+  selftest.resources = performance.getEntriesByType("resource").map(function (e) { return e.name; });
+  selftest.errors = selftest.errors.concat(window.__distfoldErrors);
+  document.getElementById("selftest").textContent = JSON.stringify(selftest);
+})();
+"""
