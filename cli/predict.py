@@ -1,0 +1,73 @@
+"""``distfold predict``: structures from sequences."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
+
+
+@click.command()
+@click.argument("sequence", required=False)
+@click.option("-i", "--input", "fasta", type=click.Path(dir_okay=False, allow_dash=True),
+              help="FASTA file of sequences ('-' reads standard input).")
+@click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False),
+              help="Output folder: <id>.pdb|cif, <id>.distmat.npy, <id>.scores.json per record.")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False),
+              help="Checkpoint directory (default: the shipped model).")
+@click.option("--reconstruct", type=ComponentName("reconstructor"), default="smacof", show_default=True,
+              help="Reconstructor: any installed one (see `distfold plugins`).")
+@click.option("--format", "fmt", type=click.Choice(["pdb", "cif"]), default="pdb", show_default=True,
+              help="Structure file format.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the model runs (auto: CUDA when available).")
+@click.option("--max-length", type=click.IntRange(min=1), default=None,
+              help="Fail records longer than this (default: whatever the available memory allows).")
+@click.option("--overwrite", is_flag=True, help="Redo records whose outputs already exist (default: skip them).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout; no log lines.")
+@click.pass_context
+@wrap_errors
+def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, max_length, overwrite, as_json):
+    """Predict C-alpha structures from SEQUENCE (id `query`) or a FASTA file.
+
+    Writes, per record, the structure with per-residue confidence (predicted
+    lDDT, 0-100) in the B-factor column, the predicted distance matrix
+    (<id>.distmat.npy, Å) and <id>.scores.json (written last; it marks a
+    complete record). Records run shortest first with one log line each on
+    stderr; a failing record is reported and the others continue (exit code 1
+    if any failed). Complete records are skipped unless --overwrite, so a
+    rerun resumes an interrupted batch.
+
+    Sequences: case-insensitive, whitespace ignored, the 20 standard letters
+    and X; U->C, O->K, B/Z/J->X; anything else is rejected with its position.
+
+    Data-parallel: `torchrun --nproc-per-node N -m distfold predict ...`
+    shares the length-sorted records among N processes (records[rank::N]).
+    """
+    from distfold.errors import UsageError
+
+    if (sequence is None) == (fasta is None):
+        raise UsageError("give either a SEQUENCE argument or -i FASTA (exactly one)")
+    from distfold.predict import run_predict
+    from distfold.sequence import parse_fasta, query_record
+
+    records = [query_record(sequence)] if sequence is not None else parse_fasta(fasta)
+    summary = run_predict(records, outdir, model_dir=model_dir, reconstruct=reconstruct, fmt=fmt, device=device,
+                          overwrite=overwrite, max_length=max_length, log=lambda m: log(m, quiet=as_json))
+    failed = [r for r in summary["records"] if r["status"] == "failed"]
+    if as_json:
+        if summary["world_size"] > 1:  # one line per process, so that outputs of ranks do not interleave
+            click.echo(json.dumps(summary, sort_keys=True))
+        else:
+            echo_json(summary)
+    else:
+        c = summary["counts"]
+        share = f" (rank {summary['rank']} of {summary['world_size']})" if summary["world_size"] > 1 else ""
+        click.echo(f"{c['ok']} predicted, {c['skipped']} skipped, {c['failed']} failed of "
+                   f"{sum(c.values())} records{share} -> {summary['outdir']}")
+        for r in failed:
+            click.echo(f"failed: {r['id']}: {r['error']}")
+    if failed:
+        ctx.exit(1)

@@ -1,0 +1,247 @@
+"""distfold.predict with a small deterministic stand-in model (no checkpoint, no torch):
+outputs, skip-and-continue, resume, atomic writes, id sanitising, sharding."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distfold import predict as P
+from distfold.errors import InputError
+from distfold.metrics import distance_matrix
+from distfold.sequence import parse_fasta_text, query_record
+from distfold.structure import read_chain
+
+RECON = "example-spectral"  # tests/example_plugin (installed by the README test command)
+
+
+class HelixModel:
+    """Stands in for distfold.model.DistanceModel: an ideal alpha helix's C-alpha
+    distances, with a variance that grows with sequence separation."""
+
+    def __init__(self, crop=64, fail_on=None):
+        self.config = {"crop": crop, "components": {"distance_head": {"name": "regression"}}}
+        self.calls = []
+        self.fail_on = fail_on
+
+    def predict(self, sequences):
+        out = []
+        for s in sequences:
+            self.calls.append(s)
+            if self.fail_on and self.fail_on in s:
+                raise MemoryError("simulated")
+            n = len(s)
+            t = np.arange(n)
+            x = np.stack([2.3 * np.cos(np.radians(100 * t)), 2.3 * np.sin(np.radians(100 * t)), 1.5 * t], 1)
+            d = distance_matrix(x).astype(np.float32)
+            v = (0.2 + 0.05 * np.abs(t[:, None] - t[None, :])).astype(np.float32)
+            np.fill_diagonal(v, 0)
+            out.append({"distance": d, "variance": v})
+        return out
+
+
+FASTA = ">long\n" + "ACDEFGHIKLMNPQRSTVWY" * 2 + "\n>bad\nACD1EF\n>short\nmkta yiak\n>../../escape\nGGGSGGGS\n"
+
+
+def run(records, outdir, **kw):
+    logs = []
+    kw.setdefault("model", HelixModel())
+    kw.setdefault("reconstruct", RECON)
+    summary = P.run_predict(records, outdir, log=logs.append, **kw)
+    return summary, logs
+
+
+def test_outputs_of_a_record(tmp_path):
+    summary, logs = run([query_record("ACDEFGHIKLMNPQ")], tmp_path)
+    assert summary["counts"] == {"ok": 1, "skipped": 0, "failed": 0}
+    d = np.load(tmp_path / "query.distmat.npy")
+    assert d.dtype == np.float32 and d.shape == (14, 14)
+    assert np.array_equal(d, d.T) and np.all(np.diag(d) == 0)
+    chain = read_chain(tmp_path / "query.pdb")
+    assert chain.sequence == "ACDEFGHIKLMNPQ"
+    scores = json.loads((tmp_path / "query.scores.json").read_text())
+    assert scores["length"] == 14 and scores["status"] == "ok"
+    np.testing.assert_allclose(chain.bfactors, scores["confidence"], atol=0.01)
+    assert scores["mean_confidence"] == pytest.approx(np.mean(scores["confidence"]), abs=0.01)
+    assert 0 < scores["mean_confidence"] < 100
+    assert {"mirrored", "margin"} <= set(scores["handedness"])
+    assert scores["reconstruction"]["weighted"] is True and "stress1" in scores["reconstruction"]
+    assert {"model_s", "reconstruct_s", "total_s"} <= set(scores["timings"])
+    assert scores["reconstructor"]["name"] == RECON
+    # The reconstruction reproduces the predicted distances (exact helix input).
+    np.testing.assert_allclose(distance_matrix(chain.ca), d, atol=0.01)
+    assert len(logs) == 2 and "query  L=14  confidence=" in logs[1]
+
+
+def test_cif_format(tmp_path):
+    run([query_record("ACDEFGHIK")], tmp_path, fmt="cif")
+    assert read_chain(tmp_path / "query.cif").sequence == "ACDEFGHIK"
+    with pytest.raises(InputError, match="unknown format"):
+        run([query_record("ACD")], tmp_path, fmt="xyz")
+
+
+def test_records_sorted_by_length_bad_ones_reported_others_continue(tmp_path):
+    model = HelixModel()
+    summary, logs = run(parse_fasta_text(FASTA), tmp_path, model=model)
+    order = [r["id"] for r in summary["records"]]
+    assert order == ["bad", "short", "_.._escape", "long"]  # lengths 6, 8, 8, 40; ties keep input order
+    status = {r["id"]: r["status"] for r in summary["records"]}
+    assert status == {"bad": "failed", "short": "ok", "_.._escape": "ok", "long": "ok"}
+    bad = summary["records"][0]
+    assert "invalid residue '1' at position 4" in bad["error"]
+    assert summary["counts"]["failed"] == 1
+    assert model.calls == ["MKTAYIAK", "GGGSGGGS", "ACDEFGHIKLMNPQRSTVWY" * 2]
+    assert any("bad  L=6  FAILED" in line for line in logs)
+    assert not list(tmp_path.glob("bad.*"))
+    # the sanitised id keeps every file inside the output folder
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("_")) == [
+        "_.._escape.distmat.npy", "_.._escape.pdb", "_.._escape.scores.json"]
+    assert not (tmp_path.parent / "escape.pdb").exists()
+
+
+def test_a_record_that_fails_at_predict_time_does_not_stop_the_batch(tmp_path):
+    recs = parse_fasta_text(">a\nACDEFGHIK\n>b\nWWWWWWWWWWW\n>c\nACDEFGHIKLMNPQ\n")
+    summary, logs = run(recs, tmp_path, model=HelixModel(fail_on="WWW"))
+    status = {r["id"]: r["status"] for r in summary["records"]}
+    assert status == {"a": "ok", "b": "failed", "c": "ok"}
+    err = next(r["error"] for r in summary["records"] if r["id"] == "b")
+    assert err.startswith("out of memory")
+    assert not list(tmp_path.glob("b.*"))
+
+
+def test_too_long_for_the_length_limit_fails_that_record_only(tmp_path):
+    recs = parse_fasta_text(">a\nACDEFGHIK\n>b\nACDEFGHIKLMNPQRSTVWY\n")
+    summary, _ = run(recs, tmp_path, max_length=12)
+    assert [r["status"] for r in summary["records"]] == ["ok", "failed"]
+    assert "20 residues exceeds --max-length 12" in summary["records"][1]["error"]
+
+
+def test_existing_outputs_are_skipped_and_a_batch_resumes(tmp_path):
+    recs = parse_fasta_text(FASTA)
+    run(recs, tmp_path)
+    stamp = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    (tmp_path / "long.scores.json").unlink()  # an interrupted record: files without the marker
+    model = HelixModel()
+    summary, logs = run(recs, tmp_path, model=model)
+    assert model.calls == ["ACDEFGHIKLMNPQRSTVWY" * 2]  # only the incomplete record is redone
+    status = {r["id"]: r["status"] for r in summary["records"]}
+    assert status == {"bad": "failed", "short": "skipped", "_.._escape": "skipped", "long": "ok"}
+    assert (tmp_path / "short.pdb").stat().st_mtime_ns == stamp["short.pdb"]
+    assert any("short  L=8  skipped" in line for line in logs)
+    # a finished batch needs no model at all
+    summary, _ = run(recs, tmp_path, model=None, model_dir=tmp_path / "no-such-model")
+    assert summary["counts"] == {"ok": 0, "skipped": 3, "failed": 1} and summary["model"] is None
+    # --overwrite redoes everything
+    model = HelixModel()
+    summary, _ = run(recs, tmp_path, model=model, overwrite=True)
+    assert summary["counts"]["ok"] == 3 and len(model.calls) == 3
+
+
+def test_an_interrupted_batch_resumes_where_it_stopped(tmp_path):
+    recs = parse_fasta_text(">a\nACDEFGHIK\n>b\nACDEFGHIKL\n>c\nACDEFGHIKLM\n")
+
+    class Interrupting(HelixModel):
+        def predict(self, sequences):
+            if len(sequences[0]) == 10:
+                raise KeyboardInterrupt
+            return super().predict(sequences)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(recs, tmp_path, model=Interrupting())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.distmat.npy", "a.pdb", "a.scores.json"]
+    model = HelixModel()
+    summary, _ = run(recs, tmp_path, model=model)
+    assert [r["status"] for r in summary["records"]] == ["skipped", "ok", "ok"]
+    assert [len(s) for s in model.calls] == [10, 11]
+
+
+def test_a_failed_write_leaves_no_partial_file_and_no_marker(tmp_path, monkeypatch):
+    from Bio.PDB import PDBIO
+
+    recs = parse_fasta_text(">a\nACDEFGHIK\n>b\nACDEFGHIKL\n")
+    original = PDBIO.save
+
+    def broken_save(self, fh, *args, **kwargs):
+        fh.write("ATOM      1  CA  ALA A   1   half a line")
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(PDBIO, "save", broken_save)
+    summary, _ = run(recs, tmp_path)
+    assert [r["status"] for r in summary["records"]] == ["failed", "failed"]
+    assert "disk full" in summary["records"][0]["error"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert not any(n.endswith((".pdb", ".scores.json", ".tmp")) for n in names), names
+    monkeypatch.setattr(PDBIO, "save", original)
+    summary, _ = run(recs, tmp_path)
+    assert [r["status"] for r in summary["records"]] == ["ok", "ok"]
+
+
+def test_overwrite_removes_the_marker_before_rewriting(tmp_path):
+    recs = [query_record("ACDEFGHIK")]
+    run(recs, tmp_path)
+
+    class Failing(HelixModel):
+        def predict(self, sequences):
+            raise RuntimeError("boom")
+
+    summary, _ = run(recs, tmp_path, model=Failing(), overwrite=True)
+    assert summary["records"][0]["status"] == "failed"
+    assert not (tmp_path / "query.scores.json").exists()  # the old marker no longer claims a complete record
+
+
+def test_shards_are_disjoint_cover_everything_and_write_the_same_files(tmp_path):
+    recs = parse_fasta_text("".join(f">r{k}\n{'ACDEFGHIKLMNPQRSTVWY'[: 5 + (k * 7) % 15]}\n" for k in range(9)))
+    shares = [P.shard(recs, r, 3) for r in range(3)]
+    ids = [x.id for s in shares for x in s]
+    assert sorted(ids) == sorted(r.id for r in recs) and len(set(ids)) == len(ids)
+    lengths = [r.length for r in P.sort_records(recs)]
+    assert lengths == sorted(lengths)
+    for rank in range(3):
+        s, _ = run(recs, tmp_path / "sharded", rank=rank, world_size=3)
+        assert [r["id"] for r in s["records"]] == [x.id for x in shares[rank]]
+    run(recs, tmp_path / "single")
+    for name in sorted(os.listdir(tmp_path / "single")):
+        if not name.endswith(".scores.json"):
+            assert (tmp_path / "single" / name).read_bytes() == (tmp_path / "sharded" / name).read_bytes(), name
+
+
+def test_distributed_env(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert P.distributed_env() == (0, 1, 0)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert P.distributed_env() == (1, 2, 1)
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(InputError, match="inconsistent"):
+        P.distributed_env()
+    monkeypatch.setenv("RANK", "x")
+    with pytest.raises(InputError, match="not an integer"):
+        P.distributed_env()
+
+
+def test_long_sequences_are_predicted_window_by_window(tmp_path):
+    model = HelixModel(crop=16)
+    summary, _ = run([query_record("ACDEFGHIKLMNPQRSTVWY" * 2)], tmp_path, model=model)
+    assert summary["counts"]["ok"] == 1
+    assert max(len(s) for s in model.calls) == 16
+    scores = json.loads((tmp_path / "query.scores.json").read_text())
+    assert scores["reconstruction"]["windows"] == len(model.calls) > 1
+    d = np.load(tmp_path / "query.distmat.npy")
+    assert d.shape == (40, 40) and np.isfinite(d).all()
+
+
+def test_missing_model_is_a_one_line_error(tmp_path):
+    with pytest.raises(InputError, match="model not found"):
+        run([query_record("ACD")], tmp_path / "out", model=None, model_dir=tmp_path / "nope")
+
+
+def test_output_folder_that_is_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(InputError, match="not a directory"):
+        run([query_record("ACD")], f)
