@@ -275,29 +275,28 @@ def _save_fig(fig, path: Path) -> None:
 
 def _write_pngs(stem: Path, maps: list[tuple[str, np.ndarray, str, float, float]],
                 series: list[tuple[str, np.ndarray, str]], model: np.ndarray, reference: np.ndarray | None,
-                title: str) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+                title: str, model_bonds: list[int], reference_bonds: list[int]) -> list[Path]:
+    # A bare Figure renders through Agg without pyplot: no global backend switch.
     from matplotlib.figure import Figure
 
     written: list[Path] = []
     if maps:
-        fig = Figure(figsize=(4.2 * len(maps), 4.0))
+        fig = Figure(figsize=(4.6 * len(maps), 4.2), layout="constrained")
         for k, (label, mat, cmap, vmin, vmax) in enumerate(maps):
             ax = fig.add_subplot(1, len(maps), k + 1)
+            n = len(mat)
             im = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
-                           origin="upper")
+                           origin="upper", extent=(0.5, n + 0.5, n + 0.5, 0.5))
             ax.set_title(label, fontsize=10)
             ax.set_xlabel("residue j")
             ax.set_ylabel("residue i")
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Å")
+            fig.colorbar(im, ax=ax, shrink=0.8, label="Å")
         fig.suptitle(title, fontsize=10)
         path = stem.with_name(stem.name + ".distances.png")
         _save_fig(fig, path)
         written.append(path)
     if series:
-        fig = Figure(figsize=(9, 3))
+        fig = Figure(figsize=(9, 3), layout="constrained")
         ax = fig.add_subplot(1, 1, 1)
         x = np.arange(1, len(series[0][1]) + 1)
         for name, values, colour in series:
@@ -312,16 +311,21 @@ def _write_pngs(stem: Path, maps: list[tuple[str, np.ndarray, str, float, float]
         _save_fig(fig, path)
         written.append(path)
     # A static projection of the traces onto the principal plane of the reference (or model).
-    fig = Figure(figsize=(5, 5))
+    fig = Figure(figsize=(6, 5), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     base = reference if reference is not None else model
     centre = base.mean(0)
     _, _, vt = np.linalg.svd(base - centre, full_matrices=False)
+    traces = [("model", model, model_bonds, MODEL_COLOUR)]
     if reference is not None:
-        p = (reference - centre) @ vt[:2].T
-        ax.plot(p[:, 0], p[:, 1], color=REFERENCE_COLOUR, lw=1.2, label="reference")
-    p = (model - centre) @ vt[:2].T
-    ax.plot(p[:, 0], p[:, 1], color=MODEL_COLOUR, lw=1.2, label="model")
+        traces.insert(0, ("reference", reference, reference_bonds, REFERENCE_COLOUR))
+    for label, xyz, bonds, colour in traces:
+        p = (xyz - centre) @ vt[:2].T
+        # one line per bonded stretch: chain breaks stay visible
+        cuts = sorted(set(range(len(xyz) - 1)) - set(bonds))
+        for k, seg in enumerate(np.split(p, [c + 1 for c in cuts])):
+            ax.plot(seg[:, 0], seg[:, 1], color=colour, lw=1.0, marker="o" if len(seg) == 1 else None, ms=2,
+                    label=label if k == 0 else None)
     ax.set_aspect("equal")
     ax.set_xlabel("principal axis 1 (Å)")
     ax.set_ylabel("principal axis 2 (Å)")
@@ -506,7 +510,8 @@ def build_report(
         licence=html.escape((ASSETS / "LICENSE").read_text(encoding="utf-8")),
         page_js=_PAGE_JS,
     )
-    pngs = _write_pngs(path.with_suffix(""), png_maps, series, model, reference, title) if write_png else []
+    pngs = (_write_pngs(path.with_suffix(""), png_maps, series, model, reference, title, data["modelBonds"],
+                        data["referenceBonds"]) if write_png else [])
     with atomic_write(path, "w", encoding="utf-8") as fh:
         fh.write(page)
     return ReportFiles(path, pngs)
@@ -691,6 +696,7 @@ _PAGE_JS = r"""
   try {
     var el = document.getElementById("viewer");
     viewer = $3Dmol.createViewer(el, {backgroundColor: "white", antialias: true});
+    if (!viewer) throw new Error("3Dmol could not create a WebGL viewer");
     if (D.reference) {
       models.reference = viewer.addModel();
       models.reference.addAtoms(atomsOf(D.reference, D.referenceBonds, "reference"));
@@ -713,6 +719,10 @@ _PAGE_JS = r"""
     viewer.render();
   } catch (e) {
     selftest.errors.push("viewer: " + e);
+    viewer = null;
+    document.getElementById("viewer").innerHTML =
+      '<p class="muted" style="padding:1em">The 3D viewer needs WebGL, which this browser did not provide (' +
+      String(e).replace(/[<>&]/g, "") + '). The static projection is in the PNG beside this page (*.traces.png).</p>';
   }
 
   function viewerCheck() {
