@@ -1,0 +1,276 @@
+"""Distance matrices as reconstructors receive them: validation, loading,
+completion of ignored pairs, stress, and the shared final step.
+
+Every reconstructor calls :func:`check_distances` first, so input errors read
+the same whatever the method, and :func:`finish` last, so every method applies
+the same handedness rule (:func:`distfold.handedness.fix_handedness`).
+
+Conventions (units: Å throughout):
+
+- ``distances``: (L, L) float, symmetric, non-negative, zero diagonal.
+- ``weights``: (L, L) float >= 0 or None (None = every pair weighs 1). A pair
+  with weight 0 is ignored, and only there may its distance be non-finite.
+- Small asymmetry is forgiven: where ``|d_ij - d_ji| <= SYMMETRY_ATOL +
+  SYMMETRY_RTOL * max(d_ij, d_ji)`` for every pair, the matrix is replaced by
+  ``(d + d.T) / 2`` (weights likewise); larger asymmetry is an error. A
+  diagonal within ``SYMMETRY_ATOL`` of 0 is set to 0; the diagonal is never a
+  pair and its weight is ignored.
+- Raw stress: ``sum_{i<j} w_ij (|x_i - x_j| - d_ij)^2``; normalised stress
+  (Kruskal's Stress-1): ``sqrt(raw / sum_{i<j} w_ij |x_i - x_j|^2)``, the
+  definition ``sklearn.manifold.smacof(normalized_stress=True)`` uses.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distfold.components import Reconstruction
+from distfold.errors import InputError
+
+#: Asymmetry forgiven (and symmetrised away): absolute part, Å.
+SYMMETRY_ATOL = 1e-3
+#: Asymmetry forgiven: relative part.
+SYMMETRY_RTOL = 1e-3
+
+
+@dataclass
+class CheckedDistances:
+    """A validated distance matrix.
+
+    distances: (L, L) float64, Å, symmetric, zero diagonal; ignored pairs hold 0.
+    weights: (L, L) float64 >= 0, symmetric, zero diagonal, or None (all pairs weigh 1).
+    known: (L, L) bool, pairs that count (off-diagonal, weight > 0), or None when all do.
+    max_asymmetry: the largest |d_ij - d_ji| that was symmetrised away, Å.
+    """
+
+    distances: np.ndarray
+    weights: np.ndarray | None
+    known: np.ndarray | None
+    max_asymmetry: float
+
+    def __len__(self) -> int:
+        return len(self.distances)
+
+
+def _as_float_matrix(value: Any, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what}: not a numeric matrix ({exc})") from None
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+        raise InputError(f"{what}: not square: shape {arr.shape}, expected (L, L)")
+    if arr.shape[0] < 1:
+        raise InputError(f"{what}: empty (L = 0); need at least one residue")
+    return arr
+
+
+def _symmetry_excess(a: np.ndarray, mask: np.ndarray | None) -> tuple[float, float]:
+    """(largest |a_ij - a_ji| over the checked pairs, largest amount beyond tolerance;
+    the latter is only computed, and otherwise -inf, when the former exceeds SYMMETRY_ATOL)."""
+    diff = a - a.T
+    np.abs(diff, out=diff)
+    if mask is not None:
+        diff[~mask] = 0.0
+    largest = float(diff.max(initial=0.0))
+    if largest <= SYMMETRY_ATOL:
+        return largest, -np.inf
+    tol = np.maximum(np.abs(a), np.abs(a.T))
+    tol *= SYMMETRY_RTOL
+    tol += SYMMETRY_ATOL
+    diff -= tol
+    return largest, float(diff.max(initial=-np.inf))
+
+
+def check_distances(distances: Any, weights: Any = None, *, name: str = "distance matrix",
+                    weights_name: str = "weights") -> CheckedDistances:
+    """Validate a distance matrix (and weights); raise a one-line :class:`InputError`.
+
+    Returns float64 copies, symmetrised (see the module docstring) with ignored
+    pairs set to 0 in ``distances``. The caller's arrays are never modified.
+    """
+    d = _as_float_matrix(distances, name)
+    if isinstance(distances, np.ndarray) and np.shares_memory(d, distances):
+        d = d.copy()
+    n = d.shape[0]
+    w = None
+    known = None
+    if weights is not None:
+        w = _as_float_matrix(weights, weights_name)
+        if w.shape != d.shape:
+            raise InputError(f"{weights_name}: shape {w.shape} does not match {name} shape {d.shape}")
+        if not np.all(np.isfinite(w)):
+            raise InputError(f"{weights_name}: {int(np.count_nonzero(~np.isfinite(w)))} non-finite entries")
+        if np.any(w < 0):
+            raise InputError(f"{weights_name}: {int(np.count_nonzero(w < 0))} negative entries (min {w.min():.4g})")
+        asym, excess = _symmetry_excess(w, None)
+        if excess > 0:
+            raise InputError(f"{weights_name}: not symmetric (largest |w_ij - w_ji| = {asym:.4g})")
+        w = (w + w.T) / 2.0 if asym > 0 else w.copy()
+        np.fill_diagonal(w, 0.0)
+        known = w > 0
+        if n > 1 and not known.any():
+            raise InputError(f"{weights_name}: every pair has weight 0; nothing to reconstruct from")
+        if np.count_nonzero(known) == n * (n - 1):
+            known = None  # every pair counts
+    diag = np.diagonal(d)
+    if not np.all(np.isfinite(diag)):
+        raise InputError(f"{name}: not finite on the diagonal")
+    if np.abs(diag).max(initial=0.0) > SYMMETRY_ATOL:
+        raise InputError(f"{name}: diagonal must be 0, found {float(np.abs(diag).max()):.4g}")
+    np.fill_diagonal(d, 0.0)
+    if known is not None:
+        bad = known & ~np.isfinite(d)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise InputError(f"{name}: {int(bad.sum())} non-finite entries where the weight is > 0 "
+                             f"(first at [{i}, {j}])")
+        d[~known] = 0.0
+    elif not np.isfinite(d).all():
+        bad = ~np.isfinite(d)
+        i, j = np.argwhere(bad)[0]
+        raise InputError(f"{name}: {int(bad.sum())} non-finite entries (first at [{i}, {j}])")
+    if d.min() < 0:
+        if d.min() < -SYMMETRY_ATOL:
+            neg = d < -SYMMETRY_ATOL
+            i, j = np.argwhere(neg)[0]
+            raise InputError(f"{name}: {int(neg.sum())} negative entries (first at [{i}, {j}]: {d[i, j]:.4g})")
+        np.maximum(d, 0.0, out=d)
+    asym, excess = _symmetry_excess(d, known)
+    if excess > 0:
+        raise InputError(f"{name}: not symmetric (largest |d_ij - d_ji| = {asym:.4g} A; "
+                         f"tolerance {SYMMETRY_ATOL:g} A + {SYMMETRY_RTOL:g} x distance)")
+    if asym > 0:
+        d = (d + d.T) / 2.0
+    return CheckedDistances(d, w, known, asym)
+
+
+def load_matrix(path: str | os.PathLike, what: str = "distance matrix") -> np.ndarray:
+    """Read an (L, L) matrix from ``.npy`` or a whitespace-separated text file
+    (``.gz`` allowed); only shape and numeric type are checked here."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a {what} file")
+    name = path.name.lower()
+    try:
+        if name.endswith(".npy"):
+            arr = np.load(path, allow_pickle=False)
+        else:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # numpy warns on empty text files
+                arr = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except (ValueError, OSError, EOFError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kind = ".npy" if name.endswith(".npy") else "whitespace-separated text"
+        raise InputError(f"{path}: not a readable {kind} {what} ({msg})") from None
+    if arr.dtype.kind not in "fiub":
+        raise InputError(f"{path}: {what} must be numeric, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+        raise InputError(f"{path}: {what} not square: shape {arr.shape}, expected (L, L)")
+    if arr.shape[0] < 1:
+        raise InputError(f"{path}: {what} is empty")
+    return arr.astype(np.float64)
+
+
+def pairwise_distances(x: np.ndarray) -> np.ndarray:
+    """(L, L) Euclidean distances of (L, 3) coordinates."""
+    from scipy.spatial.distance import cdist
+
+    x = np.asarray(x, dtype=np.float64)
+    return cdist(x, x)
+
+
+def stress(coords: np.ndarray, checked: CheckedDistances) -> tuple[float, float]:
+    """(raw stress, Stress-1) of coordinates against the checked input (module docstring)."""
+    dx = pairwise_distances(coords)
+    w = checked.weights
+    if w is None:
+        raw = float(((dx - checked.distances) ** 2).sum()) / 2.0
+        den = float((dx**2).sum()) / 2.0
+    else:
+        raw = float((w * (dx - checked.distances) ** 2).sum()) / 2.0
+        den = float((w * dx**2).sum()) / 2.0
+    return raw, stress1(raw, den)
+
+
+def stress1(raw: float, denominator: float) -> float:
+    """Kruskal's Stress-1 from raw stress and sum_{i<j} w_ij |x_i - x_j|^2."""
+    if denominator > 0:
+        return float(np.sqrt(raw / denominator))
+    return 0.0 if raw == 0 else 1.0
+
+
+def complete_distances(checked: CheckedDistances) -> np.ndarray:
+    """A full (L, L) matrix for methods that need every pair (classical MDS).
+
+    Ignored pairs get the shortest-path distance through known pairs (an upper
+    bound by the triangle inequality); pairs still unreachable get the mean
+    known distance at the same sequence separation |i - j| (or, failing that,
+    the mean of all known distances).
+    """
+    d = checked.distances
+    known = checked.known
+    if known is None:
+        return d
+    n = len(d)
+    offdiag = ~np.eye(n, dtype=bool)
+    missing = offdiag & ~known
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    i, j = np.nonzero(np.triu(known, 1))
+    # explicit zero-length edges would vanish from a sparse graph: keep them tiny
+    graph = coo_matrix((np.maximum(d[i, j], 1e-9), (i, j)), shape=(n, n)).tocsr()
+    rows = np.flatnonzero(missing.any(1))
+    sp = shortest_path(graph, method="D", directed=False, indices=rows)
+    full = d.copy()
+    sub = full[rows]
+    sub[missing[rows]] = sp[missing[rows]]
+    full[rows] = sub
+    full = np.minimum(full, full.T)  # both directions of a missing pair agree
+    unreachable = ~np.isfinite(full)
+    if unreachable.any():
+        sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
+        kn = np.triu(known, 1)
+        counts = np.bincount(sep[kn], minlength=n)
+        sums = np.bincount(sep[kn], weights=d[kn], minlength=n)
+        overall = float(d[kn].mean())
+        by_sep = np.where(counts > 0, sums / np.maximum(counts, 1), overall)
+        full[unreachable] = by_sep[sep[unreachable]]
+    np.fill_diagonal(full, 0.0)
+    return full
+
+
+def finish(coords: np.ndarray, diagnostics: dict[str, Any]) -> Reconstruction:
+    """The step every reconstructor ends with: centre the coordinates, choose the
+    hand (:func:`distfold.handedness.fix_handedness`) and record the decision."""
+    from distfold.handedness import fix_handedness
+
+    x = np.asarray(coords, dtype=np.float64)
+    x = x - x.mean(0) if len(x) else x
+    x, mirrored, margin = fix_handedness(x)
+    out = dict(diagnostics)
+    out["mirrored"] = bool(mirrored)
+    out["handedness_margin"] = int(margin)
+    return Reconstruction(np.ascontiguousarray(x, dtype=np.float64), _plain(out))
+
+
+def _plain(obj: Any) -> Any:
+    """numpy scalars -> Python, for JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

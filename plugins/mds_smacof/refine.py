@@ -1,0 +1,182 @@
+"""SMACOF, then L-BFGS on stress plus C-alpha chain geometry.
+
+Energy of coordinates X (L, 3), Å, minimised with ``scipy.optimize.minimize
+(method="L-BFGS-B")`` from the SMACOF solution::
+
+    E(X) = sum_{i<j} w_ij (D_ij - d_ij)^2                            weighted stress
+         + k_bond  * sum_i (D_{i,i+1} - bond_length)^2               virtual bonds
+         + k_clash * sum_{j-i >= clash_min_separation} max(0, clash_distance - D_ij)^2
+
+with D_ij = |x_i - x_j|. ``k_bond`` and ``k_clash`` are ``bond_weight`` and
+``clash_weight`` times the mean total pair weight of a residue,
+(1/L) sum_ij w_ij (L - 1 without weights): the stiffness with which the
+stress term holds one residue in place. So the terms keep their meaning
+whatever the length and the scale of the weights.
+The terms fix local geometry (consecutive C-alphas 3.8 Å apart, no
+overlapping residues); they cannot rescue a wrong global fold. Every term
+depends on distances only, so the hand is chosen afterwards, as for every
+reconstructor (:func:`distfold.distmat.finish`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+from distfold.components import Configurable, Reconstruction
+from distfold.distmat import CheckedDistances, check_distances, finish
+from distfold.plugins.mds_smacof.smacof import SMACOF, final_stress
+
+
+class ChainEnergy:
+    """E(X) and its gradient for flattened (3 L,) coordinates (see the module docstring)."""
+
+    def __init__(self, checked: CheckedDistances, bond_length: float, bond_weight: float,
+                 clash_distance: float, clash_weight: float, clash_min_separation: int):
+        d = checked.distances
+        n = len(d)
+        self.n = n
+        self.d = d
+        self.w = checked.weights  # None: every pair weighs 1
+        # a residue's total pair weight: how hard the stress holds it in place
+        scale = float(n - 1) if self.w is None else float(self.w.sum()) / n
+        self.k_bond = bond_weight * scale
+        self.k_clash = clash_weight * scale
+        self.bond_length = bond_length
+        self.clash_distance = clash_distance
+        sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
+        self.clash_pairs = sep >= max(int(clash_min_separation), 1)
+
+    def terms(self, x: np.ndarray) -> dict[str, float]:
+        """The three energy terms at coordinates x (L, 3)."""
+        dist = cdist(x, x)
+        diff = dist - self.d
+        wdiff2 = diff * diff if self.w is None else self.w * diff * diff
+        bonds = np.linalg.norm(np.diff(x, axis=0), axis=1)
+        over = np.where(self.clash_pairs, np.maximum(self.clash_distance - dist, 0.0), 0.0)
+        return {
+            "stress": float(wdiff2.sum()) / 2.0,
+            "bond": float(self.k_bond * ((bonds - self.bond_length) ** 2).sum()),
+            "clash": float(self.k_clash * (over * over).sum()) / 2.0,
+        }
+
+    def __call__(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
+        x = flat.reshape(self.n, 3)
+        dist = cdist(x, x)
+        np.fill_diagonal(dist, 1.0)  # no pair; avoids 0/0 below
+        diff = dist - self.d
+        np.fill_diagonal(diff, 0.0)
+        # g_ij = dE/dD_ij / D_ij, so that dE/dx_i = sum_j g_ij (x_i - x_j)
+        if self.w is None:
+            energy = float(np.dot(diff.ravel(), diff.ravel())) / 2.0
+            g = 2.0 * diff
+        else:
+            wdiff = self.w * diff
+            energy = float(np.dot(wdiff.ravel(), diff.ravel())) / 2.0
+            g = 2.0 * wdiff
+        over = np.maximum(self.clash_distance - dist, 0.0)
+        over[~self.clash_pairs] = 0.0
+        if over.any():
+            energy += self.k_clash * float(np.dot(over.ravel(), over.ravel())) / 2.0
+            g -= 2.0 * self.k_clash * over
+        g /= np.maximum(dist, 1e-12)
+        grad = g.sum(1)[:, None] * x - g @ x
+        if self.n > 1:
+            b = x[1:] - x[:-1]
+            length = np.linalg.norm(b, axis=1)
+            dev = length - self.bond_length
+            energy += self.k_bond * float(dev @ dev)
+            f = (2.0 * self.k_bond * dev / np.maximum(length, 1e-12))[:, None] * b
+            grad[1:] += f
+            grad[:-1] -= f
+        return energy, grad.ravel()
+
+
+class Refine(Configurable):
+    """SMACOF (same parameters as ``smacof``), then L-BFGS on stress + 3.8 Å bonds + clashes.
+
+    bond_length: target consecutive C-alpha distance, Å.
+    bond_weight, clash_weight: term weights, relative to a residue's total pair weight.
+    clash_distance: pairs with |i - j| >= clash_min_separation closer than this (Å) are penalised.
+    min_length: shorter chains skip the L-BFGS stage and keep the SMACOF solution
+        (1-3 points embed exactly; there is no fold to fix).
+    lbfgs_max_iter, lbfgs_ftol, lbfgs_gtol, lbfgs_memory: ``scipy.optimize.minimize``
+        L-BFGS-B options ``maxiter``, ``ftol``, ``gtol``, ``maxcor``.
+    The rest configure the SMACOF start (see :class:`SMACOF`).
+    """
+
+    def __init__(self, bond_length: float = 3.8, bond_weight: float = 10.0, clash_distance: float = 3.8,
+                 clash_weight: float = 10.0, clash_min_separation: int = 2, min_length: int = 4,
+                 lbfgs_max_iter: int = 500,
+                 lbfgs_ftol: float = 1e-12, lbfgs_gtol: float = 1e-6, lbfgs_memory: int = 10,
+                 max_iter: int = 300, eps: float = 1e-6, relaxation: float = 1.0, block_size: int = 256,
+                 negative_share: bool = True, lanczos_min_length: int = 64, lanczos_tol: float = 0.0,
+                 seed: int = 0):
+        self.bond_length = float(bond_length)
+        self.bond_weight = float(bond_weight)
+        self.clash_distance = float(clash_distance)
+        self.clash_weight = float(clash_weight)
+        self.clash_min_separation = int(clash_min_separation)
+        self.min_length = int(min_length)
+        self.lbfgs_max_iter = int(lbfgs_max_iter)
+        self.lbfgs_ftol = float(lbfgs_ftol)
+        self.lbfgs_gtol = float(lbfgs_gtol)
+        self.lbfgs_memory = int(lbfgs_memory)
+        self.max_iter = int(max_iter)
+        self.eps = float(eps)
+        self.relaxation = float(relaxation)
+        self.block_size = int(block_size)
+        self.negative_share = bool(negative_share)
+        self.lanczos_min_length = int(lanczos_min_length)
+        self.lanczos_tol = float(lanczos_tol)
+        self.seed = int(seed)
+        if min(self.bond_weight, self.clash_weight) < 0 or self.bond_length < 0 or self.clash_distance < 0:
+            raise ValueError("bond/clash weights and lengths must be >= 0")
+
+    def _smacof(self) -> SMACOF:
+        return SMACOF(max_iter=self.max_iter, eps=self.eps, relaxation=self.relaxation, block_size=self.block_size,
+                      negative_share=self.negative_share, lanczos_min_length=self.lanczos_min_length,
+                      lanczos_tol=self.lanczos_tol, seed=self.seed)
+
+    def reconstruct(self, distances, weights=None) -> Reconstruction:
+        """(L, L) distances in Å, optional (L, L) weights >= 0 -> Reconstruction, (L, 3) Å."""
+        from scipy.optimize import minimize
+
+        checked = check_distances(distances, weights)
+        x, info = self._smacof().embed(checked)
+        n = len(checked)
+        energy = ChainEnergy(checked, self.bond_length, self.bond_weight, self.clash_distance,
+                             self.clash_weight, self.clash_min_separation)
+        before = energy.terms(x)
+        lbfgs: dict[str, Any] = {"lbfgs_iterations": 0, "lbfgs_converged": True,
+                                 "lbfgs_message": f"skipped: L = {n} < min_length = {self.min_length}"}
+        if n >= max(self.min_length, 2) and self.lbfgs_max_iter > 0:
+            res = minimize(energy, x.ravel(), jac=True, method="L-BFGS-B",
+                           options={"maxiter": self.lbfgs_max_iter, "ftol": self.lbfgs_ftol,
+                                    "gtol": self.lbfgs_gtol, "maxcor": self.lbfgs_memory})
+            if np.all(np.isfinite(res.x)) and res.fun <= sum(before.values()):
+                x = res.x.reshape(n, 3)
+            lbfgs = {"lbfgs_iterations": int(res.nit), "lbfgs_converged": bool(res.success),
+                     "lbfgs_message": str(res.message)}
+        after = energy.terms(x)
+        raw, s1 = final_stress(x, checked)
+        bonds = np.linalg.norm(np.diff(x, axis=0), axis=1)
+        dx = cdist(x, x)
+        close = (dx < self.clash_distance) & energy.clash_pairs
+        nonbonded = dx[np.triu(energy.clash_pairs)]
+        diagnostics = {
+            "method": "refine", "stress": raw, "stress1": s1,
+            "iterations": info["iterations"] + lbfgs["lbfgs_iterations"],
+            "converged": bool(info["converged"] and lbfgs["lbfgs_converged"]),
+            "smacof_iterations": info["iterations"], "smacof_converged": info["converged"],
+            "stress_smacof": before["stress"], **lbfgs,
+            "energy_before": before, "energy_after": after,
+            "bond_rmsd": float(np.sqrt(np.mean((bonds - self.bond_length) ** 2))) if n > 1 else 0.0,
+            "clashes": int(np.count_nonzero(np.triu(close))),
+            "min_nonbonded_distance": float(nonbonded.min()) if nonbonded.size else None,
+            "max_asymmetry": checked.max_asymmetry, "weighted": checked.weights is not None,
+            **{k: v for k, v in info.items() if k not in ("iterations", "converged")},
+        }
+        return finish(x, diagnostics)

@@ -1,0 +1,238 @@
+"""SMACOF (stress majorisation) started from classical MDS, optionally weighted.
+
+Minimises raw stress sum_{i<j} w_ij (|x_i - x_j| - d_ij)^2 by the Guttman
+transform (de Leeuw 1977; Borg & Groenen, *Modern Multidimensional Scaling*,
+ch. 8):
+
+- unweighted: X <- B(X) X / L, with B(X) = diag(R 1) - R, R_ij = d_ij / |x_i - x_j|;
+- weighted: X <- V^+ B(X) X, R_ij = w_ij d_ij / |x_i - x_j|, V = diag(W 1) - W,
+  its pseudo-inverse computed once (V^+ = (V + 11'/L)^-1 - 11'/L when the
+  weight graph is connected, ``scipy.linalg.pinvh`` otherwise). Weights that
+  are equal on every pair take the unweighted path.
+
+Each iteration is one pass of :class:`GuttmanKernel` over the pairs i < j;
+stress comes from sum_{i<j} w |x_i - x_j|^2 (L sum |x_i - x_c|^2, or tr X'VX),
+sum w d |x_i - x_j| (from the kernel) and a constant, so no further (L, L)
+pass. Stop rule as scikit-learn's: (stress_old - stress_new) /
+sum_{i<j} w_ij |x_i - x_j|^2 < eps. The reported stress is recomputed directly
+from the final coordinates. With ``relaxation`` a != 1 the update is
+X <- X + a (G(X) - X) (de Leeuw & Heiser 1980); a = 2 reflects X through the
+majoriser's minimum, which never raises stress but stops earlier (at higher
+stress) under the same eps; 1 is the plain transform.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+from distfold.components import Configurable, Reconstruction
+from distfold.distmat import CheckedDistances, check_distances, finish, stress1
+from distfold.plugins.mds_classical.classical import classical_embedding
+
+
+def weight_laplacian(w: np.ndarray) -> np.ndarray:
+    """V = diag(W 1) - W, (L, L)."""
+    v = -w.copy()
+    v[np.diag_indices(len(w))] = w.sum(1)
+    return v
+
+
+def weight_laplacian_pinv(w: np.ndarray) -> np.ndarray:
+    """Moore-Penrose pseudo-inverse of V = diag(W 1) - W, (L, L)."""
+    n = len(w)
+    v = weight_laplacian(w)
+    from scipy.sparse.csgraph import connected_components
+
+    ncomp, _ = connected_components(w > 0, directed=False)
+    if ncomp == 1:
+        # V is PSD with null space span(1): (V + 11'/n)^-1 = V^+ + 11'/n
+        return np.linalg.inv(v + 1.0 / n) - 1.0 / n
+    from scipy.linalg import pinvh
+
+    return pinvh(v)
+
+
+class GuttmanKernel:
+    """Per-iteration work of SMACOF, blocked and symmetric.
+
+    For coordinates X (L, 3), centred, it returns R X and R 1 as one (L, 4)
+    array, with R_ij = wd_ij / |x_i - x_j| (0 on the diagonal and for
+    coincident points), and sum_{i<j} wd_ij |x_i - x_j|. Only blocks on and
+    above the diagonal are visited, each small enough to stay in cache:
+    distances come from one (b, 5) x (5, b) product |x_i|^2 + |x_j|^2 -
+    2 x_i.x_j (round-off about 1e-13 A^2 for protein-sized coordinates), then
+    sqrt, dot, divide and two thin products, all in place. ``wd`` (L, L) is
+    copied once into contiguous blocks.
+    """
+
+    def __init__(self, wd: np.ndarray, block_size: int):
+        n = len(wd)
+        b = max(int(block_size), 1)
+        self.n = n
+        self.bounds = [(s, min(s + b, n)) for s in range(0, n, b)]
+        self.pairs = [(p, q) for p in range(len(self.bounds)) for q in range(p, len(self.bounds))]
+        self.blocks = []
+        for p, q in self.pairs:
+            (i0, i1), (j0, j1) = self.bounds[p], self.bounds[q]
+            self.blocks.append(np.ascontiguousarray(wd[i0:i1, j0:j1]))
+        self.buf = np.empty(min(b, n) ** 2)
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        n = self.n
+        sq = np.einsum("ij,ij->i", x, x)
+        ones = np.ones((n, 1))
+        left = np.hstack([-2.0 * x, sq[:, None], ones])  # (n, 5)
+        right = np.ascontiguousarray(np.hstack([x, ones, sq[:, None]]).T)  # (5, n)
+        aux = np.hstack([x, ones])  # (n, 4)
+        rx = np.zeros((n, 4))
+        cross = 0.0
+        unsafe = False
+        for (p, q), wdb in zip(self.pairs, self.blocks):
+            (i0, i1), (j0, j1) = self.bounds[p], self.bounds[q]
+            dist = self.buf[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
+            np.matmul(left[i0:i1], right[:, j0:j1], out=dist)
+            np.maximum(dist, 0.0, out=dist)
+            np.sqrt(dist, out=dist)
+            c = float(np.dot(wdb.ravel(), dist.ravel()))
+            if p == q:
+                cross += c / 2.0
+                np.fill_diagonal(dist, np.inf)  # the diagonal is no pair: ratio 0
+            else:
+                cross += c
+            if not unsafe and dist.min() == 0.0:
+                unsafe = True  # from now on, check every block
+            if unsafe:
+                dist[dist == 0.0] = np.inf  # coincident points: ratio 0
+            np.divide(wdb, dist, out=dist)
+            rx[i0:i1] += dist @ aux[j0:j1]
+            if p != q:
+                rx[j0:j1] += dist.T @ aux[i0:i1]
+        return rx, cross
+
+
+def smacof_loop(checked: CheckedDistances, x0: np.ndarray, max_iter: int, eps: float,
+                relaxation: float, block_size: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Run SMACOF from x0 (L, 3).
+
+    Returns the coordinates (centred) and loop diagnostics (iterations,
+    converged, stress_start: the raw stress of x0, from the expansion).
+    """
+    d = checked.distances
+    w = checked.weights
+    n = len(d)
+    x = np.array(x0, dtype=np.float64, copy=True)
+    x -= x.mean(0)
+    if n < 2:
+        return x, {"iterations": 0, "converged": True, "stress_start": 0.0}
+    weighted = w is not None and not _constant_offdiag(w)
+    if weighted:
+        wd = w * d
+        vplus = weight_laplacian_pinv(w)
+        v = weight_laplacian(w)
+    else:
+        wd = d if w is None else w[0, 1] * d  # a constant weight scales the stress only
+    const = float(np.dot(wd.ravel(), d.ravel())) / 2.0
+
+    def sum_wd2(x):  # sum_{i<j} w_ij |x_i - x_j|^2 without an (L, L) pass
+        if weighted:
+            return float(np.einsum("ij,ij->", x, v @ x))
+        scale = 1.0 if w is None else float(w[0, 1])
+        return scale * n * float(np.einsum("ij,ij->", x, x))  # x is centred
+
+    kernel = GuttmanKernel(wd, block_size)
+    rx, cross = kernel(x)
+    old = sum_wd2(x) - 2.0 * cross + const
+    start = max(old, 0.0)
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        bx = rx[:, 3:4] * x - rx[:, :3]  # B(X) X
+        if weighted:
+            g = vplus @ bx
+        else:
+            g = bx / (n if w is None else n * float(w[0, 1]))
+        x = g if relaxation == 1.0 else x + relaxation * (g - x)
+        x -= x.mean(0)
+        rx, cross = kernel(x)
+        den = sum_wd2(x)
+        new = den - 2.0 * cross + const
+        if den <= 0 or (old - new) / den < eps:
+            converged = True
+            break
+        old = new
+    return x, {"iterations": it, "converged": converged, "stress_start": start}
+
+
+def _constant_offdiag(w: np.ndarray) -> bool:
+    n = len(w)
+    if n < 2:
+        return True
+    first = w[0, 1]
+    off = w != first
+    np.fill_diagonal(off, False)
+    return not off.any()
+
+
+def final_stress(x: np.ndarray, checked: CheckedDistances) -> tuple[float, float]:
+    """(raw stress, Stress-1) of coordinates x (L, 3), computed directly, not
+    by the expansion the loop uses (which loses digits when stress is tiny)."""
+    dist = cdist(x, x)
+    w = checked.weights
+    if w is None:
+        den = float(np.dot(dist.ravel(), dist.ravel())) / 2.0
+        np.subtract(dist, checked.distances, out=dist)
+        raw = float(np.dot(dist.ravel(), dist.ravel())) / 2.0
+    else:
+        den = float(np.dot((w * dist).ravel(), dist.ravel())) / 2.0
+        np.subtract(dist, checked.distances, out=dist)
+        raw = float(np.dot((w * dist).ravel(), dist.ravel())) / 2.0
+    return raw, stress1(raw, den)
+
+
+class SMACOF(Configurable):
+    """Stress majorisation from classical MDS, with optional per-pair weights.
+
+    max_iter: Guttman transforms at most.
+    eps: stop when the stress decrease relative to sum w |x_i - x_j|^2 falls below it.
+    relaxation: update X + a (G(X) - X); 1 plain, 2 over-relaxed (never raises stress).
+    block_size: residues per block of the pair loop (speed only; results agree to round-off).
+    negative_share / lanczos_min_length / lanczos_tol / seed: the classical-MDS
+        start (see :class:`distfold.plugins.mds_classical.classical.ClassicalMDS`).
+    """
+
+    def __init__(self, max_iter: int = 300, eps: float = 1e-6, relaxation: float = 1.0, block_size: int = 256,
+                 negative_share: bool = True, lanczos_min_length: int = 64, lanczos_tol: float = 0.0,
+                 seed: int = 0):
+        self.max_iter = int(max_iter)
+        self.eps = float(eps)
+        self.relaxation = float(relaxation)
+        self.block_size = int(block_size)
+        self.negative_share = bool(negative_share)
+        self.lanczos_min_length = int(lanczos_min_length)
+        self.lanczos_tol = float(lanczos_tol)
+        self.seed = int(seed)
+        if not 0.0 < self.relaxation <= 2.0:
+            raise ValueError(f"relaxation must be in (0, 2], got {relaxation}")
+        if self.max_iter < 0 or self.block_size < 1:
+            raise ValueError("max_iter must be >= 0 and block_size >= 1")
+
+    def embed(self, checked: CheckedDistances) -> tuple[np.ndarray, dict[str, Any]]:
+        """Coordinates (hand not yet chosen) and diagnostics for checked input."""
+        x0, info = classical_embedding(checked, self.negative_share, self.lanczos_min_length,
+                                       self.lanczos_tol, self.seed)
+        x, loop = smacof_loop(checked, x0, self.max_iter, self.eps, self.relaxation, self.block_size)
+        info = {**info, "iterations": loop["iterations"], "converged": loop["converged"],
+                "stress_classical": loop["stress_start"]}
+        return x, info
+
+    def reconstruct(self, distances, weights=None) -> Reconstruction:
+        """(L, L) distances in Å, optional (L, L) weights >= 0 -> Reconstruction, (L, 3) Å."""
+        checked = check_distances(distances, weights)
+        x, info = self.embed(checked)
+        raw, s1 = final_stress(x, checked)
+        diagnostics = {"method": "smacof", "stress": raw, "stress1": s1,
+                       "max_asymmetry": checked.max_asymmetry, "weighted": checked.weights is not None, **info}
+        return finish(x, diagnostics)
