@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -53,6 +54,8 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
     from distfold.predict import run_predict
     from distfold.sequence import parse_fasta, query_record
 
+    if sequence is not None and os.path.isfile(sequence):
+        raise UsageError(f"SEQUENCE {sequence!r} is a file; read a FASTA file with -i {sequence}")
     records = [query_record(sequence)] if sequence is not None else parse_fasta(fasta)
     summary = run_predict(records, outdir, model_dir=model_dir, reconstruct=reconstruct, fmt=fmt, device=device,
                           overwrite=overwrite, max_length=max_length, log=lambda m: log(m, quiet=as_json))

@@ -120,14 +120,14 @@ def model_identity(model_dir: str | os.PathLike) -> dict[str, Any]:
 
 def load_model(model_dir: str | os.PathLike | None, device: str = "cpu"):
     """(model, model_dir) for ``model_dir`` (the shipped default when None), in eval mode on ``device``."""
+    if model_dir is not None:  # check the path before importing torch: a typo fails fast
+        path = Path(model_dir)
+        _check_model_dir(path, "model")
     from distfold.model import DistanceModel, default_model_path
 
-    path = Path(model_dir) if model_dir is not None else Path(default_model_path())
-    if not path.exists():
-        what = "default model" if model_dir is None else "model"
-        raise InputError(f"{path}: {what} not found (a checkpoint directory written by `distfold train`)")
-    if not path.is_dir():
-        raise InputError(f"{path}: a model is a checkpoint directory, not a file")
+    if model_dir is None:
+        path = Path(default_model_path())
+        _check_model_dir(path, "default model")
     load = DistanceModel.load
     if "device" in inspect.signature(load).parameters:
         model = load(path, device=device)
@@ -136,6 +136,13 @@ def load_model(model_dir: str | os.PathLike | None, device: str = "cpu"):
         if device != "cpu" and hasattr(model, "to"):
             model = model.to(device)
     return model, path
+
+
+def _check_model_dir(path: Path, what: str) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found (a checkpoint directory written by `distfold train`)")
+    if not path.is_dir():
+        raise InputError(f"{path}: a model is a checkpoint directory, not a file")
 
 
 def confidence_distribution(model_config: dict[str, Any] | None) -> str:
@@ -320,6 +327,8 @@ def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *,
     if todo:  # load the model only when something needs predicting (a finished batch resumes instantly)
         t = time.perf_counter()
         if model is None:
+            if model_dir is not None:
+                _check_model_dir(Path(model_dir), "model")  # before torch is imported
             dev = resolve_device(device, local_rank)
             try:
                 model, path = load_model(model_dir, dev)
