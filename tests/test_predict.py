@@ -14,7 +14,7 @@ from distfold.metrics import distance_matrix
 from distfold.sequence import parse_fasta_text, query_record
 from distfold.structure import read_chain
 
-RECON = "example-spectral"  # tests/example_plugin (installed by the README test command)
+RECON = "classical"
 
 
 class HelixModel:
