@@ -14,11 +14,16 @@ merges the window predictions into one (L, L) matrix:
   variance plus their disagreement. Windows share the model and most of their
   context, so they are not independent measurements and the variance is *not*
   shrunk as ``1 / sum w_k`` would;
-- pairs that no window covers (only pairs with ``|i - j| >= window - stride``
-  can be uncovered) get a filler distance from :func:`separation_fill` so that
-  every entry is finite (classical-MDS initialisation needs that), variance
-  ``inf`` and coverage 0: reconstructors weight them 0 (``1 / inf``), and no
+- pairs that no window covers (only pairs with ``|i - j| > window - stride``
+  can be uncovered) get a filler distance -- the model's separation prior for
+  the chain's length, or :func:`separation_fill` without one -- so that every
+  entry is finite (classical-MDS initialisation needs that), variance ``inf``
+  and coverage 0: reconstructors weight them 0 (``1 / inf``), and no
   confidence is invented for them.
+
+Each window is predicted with the full chain's length where the model's
+``predict`` takes ``lengths`` (the separation prior's length bucket), as the
+training crops were.
 
 Memory: only (L, L) float32 accumulators (four of them, plus a uint16
 coverage count) are quadratic in L; the model sees one window at a time, so no
@@ -258,6 +263,9 @@ def predict_windowed(model: Any, sequence: str, window: int | None = None, strid
     window, stride: residues; defaults ``model.config["crop"]`` and ``window // 2``.
     batch_size: windows per ``model.predict`` call (memory grows with it, not with L).
     progress: optional ``callback(windows_done, windows_total)``.
+    fill: distances for uncovered pairs (see :meth:`PairAccumulator.result`); default the
+        model's separation prior for this length (``model.prior``) when it has one, else
+        :func:`separation_fill`.
 
     Returns ``{"distance": (L, L) float32 Å, "variance": (L, L) float32 Å^2 or None,
     "coverage": (L, L) uint16, "windows": [(start, stop), ...]}``; see the module
@@ -270,9 +278,15 @@ def predict_windowed(model: Any, sequence: str, window: int | None = None, strid
     plan = plan_windows(n, window, stride)
     acc = PairAccumulator(n)
     batch_size = max(1, int(batch_size))
+    # Training crops see the full chain's length (the separation prior's length
+    # bucket); give windows the same, where the model's predict takes it.
+    full_length = _accepts(model.predict, "lengths")
+    if fill is None:
+        fill = model_prior_fill(model, n)
     for b in range(0, len(plan), batch_size):
         chunk = plan[b:b + batch_size]
-        outs = model.predict([sequence[s:e] for s, e in chunk])
+        windows = [sequence[s:e] for s, e in chunk]
+        outs = model.predict(windows, lengths=[n] * len(chunk)) if full_length else model.predict(windows)
         for (s, e), out in zip(chunk, outs):
             d = np.asarray(out["distance"], np.float32)
             if d.shape != (e - s, e - s):
@@ -285,6 +299,28 @@ def predict_windowed(model: Any, sequence: str, window: int | None = None, strid
     result = acc.result(fill)
     result["windows"] = plan
     return result
+
+
+def _accepts(func: Callable, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def model_prior_fill(model: Any, length: int) -> np.ndarray | None:
+    """(length,) the model's own separation prior for a chain of ``length`` residues
+    (:class:`distfold.prior.SeparationPrior`, separations past its table take its last
+    value), or None when the model carries no prior."""
+    prior = getattr(model, "prior", None)
+    if prior is None or getattr(prior, "table", None) is None:
+        return None
+    row = np.asarray(prior.row(length), np.float32)
+    prof = row[np.minimum(np.arange(length), len(row) - 1)]
+    prof[0] = 0.0
+    return prof if np.all(np.isfinite(prof)) else None
 
 
 def pair_weights(result: dict[str, Any]) -> np.ndarray:

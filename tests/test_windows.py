@@ -24,6 +24,7 @@ class WindowDependentModel:
         self.config = {"crop": crop}
         self.variance = variance
         self.calls: list[int] = []
+        self.lengths: list[int] = []
 
     def window_output(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         x = self.x[start:stop]
@@ -33,7 +34,8 @@ class WindowDependentModel:
         np.fill_diagonal(v, 0.0)
         return d.astype(np.float32), v.astype(np.float32)
 
-    def predict(self, sequences):
+    def predict(self, sequences, lengths=None):
+        self.lengths.extend(lengths or [])
         out = []
         for q in sequences:
             start = self.sequence.index(q)
@@ -105,6 +107,7 @@ def test_predict_windowed_merges_by_inverse_variance(length):
     assert (np.diag(d) == 0).all() and (np.diag(v) == 0).all()
     assert np.isfinite(d).all()
     assert all(c <= crop for c in model.calls)
+    assert model.lengths == [length] * len(res["windows"])  # windows keep the chain's length bucket
 
     n, seen = brute_force(model, res["windows"])
     for a in range(n):
@@ -143,6 +146,22 @@ def test_uncovered_pairs_get_zero_weight_and_a_finite_fill():
     assert np.isinf(res["variance"][unc]).all()
     # filler is finite, positive and at least the typical distance at the edge of coverage
     assert np.isfinite(res["distance"][unc]).all() and (res["distance"][unc] > 0).all()
+
+
+def test_uncovered_pairs_take_the_models_separation_prior():
+    class Prior:
+        table = np.zeros((1, 101))
+
+        def row(self, length):
+            return np.linspace(0.0, 50.0, 101) + length / 1000
+
+    model = WindowDependentModel(150, 40)
+    model.prior = Prior()
+    res = predict_windowed(model, model.sequence, window=40, stride=20)
+    i, j = np.nonzero(res["coverage"] == 0)
+    off = i != j
+    sep = np.minimum(np.abs(i - j), 100)[off]
+    np.testing.assert_allclose(res["distance"][i[off], j[off]], 0.5 * sep + 0.15, rtol=1e-5)
 
 
 def test_without_variance_weights_follow_coverage():
