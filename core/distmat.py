@@ -117,7 +117,9 @@ def check_distances(distances: Any, weights: Any = None, *, name: str = "distanc
             raise InputError(f"{weights_name}: every pair has weight 0; nothing to reconstruct from")
         if np.count_nonzero(known) == n * (n - 1):
             known = None  # every pair counts
-    diag = np.diagonal(d)
+    diag = np.diagonal(d).copy()
+    if weights is not None:  # an ignored residue may have a non-finite diagonal entry
+        diag[np.diagonal(np.asarray(weights, dtype=np.float64)) == 0] = 0.0
     if not np.all(np.isfinite(diag)):
         raise InputError(f"{name}: not finite on the diagonal")
     if np.abs(diag).max(initial=0.0) > SYMMETRY_ATOL:
@@ -171,12 +173,12 @@ def load_matrix(path: str | os.PathLike, what: str = "distance matrix") -> np.nd
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         kind = ".npy" if name.endswith(".npy") else "whitespace-separated text"
         raise InputError(f"{path}: not a readable {kind} {what} ({msg})") from None
+    if arr.size == 0:
+        raise InputError(f"{path}: {what} is empty")
     if arr.dtype.kind not in "fiub":
         raise InputError(f"{path}: {what} must be numeric, got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
         raise InputError(f"{path}: {what} not square: shape {arr.shape}, expected (L, L)")
-    if arr.shape[0] < 1:
-        raise InputError(f"{path}: {what} is empty")
     return arr.astype(np.float64)
 
 

@@ -1,0 +1,112 @@
+"""``distfold reconstruct``: a distance matrix file -> a C-alpha trace."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
+
+
+@click.command()
+@click.argument("distmat", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output structure file (C-alpha only, chain A).")
+@click.option("--method", type=ComponentName("reconstructor"), default="smacof", show_default=True,
+              help="Reconstructor: any installed one (see `distfold plugins`).")
+@click.option("--weights", type=click.Path(path_type=Path),
+              help="Per-pair weights, (L, L) .npy or text, >= 0 (0 ignores the pair).")
+@click.option("--sequence", help="Residue names: a sequence (one letter per row) or a FASTA file with one record.")
+@click.option("--format", "fmt", type=click.Choice(["pdb", "cif"]), default=None,
+              help="Structure format (default: from the output suffix, .cif/.mmcif -> cif, else pdb).")
+@click.option("--json", "as_json", is_flag=True, help="Print the diagnostics as JSON on stdout; no log lines.")
+@wrap_errors
+def reconstruct(distmat: Path, out: Path, method: str, weights: Path | None, sequence: str | None,
+                fmt: str | None, as_json: bool) -> None:
+    """Rebuild C-alpha coordinates from DISTMAT, an (L, L) distance matrix in
+    angstrom (.npy, or whitespace-separated text; .gz allowed for text).
+
+    A pair whose weight is 0 is ignored, and only there may its distance be
+    nan/inf. Small asymmetry (within 1e-3 A + 0.1 %) is averaged away; larger
+    asymmetry, negative or non-finite distances are errors. The hand is chosen
+    by the C-alpha pseudo-torsion rule; the diagnostics say whether the
+    structure was mirrored and by what margin.
+    """
+    import numpy as np
+
+    from distfold.distmat import load_matrix
+    from distfold.registry import get_registry
+    from distfold.structure import write_ca_trace
+
+    d = load_matrix(distmat, "distance matrix")
+    w = load_matrix(weights, "weight matrix") if weights is not None else None
+    n = d.shape[0]
+    if w is not None and w.shape != d.shape:
+        from distfold.errors import InputError
+
+        raise InputError(f"{weights}: weight matrix shape {w.shape} does not match distance matrix {d.shape}")
+    seq = _sequence(sequence, n) if sequence is not None else None
+    rec = get_registry().create("reconstructor", method)
+    log(f"reconstructing {n} residues from {distmat} with {method}", quiet=as_json)
+    result = _run(rec, d, w, distmat, weights)
+    coords = np.asarray(result.coords, dtype=np.float64)
+    if coords.shape != (n, 3) or not np.all(np.isfinite(coords)):
+        from distfold.errors import DistfoldError
+
+        raise DistfoldError(f"reconstructor {method!r} returned {coords.shape} coordinates"
+                            f"{'' if np.all(np.isfinite(coords)) else ' with non-finite values'}; expected ({n}, 3)")
+    try:
+        write_ca_trace(out, coords, seq, fmt=fmt)
+    except OSError as exc:
+        from distfold.errors import DistfoldError
+
+        raise DistfoldError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    diag = dict(result.diagnostics)
+    if as_json:
+        echo_json({"input": str(distmat), "output": str(out), "method": method, "length": n,
+                   "config": rec.get_config() if hasattr(rec, "get_config") else None, "diagnostics": diag})
+        return
+    parts = [f"{k}={_fmt(diag[k])}" for k in ("stress1", "iterations", "converged", "mirrored",
+                                               "handedness_margin") if k in diag]
+    click.echo(f"{out}\t{n} residues\t{method}\t" + " ".join(parts))
+
+
+def _run(rec, d, w, distmat: Path, weights: Path | None):
+    """Call the reconstructor; its input errors name the files they came from."""
+    from distfold.errors import InputError
+
+    try:
+        return rec.reconstruct(d, weights=w) if w is not None else rec.reconstruct(d)
+    except InputError as exc:
+        msg = str(exc)
+        if msg.startswith("weights:") and weights is not None:
+            raise InputError(f"{weights}: {msg.split(':', 1)[1].strip()}") from None
+        if msg.startswith("distance matrix:"):
+            raise InputError(f"{distmat}: {msg.split(':', 1)[1].strip()}") from None
+        raise InputError(f"{distmat}: {msg}") from None
+
+
+def _sequence(value: str, n: int) -> str:
+    """The residue letters of --sequence (a sequence or a one-record FASTA file), length-checked."""
+    from distfold.errors import InputError
+    from distfold.sequence import clean_sequence, parse_fasta
+
+    if os.path.isfile(value):
+        records = parse_fasta(value)
+        if len(records) != 1:
+            raise InputError(f"{value}: expected one FASTA record for --sequence, found {len(records)}")
+        rec = records[0]
+        if rec.sequence is None:
+            raise InputError(rec.error or f"{value}: invalid sequence")
+        seq, name = rec.sequence, value
+    else:
+        seq, name = clean_sequence(value, "--sequence"), "--sequence"
+    if len(seq) != n:
+        raise InputError(f"{name}: sequence has {len(seq)} residues but the distance matrix has {n}")
+    return seq
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
