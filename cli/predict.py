@@ -26,11 +26,16 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
               help="Where the model runs (auto: CUDA when available).")
 @click.option("--max-length", type=click.IntRange(min=1), default=None,
               help="Fail records longer than this (default: whatever the available memory allows).")
+@click.option("--window", type=click.IntRange(min=2), default=None,
+              help="Residues per prediction window for longer chains (default: the model's training crop).")
+@click.option("--stride", type=click.IntRange(min=1), default=None,
+              help="Residues between window starts (default: half the window).")
 @click.option("--overwrite", is_flag=True, help="Redo records whose outputs already exist (default: skip them).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout; no log lines.")
 @click.pass_context
 @wrap_errors
-def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, max_length, overwrite, as_json):
+def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, max_length, window, stride,
+            overwrite, as_json):
     """Predict C-alpha structures from SEQUENCE (id `query`) or a FASTA file.
 
     Writes, per record, the structure with per-residue confidence (predicted
@@ -58,7 +63,8 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
         raise UsageError(f"SEQUENCE {sequence!r} is a file; read a FASTA file with -i {sequence}")
     records = [query_record(sequence)] if sequence is not None else parse_fasta(fasta)
     summary = run_predict(records, outdir, model_dir=model_dir, reconstruct=reconstruct, fmt=fmt, device=device,
-                          overwrite=overwrite, max_length=max_length, log=lambda m: log(m, quiet=as_json))
+                          overwrite=overwrite, max_length=max_length, log=lambda m: log(m, quiet=as_json),
+                          window=window, stride=stride)
     failed = [r for r in summary["records"] if r["status"] == "failed"]
     if as_json:
         if summary["world_size"] > 1:  # one line per process, so that outputs of ranks do not interleave

@@ -212,13 +212,19 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 
 def reconstruct_and_score(sequence: str, distance: np.ndarray, variance: np.ndarray | None, reconstructor: Any,
-                          distribution: str = "laplace") -> Prediction:
-    """Coordinates (weights 1/variance where the reconstructor takes them) and confidence."""
+                          distribution: str = "laplace", coverage: np.ndarray | None = None) -> Prediction:
+    """Coordinates (weights 1/variance where the reconstructor takes them) and confidence.
+
+    coverage: (L, L) windows that saw each pair (:mod:`distfold.windows`); without a
+    variance, pairs no window saw get weight 0 and the others 1."""
     from distfold.confidence import predicted_lddt, weights_from_variance
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
     weights = weights_from_variance(variance) if takes_weights(reconstructor) else None
+    if weights is None and coverage is not None and takes_weights(reconstructor) and not (coverage > 0).all():
+        weights = (coverage > 0).astype(np.float64)
+        np.fill_diagonal(weights, 0.0)
     if weights is not None:
         rec = reconstructor.reconstruct(distance.astype(np.float64), weights=weights)
     else:
@@ -236,19 +242,24 @@ def reconstruct_and_score(sequence: str, distance: np.ndarray, variance: np.ndar
     return Prediction(sequence, distance, variance, coords, conf, diag, timings)
 
 
-def predict_sequence(model: Any, sequence: str, reconstructor: Any, distribution: str = "laplace") -> Prediction:
+def predict_sequence(model: Any, sequence: str, reconstructor: Any, distribution: str = "laplace",
+                     window: int | None = None, stride: int | None = None) -> Prediction:
     """Predict the distances of one sequence (window by window when it is longer
-    than the model's crop, :func:`distfold.windows.predict_windowed`), rebuild
-    coordinates, compute confidence."""
+    than ``window``, default the model's crop, :func:`distfold.windows.predict_windowed`),
+    rebuild coordinates, compute confidence."""
     from distfold.windows import predict_windowed
 
     t = time.perf_counter()
-    out = predict_windowed(model, sequence)
+    out = predict_windowed(model, sequence, window, stride)
     d, v = check_distance_output(out, len(sequence))
     model_s = time.perf_counter() - t
-    pred = reconstruct_and_score(sequence, d, v, reconstructor, distribution)
+    coverage = out.get("coverage")
+    pred = reconstruct_and_score(sequence, d, v, reconstructor, distribution, coverage)
     pred.timings = {"model_s": model_s, **pred.timings}
     pred.diagnostics["windows"] = len(out.get("windows", [])) or 1
+    if coverage is not None and len(sequence) > 1:  # share of pairs i < j that no window saw
+        pred.diagnostics["uncovered_pair_fraction"] = round(
+            float((coverage == 0).sum() / (len(sequence) * (len(sequence) - 1))), 6)
     return pred
 
 
@@ -291,16 +302,19 @@ def _failure_message(exc: BaseException) -> str:
 def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *, model_dir=None,
                 reconstruct: str = DEFAULT_RECONSTRUCTOR, fmt: str = "pdb", device: str = "auto",
                 overwrite: bool = False, max_length: int | None = None, log: Callable[[str], None] | None = None,
-                model: Any = None, rank: int | None = None, world_size: int | None = None) -> dict[str, Any]:
+                model: Any = None, rank: int | None = None, world_size: int | None = None,
+                window: int | None = None, stride: int | None = None) -> dict[str, Any]:
     """Predict ``records`` into ``outdir``; returns a summary dict (``failed`` > 0 means exit code 1).
 
     ``model``: an already loaded model (tests, embedding); otherwise ``model_dir``
     (or the shipped default) is loaded, but only if some record needs predicting.
     ``rank``/``world_size`` default to torchrun's environment. ``max_length``:
     records longer than this fail; None refuses only what the available memory
-    cannot hold (:func:`distfold.windows.check_length`).
+    cannot hold (:func:`distfold.windows.check_length`). ``window``/``stride``:
+    residues per prediction window and between window starts for chains longer
+    than the window (default the model's crop and half of it).
     """
-    from distfold.windows import check_length
+    from distfold.windows import check_length, resolve_window
 
     from distfold import __version__
 
@@ -342,6 +356,7 @@ def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *,
         else:
             model_info = {"name": type(model).__name__, "path": None, "sha256": None, "device": None}
         distribution = confidence_distribution(getattr(model, "config", None))
+        window, stride = resolve_window(model, window, stride)
         load_s = time.perf_counter() - t
         log(f"{prefix}model {model_info['name']} loaded in {load_s:.1f} s; reconstructor {reconstruct}; "
             f"{len(todo)} to predict of {len(mine)} records in this process ({len(records)} in all)")
@@ -371,7 +386,7 @@ def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *,
         try:
             check_length(f"record {rec.id!r}", len(rec.sequence), max_length)
             paths["scores"].unlink(missing_ok=True)  # the record is incomplete until rewritten
-            pred = predict_sequence(model, rec.sequence, reconstructor, distribution)
+            pred = predict_sequence(model, rec.sequence, reconstructor, distribution, window, stride)
             total = time.perf_counter() - t0
             scores = {
                 "id": rec.id, "raw_id": rec.raw_id, "description": rec.description, "length": len(rec.sequence),

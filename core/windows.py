@@ -253,6 +253,12 @@ def model_crop(model: Any, default: int = 256) -> int:
     return int(crop) if crop else int(default)
 
 
+def resolve_window(model: Any, window: int | None = None, stride: int | None = None) -> tuple[int, int]:
+    """(window, stride) with defaults from the model (its crop, half of it); a bad
+    value raises :class:`UsageError`."""
+    return _validate(model_crop(model) if window is None else window, stride)
+
+
 def predict_windowed(model: Any, sequence: str, window: int | None = None, stride: int | None = None,
                      batch_size: int = 4, fill=None, progress: Callable[[int, int], None] | None = None
                      ) -> dict[str, Any]:
@@ -272,8 +278,7 @@ def predict_windowed(model: Any, sequence: str, window: int | None = None, strid
     docstring for the merge rule. A chain no longer than the window is a single
     ``model.predict`` call, so the result equals the model's own prediction.
     """
-    window = model_crop(model) if window is None else window
-    window, stride = _validate(window, stride)
+    window, stride = resolve_window(model, window, stride)
     n = len(sequence)
     plan = plan_windows(n, window, stride)
     acc = PairAccumulator(n)
