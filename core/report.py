@@ -164,9 +164,10 @@ def _table_html(metrics: Mapping[str, Any] | None) -> str:
     out = ['<table id="metrics"><thead><tr><th>metric</th><th>value</th></tr></thead><tbody>']
     for key, value in rows:
         exact = json_value(value)
+        cls = "val num" if isinstance(value, (int, float)) and not isinstance(value, bool) else "val"
         out.append(
             f'<tr><td class="key">{html.escape(key)}</td>'
-            f'<td class="val" data-key="{html.escape(key, quote=True)}" data-value="{html.escape(exact, quote=True)}"'
+            f'<td class="{cls}" data-key="{html.escape(key, quote=True)}" data-value="{html.escape(exact, quote=True)}"'
             f' title="{html.escape(exact, quote=True)}">{html.escape(format_value(value))}</td></tr>'
         )
     out.append("</tbody></table>")
@@ -499,7 +500,7 @@ def build_report(
         default_colour=default_colour,
         reference_toggle=('<label><input type="checkbox" id="show-ref" checked> show reference</label>'
                           if reference is not None else ""),
-        legend=(f'<span class="swatch" style="background:{MODEL_COLOUR}"></span>model '
+        legend=(f'<span class="model-swatch"><span class="swatch" style="background:{MODEL_COLOUR}"></span></span>model '
                 + (f'<span class="swatch" style="background:{REFERENCE_COLOUR}"></span>reference' if reference is not None
                    else "")),
         per_residue=(_per_residue_svg(series, labels) if series
@@ -515,6 +516,63 @@ def build_report(
     with atomic_write(path, "w", encoding="utf-8") as fh:
         fh.write(page)
     return ReportFiles(path, pngs)
+
+
+def prediction_report(outdir: str | os.PathLike, record_id: str, fmt: str = "pdb",
+                      html_path: str | os.PathLike | None = None, write_png: bool = True) -> ReportFiles:
+    """The page of one ``distfold predict`` record, from its files in ``outdir``
+    (see :mod:`distfold.predict`): the structure (confidence in the B-factor
+    column), ``<id>.distmat.npy`` and ``<id>.scores.json``. Written to
+    ``<outdir>/<id>.html`` unless ``html_path``; the table holds every scalar of
+    the scores file (the sequence is shown below it instead)."""
+    from distfold.predict import output_paths
+    from distfold.structure import read_chain
+
+    paths = output_paths(outdir, record_id, fmt)
+    for key in ("structure", "distmat", "scores"):
+        if not paths[key].is_file():
+            raise InputError(f"{paths[key]}: missing; cannot write the report of record {record_id!r}")
+    try:
+        scores = json.loads(paths["scores"].read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InputError(f"{paths['scores']}: not valid JSON ({exc})") from None
+    chain = read_chain(paths["structure"])
+    sequence = scores.get("sequence") or chain.sequence
+    if len(chain) != len(sequence):
+        raise InputError(f"{paths['structure']}: {len(chain)} residues, but the scores file's sequence has "
+                         f"{len(sequence)}")
+    conf = scores.get("confidence")
+    confidence = (np.array([np.nan if c is None else c for c in conf], dtype=np.float64) if conf is not None
+                  else None)
+    distances = np.load(paths["distmat"], allow_pickle=False)
+    metrics = {k: v for k, v in scores.items() if k != "sequence"}
+    info = {"record": record_id, "structure": paths["structure"].name}
+    if scores.get("description"):
+        info["description"] = scores["description"]
+    return build_report(html_path or Path(outdir) / f"{record_id}.html", sequence=sequence, model_coords=chain.ca,
+                        predicted_distances=distances, confidence=confidence, metrics=metrics,
+                        title=f"Prediction: {record_id}", info=info, write_png=write_png)
+
+
+def write_prediction_reports(summary: Mapping[str, Any], log=None) -> dict[str, str]:
+    """Pages for every record of a ``run_predict`` summary that has files
+    (status ok or skipped). Returns {record id: page file name, or
+    "error: <message>" where the page could not be written}."""
+    out: dict[str, str] = {}
+    for rec in summary.get("records", []):
+        if rec.get("status") not in ("ok", "skipped"):
+            continue
+        try:
+            files = prediction_report(summary["outdir"], rec["id"], summary.get("format", "pdb"))
+        except InputError as exc:
+            out[rec["id"]] = f"error: {exc}"
+            if log:
+                log(f"{rec['id']}  report FAILED: {exc}")
+            continue
+        out[rec["id"]] = files.html.name
+        if log:
+            log(f"{rec['id']}  report {files.html} ({files.size_bytes / 1e6:.1f} MB)")
+    return out
 
 
 def build_index(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], *, title: str = "distfold evaluation",
@@ -566,7 +624,7 @@ h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.1em;margin:1.2em 0 .4em;border-b
 .cbar{height:10px;width:300px;margin-top:3px}.cbar-labels{display:flex;justify-content:space-between;width:300px}
 #hover{font-family:ui-monospace,monospace;font-size:.85em;min-height:1.3em}
 table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
-td.val{text-align:right;font-family:ui-monospace,monospace}
+td.val{font-family:ui-monospace,monospace}td.num{text-align:right}
 .swatch{display:inline-block;width:12px;height:12px;margin:0 4px 0 10px;vertical-align:middle;border-radius:2px}
 .legend{font-size:.85em}.tick{font-size:11px;fill:#555}
 #selftest{display:none}pre.seq{white-space:pre-wrap;word-break:break-all;font-size:.8em}
@@ -691,6 +749,8 @@ _PAGE_JS = r"""
       var rc = mode === "single" ? D.colours.reference : "#b8b8b8";
       models.reference.setStyle({}, refOn ? {stick: {radius: 0.25, color: rc}, sphere: {radius: 0.3, color: rc}} : {});
     }
+    var sw = document.querySelector("#viewer-legend .model-swatch");
+    if (sw) sw.style.display = mode === "single" ? "" : "none";
     viewer.render();
   }
   try {

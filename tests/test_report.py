@@ -238,24 +238,51 @@ def test_compare_page_renders_in_chromium(tmp_path):
     screenshot(out.html, tmp_path, "compare_127")
 
 
+class OracleModel:
+    """Stands in for a trained model in ``run_predict``: noisy true distances of
+    the chains it knows, with a variance that grows with separation."""
+
+    config = {"crop": 512}
+
+    def __init__(self, chains):
+        self.chains = {c.sequence: c for c in chains}
+
+    def predict(self, seqs):
+        out = []
+        for k, seq in enumerate(seqs):
+            d = distance_matrix(_noisy_model(self.chains[seq].ca, 1.0, seed=k))
+            sep = np.abs(np.subtract.outer(np.arange(len(seq)), np.arange(len(seq))))
+            out.append({"distance": d, "variance": (0.2 + 0.05 * sep).astype(np.float32)})
+        return out
+
+
 @pytest.mark.browser
-def test_predict_page_renders_in_chromium(tmp_path):
-    """A predict page: no reference, the model coloured by confidence, the predicted map only."""
+def test_predict_record_page_renders_in_chromium(tmp_path):
+    """A page from the files of a real `run_predict` record: no reference, the model
+    coloured by confidence, the predicted map only, the scores file in the table."""
+    from distfold.predict import run_predict
+    from distfold.report import write_prediction_reports
+    from distfold.sequence import parse_fasta_text
+
     chain = read_chain(HELIX)
-    model = _noisy_model(chain.ca, 1.0, seed=1)
-    pred_d = distance_matrix(_noisy_model(chain.ca, 1.0, seed=2))
-    conf = np.linspace(30, 95, len(chain))
-    metrics = {"length": len(chain), "mean_confidence": float(conf.mean())}
-    out = build_report(tmp_path / "predict.html", sequence=chain.sequence, model_coords=model,
-                       predicted_distances=pred_d, confidence=conf, metrics=metrics, title="prediction")
-    text = out.html.read_text()
+    records = parse_fasta_text(f">helix 4GCN A\n{chain.sequence}\n")
+    summary = run_predict(records, tmp_path / "out", model=OracleModel([chain]), reconstruct="classical")
+    assert summary["counts"]["ok"] == 1
+    pages = write_prediction_reports(summary)
+    assert pages == {"helix": "helix.html"}
+    page = tmp_path / "out" / "helix.html"
+    assert sorted(p.name for p in page.parent.glob("helix.*.png")) == \
+        ["helix.distances.png", "helix.per_residue.png", "helix.traces.png"]
+    text = page.read_text()
     assert 'data-default-colour="confidence"' in text and 'id="show-ref"' not in text
-    st = render_selftest(out.html, tmp_path)
+    st = render_selftest(page, tmp_path)
     assert_rendered(st, n_model=len(chain), n_reference=0, maps=("map-pred",))
     # coloured by confidence bands, not the single model colour
     assert st["viewer"]["modelColoured"] < 0.05 * st["viewer"]["nonBackground"], st["viewer"]
-    assert_table_matches(st, metrics)
+    scores = json.loads((tmp_path / "out" / "helix.scores.json").read_text())
+    assert_table_matches(st, {k: v for k, v in scores.items() if k != "sequence"})
     assert st["perResidue"]["series"] == ["confidence"]
+    screenshot(page, tmp_path, "predict_127")
 
 
 @pytest.mark.browser
