@@ -31,11 +31,15 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
 @click.option("--stride", type=click.IntRange(min=1), default=None,
               help="Residues between window starts (default: half the window).")
 @click.option("--overwrite", is_flag=True, help="Redo records whose outputs already exist (default: skip them).")
+@click.option("--html", "html", is_flag=True,
+              help="Also write <id>.html per record: a self-contained page (3D model coloured by confidence, "
+                   "predicted distance map, confidence along the sequence, scores) that opens offline, with "
+                   "<id>.*.png plots beside it.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout; no log lines.")
 @click.pass_context
 @wrap_errors
 def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, max_length, window, stride,
-            overwrite, as_json):
+            overwrite, html, as_json):
     """Predict C-alpha structures from SEQUENCE (id `query`) or a FASTA file.
 
     Writes, per record, the structure with per-residue confidence (predicted
@@ -66,6 +70,14 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
                           overwrite=overwrite, max_length=max_length, log=lambda m: log(m, quiet=as_json),
                           window=window, stride=stride)
     failed = [r for r in summary["records"] if r["status"] == "failed"]
+    if html:  # pages from the records' files (ok and skipped records)
+        from distfold.report import write_prediction_reports
+
+        pages = write_prediction_reports(summary, log=lambda m: log(m, quiet=as_json))
+        for r in summary["records"]:
+            if r["id"] in pages:
+                r["html"] = pages[r["id"]]
+    bad_pages = [r for r in summary["records"] if str(r.get("html", "")).startswith("error: ")]
     if as_json:
         if summary["world_size"] > 1:  # one line per process, so that outputs of ranks do not interleave
             click.echo(json.dumps(summary, sort_keys=True))
@@ -78,5 +90,7 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
                    f"{sum(c.values())} records{share} -> {summary['outdir']}")
         for r in failed:
             click.echo(f"failed: {r['id']}: {r['error']}")
-    if failed:
+        for r in bad_pages:
+            click.echo(f"failed: {r['id']}: report: {r['html'][len('error: '):]}")
+    if failed or bad_pages:
         ctx.exit(1)

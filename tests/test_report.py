@@ -297,3 +297,34 @@ def test_1000_residue_comparison_page_renders(tmp_path):
     assert_table_matches(st, metrics)
     shot = screenshot(out.html, tmp_path, "compare_1058")
     print(f"1058-residue page: {out.size_bytes} bytes; screenshot {shot}")
+
+
+def test_predict_cli_html_writes_one_page_per_record(tmp_path, monkeypatch):
+    """`distfold predict --html`: one page (and its PNGs) per complete record, named in --json;
+    a failed record gets none. The model is the oracle above (loading is not under test here)."""
+    from click.testing import CliRunner
+
+    import distfold.predict
+    from distfold.cli.main import cli
+
+    chains = [read_chain(HELIX), read_chain(DATA / "chains" / "c70b106ab8731.pdb.gz")]
+    monkeypatch.setattr(distfold.predict, "load_model", lambda model_dir, device="cpu": (OracleModel(chains), tmp_path))
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(f">helix\n{chains[0].sequence}\n>small\n{chains[1].sequence}\n>bad\nMKT1AY\n")
+    out = tmp_path / "out"
+    args = ["predict", "-i", str(fasta), "-o", str(out), "--reconstruct", "classical", "--device", "cpu", "--html"]
+    res = CliRunner().invoke(cli, [*args, "--json"], catch_exceptions=False)
+    assert res.exit_code == 1  # the bad record
+    summary = json.loads(res.stdout)
+    pages = {r["id"]: r.get("html") for r in summary["records"]}
+    assert pages == {"bad": None, "small": "small.html", "helix": "helix.html"}
+    for rid in ("small", "helix"):
+        text = (out / f"{rid}.html").read_text()
+        scores = json.loads((out / f"{rid}.scores.json").read_text())
+        assert f'data-key="mean_confidence" data-value="{json.dumps(scores["mean_confidence"])}"' in text
+        assert (out / f"{rid}.distances.png").is_file() and (out / f"{rid}.per_residue.png").is_file()
+    # a rerun skips the records and still (re)writes their pages; the text summary says nothing is wrong but 'bad'
+    (out / "small.html").unlink()
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 1 and (out / "small.html").is_file()
+    assert "report" in res.stderr and "failed: bad:" in res.stdout and "report:" not in res.stdout
