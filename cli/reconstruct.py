@@ -36,7 +36,7 @@ def reconstruct(distmat: Path, out: Path, method: str, weights: Path | None, seq
     """
     import numpy as np
 
-    from distfold.distmat import load_matrix
+    from distfold.distmat import check_distances, load_matrix
     from distfold.registry import get_registry
     from distfold.structure import write_ca_trace
 
@@ -48,9 +48,12 @@ def reconstruct(distmat: Path, out: Path, method: str, weights: Path | None, seq
 
         raise InputError(f"{weights}: weight matrix shape {w.shape} does not match distance matrix {d.shape}")
     seq = _sequence(sequence, n) if sequence is not None else None
+    # the shared checks, before any work, so that every reconstructor (third-party
+    # ones included) rejects bad input with the same one-line error
+    _run(check_distances, d, w, distmat, weights)
     rec = get_registry().create("reconstructor", method)
     log(f"reconstructing {n} residues from {distmat} with {method}", quiet=as_json)
-    result = _run(rec, d, w, distmat, weights)
+    result = _run(rec.reconstruct, d, w, distmat, weights)
     coords = np.asarray(result.coords, dtype=np.float64)
     if coords.shape != (n, 3) or not np.all(np.isfinite(coords)):
         from distfold.errors import DistfoldError
@@ -73,12 +76,12 @@ def reconstruct(distmat: Path, out: Path, method: str, weights: Path | None, seq
     click.echo(f"{out}\t{n} residues\t{method}\t" + " ".join(parts))
 
 
-def _run(rec, d, w, distmat: Path, weights: Path | None):
-    """Call the reconstructor; its input errors name the files they came from."""
+def _run(func, d, w, distmat: Path, weights: Path | None):
+    """func(d[, weights=w]); input errors name the files they came from."""
     from distfold.errors import InputError
 
     try:
-        return rec.reconstruct(d, weights=w) if w is not None else rec.reconstruct(d)
+        return func(d, weights=w) if w is not None else func(d)
     except InputError as exc:
         msg = str(exc)
         if msg.startswith("weights:") and weights is not None:

@@ -1,0 +1,332 @@
+"""Reconstructors on real chains: exact recovery with the right hand, noise,
+weights, input checks, and scikit-learn's SMACOF as the reference."""
+
+import json
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+from scipy.spatial.transform import Rotation
+
+from distfold.distmat import CheckedDistances, check_distances, complete_distances, stress
+from distfold.errors import InputError
+from distfold.plugins.mds_classical.classical import ClassicalMDS
+from distfold.plugins.mds_smacof.refine import Refine
+from distfold.plugins.mds_smacof.smacof import (SMACOF, GuttmanKernel, final_stress, smacof_loop,
+                                                weight_laplacian, weight_laplacian_pinv)
+from distfold.structure import read_chain
+
+CHAINS = Path(__file__).parent / "data" / "chains"
+UIDS = ["c55406f94174e", "c51d4cae83570", "cb98f573e0d35", "c70b106ab8731", "c9fa041c82503"]
+HELICAL, LONG = "c55406f94174e", "c9fa041c82503"
+EXACT_TOL = {"classical": 0.01, "smacof": 0.01, "refine": 0.1}
+FACTORIES = {"classical": ClassicalMDS, "smacof": SMACOF, "refine": Refine}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Thin (L, L) x (L, 4) products gain nothing from BLAS threads, and on a
+    shared, loaded machine OpenBLAS's spinning threads slow them a hundredfold."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+@lru_cache(maxsize=None)
+def ca(uid: str) -> np.ndarray:
+    return read_chain(CHAINS / f"{uid}.pdb.gz").ca
+
+
+def noisy(d: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """Symmetric multiplicative noise d * exp(sigma N(0, 1)), zero diagonal."""
+    rng = np.random.default_rng(seed)
+    out = np.triu(d * np.exp(sigma * rng.standard_normal(d.shape)), 1)
+    return out + out.T
+
+
+def rmsd_proper(a: np.ndarray, b: np.ndarray) -> float:
+    """RMSD after the best proper rotation (scipy's Kabsch; no reflection)."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    rot, _ = Rotation.align_vectors(a, b)
+    return float(np.sqrt(((a - rot.apply(b)) ** 2).sum(1).mean()))
+
+
+# -- exact input ---------------------------------------------------------------
+
+@pytest.mark.parametrize("uid", UIDS)
+@pytest.mark.parametrize("method", ["classical", "smacof", "refine"])
+def test_exact_distances_recover_the_structure_with_the_right_hand(method, uid):
+    x = ca(uid)
+    out = FACTORIES[method]().reconstruct(cdist(x, x))
+    assert out.coords.shape == x.shape and out.coords.dtype == np.float64
+    rmsd = rmsd_proper(out.coords, x)
+    assert rmsd < EXACT_TOL[method], f"{method} on {uid}: RMSD {rmsd:.4f} A"
+    assert rmsd_proper(out.coords * [1, 1, -1], x) > 1.0  # the mirror is really different
+    json.dumps(out.diagnostics)
+
+
+def test_exact_input_diagnostics():
+    x = ca(HELICAL)
+    d = cdist(x, x)
+    c = ClassicalMDS().reconstruct(d).diagnostics
+    assert c["negative_eigenvalue_share"] < 1e-6 and c["stress1"] < 1e-6 and c["iterations"] == 0
+    s = SMACOF().reconstruct(d).diagnostics
+    assert s["converged"] and s["iterations"] <= 3 and s["stress"] < 1e-12
+    r = Refine().reconstruct(d).diagnostics
+    assert r["lbfgs_converged"] and r["bond_rmsd"] < 0.05 and r["clashes"] == 0
+
+
+# -- noisy input ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def noisy_results():
+    """RMSD per method and chain at multiplicative noise 0.2, plus refine's bonds."""
+    out = {m: [] for m in FACTORIES}
+    bonds = []
+    for k, uid in enumerate(UIDS):
+        x = ca(uid)
+        d = noisy(cdist(x, x), 0.2, seed=k)
+        for m, factory in FACTORIES.items():
+            rec = factory().reconstruct(d)
+            out[m].append(rmsd_proper(rec.coords, x))
+            if m == "refine":
+                bonds.append(np.linalg.norm(np.diff(rec.coords, axis=0), axis=1))
+    return out, bonds
+
+
+def test_smacof_and_refine_beat_classical_on_noisy_real_chains(noisy_results):
+    rmsd, _ = noisy_results
+    mean = {m: float(np.mean(v)) for m, v in rmsd.items()}
+    assert mean["smacof"] < mean["classical"], mean
+    assert mean["refine"] < mean["classical"], mean
+    assert all(np.isfinite(v).all() for v in rmsd.values())
+
+
+def test_refine_brings_consecutive_ca_distances_to_3_8(noisy_results):
+    _, bonds = noisy_results
+    allb = np.concatenate(bonds)
+    assert np.all(np.abs(allb - 3.8) <= 0.1), (allb.min(), allb.max())
+
+
+def test_noisy_helical_chain_gets_the_right_hand():
+    x = ca(HELICAL)
+    d = noisy(cdist(x, x), 0.2, seed=11)
+    for m in ("smacof", "refine"):
+        y = FACTORIES[m]().reconstruct(d).coords
+        assert rmsd_proper(y, x) < rmsd_proper(y * [1, 1, -1], x), m
+
+
+def test_negative_eigenvalue_share_reports_non_euclidean_input():
+    x = ca(HELICAL)
+    d = noisy(cdist(x, x), 0.2, seed=3)
+    share = ClassicalMDS().reconstruct(d).diagnostics["negative_eigenvalue_share"]
+    assert 0.05 < share < 0.6
+    assert ClassicalMDS(negative_share=False).reconstruct(d).diagnostics["negative_eigenvalue_share"] is None
+
+
+# -- against the references ---------------------------------------------------------
+
+def test_lanczos_and_dense_eigensolvers_give_the_same_classical_coordinates():
+    x = ca(LONG)
+    d = noisy(cdist(x, x), 0.2, seed=5)
+    a = ClassicalMDS(lanczos_min_length=1).reconstruct(d).coords
+    b = ClassicalMDS(lanczos_min_length=10**9).reconstruct(d).coords
+    # full numpy eigh, the textbook classical MDS
+    n = len(d)
+    j = np.eye(n) - 1.0 / n
+    vals, vecs = np.linalg.eigh(-0.5 * j @ (d**2) @ j)
+    ref = vecs[:, -3:][:, ::-1] * np.sqrt(vals[-3:][::-1])
+    for y in (a, b):
+        assert np.allclose(cdist(y, y), cdist(ref, ref), atol=1e-6)
+
+
+def test_smacof_matches_scikit_learn():
+    sk = pytest.importorskip("sklearn.manifold")
+    x = ca(HELICAL)
+    d = noisy(cdist(x, x), 0.2, seed=7)
+    ours = SMACOF(negative_share=False).reconstruct(d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mds = sk.MDS(n_components=3, metric="precomputed", init="classical_mds", n_init=1, max_iter=300,
+                     eps=1e-6, normalized_stress=False)
+        y = mds.fit_transform(d)
+    # same stress definition (sum over i < j), same stop rule
+    assert abs(ours.diagnostics["stress"] - mds.stress_) <= 1e-6 * mds.stress_
+    assert abs(ours.diagnostics["iterations"] - mds.n_iter_) <= 1
+    assert np.allclose(cdist(ours.coords, ours.coords), cdist(y, y), atol=1e-4)
+    raw, s1 = final_stress(y, check_distances(d))
+    assert np.isclose(raw, mds.stress_, rtol=1e-9)
+    assert np.isclose(s1, np.sqrt(raw / ((cdist(y, y) ** 2).sum() / 2)))
+
+
+def test_guttman_kernel_equals_the_dense_formula():
+    x = ca(LONG)
+    d = noisy(cdist(x, x), 0.2, seed=1)
+    y = x - x.mean(0)
+    for block in (7, 64, 1000):
+        rx, cross = GuttmanKernel(d, block)(y)
+        dist = cdist(y, y)
+        r = np.divide(d, dist, out=np.zeros_like(d), where=dist > 0)
+        assert np.allclose(rx[:, :3], r @ y) and np.allclose(rx[:, 3], r.sum(1))
+        assert np.isclose(cross, (d * dist).sum() / 2)
+
+
+# -- weights ---------------------------------------------------------------------
+
+def test_weight_laplacian_pinv_is_the_moore_penrose_inverse():
+    rng = np.random.default_rng(0)
+    w = rng.uniform(0.0, 2.0, (30, 30))
+    w = (w + w.T) / 2
+    np.fill_diagonal(w, 0.0)
+    assert np.allclose(weight_laplacian_pinv(w), np.linalg.pinv(weight_laplacian(w)), atol=1e-10)
+    w[:10, 10:] = w[10:, :10] = 0.0  # two components
+    assert np.allclose(weight_laplacian_pinv(w), np.linalg.pinv(weight_laplacian(w)), atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["classical", "smacof", "refine"])
+def test_exact_input_with_positive_weights_is_recovered(method):
+    x = ca("c70b106ab8731")
+    rng = np.random.default_rng(1)
+    w = rng.uniform(0.1, 2.0, (len(x), len(x)))
+    out = FACTORIES[method]().reconstruct(cdist(x, x), weights=(w + w.T) / 2)
+    assert rmsd_proper(out.coords, x) < EXACT_TOL[method]
+    assert out.diagnostics.get("weighted", True)
+
+
+@pytest.mark.parametrize("method", ["classical", "smacof", "refine"])
+def test_ignored_pairs_may_be_nan(method):
+    x = ca("c51d4cae83570")
+    n = len(x)
+    rng = np.random.default_rng(2)
+    miss = np.triu(rng.uniform(size=(n, n)) < 0.3, 1)
+    miss |= miss.T
+    d = np.where(miss, np.nan, cdist(x, x))
+    out = FACTORIES[method]().reconstruct(d, weights=np.where(miss, 0.0, 1.0))
+    rmsd = rmsd_proper(out.coords, x)
+    assert np.all(np.isfinite(out.coords))
+    assert rmsd < (1.0 if method == "classical" else 0.1), rmsd
+
+
+def test_weighted_guttman_transform_never_raises_stress():
+    x = ca("c70b106ab8731")
+    d = noisy(cdist(x, x), 0.3, seed=4)
+    rng = np.random.default_rng(3)
+    w = rng.uniform(0.0, 1.0, d.shape)
+    w = (w + w.T) / 2
+    checked = check_distances(d, w)
+    x0 = rng.standard_normal((len(x), 3)) * 10
+    stresses = [final_stress(smacof_loop(checked, x0, k, 0.0, 1.0, 32)[0], checked)[0] for k in range(8)]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(stresses, stresses[1:])), stresses
+    assert stresses[-1] < 0.5 * stresses[0]
+
+
+def test_constant_weights_equal_no_weights():
+    x = ca("cb98f573e0d35")
+    d = noisy(cdist(x, x), 0.2, seed=6)
+    a = SMACOF().reconstruct(d)
+    b = SMACOF().reconstruct(d, weights=np.full(d.shape, 3.0))
+    assert np.allclose(a.coords, b.coords, atol=1e-9)
+    assert np.isclose(b.diagnostics["stress"], 3.0 * a.diagnostics["stress"])
+
+
+def test_inverse_variance_weights_help_under_heteroscedastic_noise():
+    x = ca("c51d4cae83570")
+    d = cdist(x, x)
+    rng = np.random.default_rng(8)
+    sd = np.where(rng.uniform(size=d.shape) < 0.5, 0.05, 0.5)
+    sd = np.triu(sd, 1) + np.triu(sd, 1).T
+    noisy_d = np.triu(d * np.exp(sd * rng.standard_normal(d.shape)), 1)
+    noisy_d += noisy_d.T
+    w = 1.0 / np.maximum((sd * d) ** 2, 1e-6)
+    plain = rmsd_proper(SMACOF().reconstruct(noisy_d).coords, x)
+    weighted = rmsd_proper(SMACOF().reconstruct(noisy_d, weights=w).coords, x)
+    assert weighted < plain
+
+
+# -- input checks ------------------------------------------------------------------
+
+BAD = {
+    "not square": (np.zeros((3, 4)), None, "not square"),
+    "empty": (np.zeros((0, 0)), None, "empty"),
+    "negative": (np.array([[0, -2.0], [-2.0, 0]]), None, "negative"),
+    "nan": (np.array([[0, np.nan], [np.nan, 0]]), None, "non-finite"),
+    "inf": (np.array([[0, np.inf], [np.inf, 0]]), None, "non-finite"),
+    "asymmetric": (np.array([[0, 1.0], [2.0, 0]]), None, "not symmetric"),
+    "diagonal": (np.array([[1.0, 1.0], [1.0, 0]]), None, "diagonal"),
+    "text": (np.array([["a", "b"], ["c", "d"]]), None, "numeric"),
+    "nan where weighted": (np.array([[0, np.nan], [np.nan, 0]]), np.ones((2, 2)), "non-finite"),
+    "weights shape": (np.zeros((2, 2)), np.ones((3, 3)), "does not match"),
+    "negative weights": (np.zeros((2, 2)), -np.ones((2, 2)), "negative"),
+    "nan weights": (np.zeros((2, 2)), np.full((2, 2), np.nan), "non-finite"),
+    "asymmetric weights": (np.zeros((2, 2)), np.array([[0, 1.0], [0.0, 0]]), "not symmetric"),
+    "all weights zero": (np.ones((3, 3)) - np.eye(3), np.zeros((3, 3)), "weight 0"),
+}
+
+
+@pytest.mark.parametrize("method", ["classical", "smacof", "refine"])
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_input_raises_one_line_input_error(method, case):
+    d, w, words = BAD[case]
+    with pytest.raises(InputError) as err:
+        FACTORIES[method]().reconstruct(d, weights=w)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_small_asymmetry_is_symmetrised_and_reported():
+    x = ca("c70b106ab8731")
+    d = cdist(x, x)
+    skew = d.copy()
+    skew[0, 5] += 5e-4
+    checked = check_distances(skew)
+    assert np.array_equal(checked.distances, checked.distances.T)
+    assert np.isclose(checked.distances[0, 5], d[0, 5] + 2.5e-4)
+    out = SMACOF().reconstruct(skew)
+    assert np.isclose(out.diagnostics["max_asymmetry"], 5e-4)
+    assert rmsd_proper(out.coords, x) < 0.01
+    assert skew[0, 5] == d[0, 5] + 5e-4  # the caller's array is untouched
+
+
+@pytest.mark.parametrize("method", ["classical", "smacof", "refine"])
+def test_lengths_one_two_three(method):
+    x = ca(HELICAL)[:3]
+    for n in (1, 2, 3):
+        out = FACTORIES[method]().reconstruct(cdist(x[:n], x[:n]))
+        assert out.coords.shape == (n, 3) and np.all(np.isfinite(out.coords))
+        assert np.allclose(cdist(out.coords, out.coords), cdist(x[:n], x[:n]), atol=1e-6)
+        assert np.allclose(out.coords.mean(0), 0.0)
+
+
+def test_all_zero_distances_collapse_to_one_point():
+    out = SMACOF().reconstruct(np.zeros((5, 5)))
+    assert np.allclose(out.coords, 0.0) and out.diagnostics["stress"] == 0.0
+
+
+def test_stress_definitions():
+    x = ca("c70b106ab8731")
+    d = noisy(cdist(x, x), 0.2, seed=9)
+    y = SMACOF().reconstruct(d).coords
+    dy = cdist(y, y)
+    iu = np.triu_indices(len(d), 1)
+    raw, s1 = stress(y, check_distances(d))
+    assert np.isclose(raw, ((dy[iu] - d[iu]) ** 2).sum())
+    assert np.isclose(s1, np.sqrt(raw / (dy[iu] ** 2).sum()))
+
+
+def test_completion_fills_missing_pairs_with_path_bounds():
+    x = ca("c70b106ab8731")[:20]
+    d = cdist(x, x)
+    known = np.ones_like(d, dtype=bool)
+    known[0, 19] = known[19, 0] = False
+    np.fill_diagonal(known, False)
+    checked = CheckedDistances(np.where(known, d, 0.0), known.astype(float), known, 0.0)
+    full = complete_distances(checked)
+    assert full[0, 19] == full[19, 0] >= d[0, 19] - 1e-9
+    assert np.isclose(full[0, 19], min(d[0, k] + d[k, 19] for k in range(1, 19)))

@@ -1,0 +1,159 @@
+"""`distfold reconstruct`: files in, C-alpha trace out, one-line errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy.spatial.distance import cdist
+from scipy.spatial.transform import Rotation
+
+from distfold.cli.main import cli
+from distfold.structure import read_chain
+
+from conftest import run_distfold
+
+CHAIN = Path(__file__).parent / "data" / "chains" / "c70b106ab8731.pdb.gz"  # 1MR1 D, 96 residues
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def chain():
+    return read_chain(CHAIN)
+
+
+@pytest.fixture
+def files(tmp_path, chain):
+    d = cdist(chain.ca, chain.ca)
+    np.save(tmp_path / "d.npy", d)
+    np.savetxt(tmp_path / "d.txt", d, fmt="%.6f")
+    return tmp_path, d
+
+
+def rmsd_proper(a, b):
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    rot, _ = Rotation.align_vectors(a, b)
+    return float(np.sqrt(((a - rot.apply(b)) ** 2).sum(1).mean()))
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, ["reconstruct", *map(str, args)])
+
+
+@pytest.mark.parametrize("src, fmt, suffix", [("d.npy", None, ".pdb"), ("d.txt", "cif", ".cif"),
+                                              ("d.npy", None, ".mmcif"), ("d.txt", "pdb", ".ent")])
+def test_writes_a_ca_trace_with_residue_names(files, chain, src, fmt, suffix):
+    tmp, _ = files
+    out = tmp / f"model{suffix}"
+    args = [tmp / src, "-o", out, "--sequence", chain.sequence] + (["--format", fmt] if fmt else [])
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert ("_atom_site" in text) == (fmt == "cif" or suffix == ".mmcif")
+    back = read_chain(out)
+    assert back.chain_id == "A" and back.sequence == chain.sequence
+    assert rmsd_proper(back.ca, chain.ca) < 0.01  # PDB keeps 3 decimals
+
+
+def test_json_prints_the_diagnostics(files):
+    tmp, _ = files
+    res = invoke(tmp / "d.npy", "-o", tmp / "m.pdb", "--method", "classical", "--json")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["method"] == "classical" and info["length"] == 96
+    diag = info["diagnostics"]
+    for key in ("stress", "stress1", "iterations", "converged", "negative_eigenvalue_share", "mirrored",
+                "handedness_margin"):
+        assert key in diag
+    assert info["config"]["negative_share"] is True
+
+
+def test_sequence_from_fasta_and_weights_file(files, chain):
+    tmp, d = files
+    (tmp / "s.fasta").write_text(f">x\n{chain.sequence}\n")
+    n = len(d)
+    w = np.ones((n, n))
+    w[0, 50] = w[50, 0] = 0.0
+    bad = d.copy()
+    bad[0, 50] = bad[50, 0] = np.nan
+    np.save(tmp / "w.npy", w)
+    np.save(tmp / "nan.npy", bad)
+    res = invoke(tmp / "nan.npy", "-o", tmp / "m.pdb", "--weights", tmp / "w.npy", "--sequence", tmp / "s.fasta",
+                 "--method", "refine", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["diagnostics"]["weighted"] is True
+    assert rmsd_proper(read_chain(tmp / "m.pdb").ca, chain.ca) < 0.1
+
+
+def test_third_party_reconstructor(files, chain):
+    tmp, _ = files
+    res = invoke(tmp / "d.npy", "-o", tmp / "m.pdb", "--method", "example-spectral", "--sequence", chain.sequence)
+    assert res.exit_code == 0, res.output
+    assert rmsd_proper(read_chain(tmp / "m.pdb").ca, chain.ca) < 0.01
+
+
+def _write(tmp, name, content):
+    path = tmp / name
+    if isinstance(content, np.ndarray):
+        np.save(path, content)
+    else:
+        path.write_text(content)
+    return path
+
+
+@pytest.mark.parametrize("name, content, extra, words", [
+    ("rect.npy", np.zeros((3, 4)), [], "not square"),
+    ("cube.npy", np.zeros((2, 2, 2)), [], "not square"),
+    ("neg.npy", -np.ones((3, 3)) + np.eye(3), [], "negative"),
+    ("asym.npy", np.array([[0.0, 1.0], [3.0, 0.0]]), [], "not symmetric"),
+    ("nan.npy", np.array([[0.0, np.nan], [np.nan, 0.0]]), [], "non-finite"),
+    ("junk.txt", "1 2 x\n", [], "not a readable"),
+    ("ragged.txt", "0 1\n1 0 2\n", [], "not a readable"),
+    ("empty.txt", "", [], "empty"),
+    ("fake.npy", "not numpy", [], "not a readable"),
+    ("ok.txt", "0 1\n1 0\n", ["--sequence", "ACD"], "sequence has 3 residues"),
+    ("ok2.txt", "0 1\n1 0\n", ["--sequence", "A1"], "invalid residue"),
+])
+def test_bad_input_is_one_line_exit_1_and_no_output(tmp_path, name, content, extra, words):
+    path = _write(tmp_path, name, content)
+    out = tmp_path / "never.pdb"
+    res = invoke(path, "-o", out, *extra)
+    assert res.exit_code == 1, res.output
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], res.stderr
+    assert "Traceback" not in res.output
+    assert not out.exists() and not list(tmp_path.glob(".never.pdb*"))
+
+
+def test_missing_file_and_bad_weights(tmp_path):
+    res = invoke(tmp_path / "nope.npy", "-o", tmp_path / "m.pdb")
+    assert res.exit_code == 1 and "no such file" in res.stderr
+    _write(tmp_path, "d.txt", "0 1\n1 0\n")
+    np.save(tmp_path / "w.npy", -np.ones((2, 2)))
+    res = invoke(tmp_path / "d.txt", "-o", tmp_path / "m.pdb", "--weights", tmp_path / "w.npy")
+    assert res.exit_code == 1 and str(tmp_path / "w.npy") in res.stderr and "negative" in res.stderr
+    np.save(tmp_path / "w3.npy", np.ones((3, 3)))
+    res = invoke(tmp_path / "d.txt", "-o", tmp_path / "m.pdb", "--weights", tmp_path / "w3.npy")
+    assert res.exit_code == 1 and "does not match" in res.stderr
+
+
+def test_unknown_method_is_usage_error_in_a_real_process(tmp_path):
+    _write(tmp_path, "d.txt", "0 1\n1 0\n")
+    res = run_distfold("reconstruct", str(tmp_path / "d.txt"), "-o", str(tmp_path / "m.pdb"), "--method", "nope")
+    assert res.returncode == 2 and "unknown reconstructor 'nope'" in res.stderr
+    assert "smacof" in res.stderr  # the choices are listed
+    res = run_distfold("reconstruct", str(tmp_path / "d.txt"), "-o", str(tmp_path / "m.pdb"), "--json")
+    assert res.returncode == 0 and res.stderr == ""
+    assert json.loads(res.stdout)["length"] == 2
