@@ -1,13 +1,36 @@
 """Structure-comparison metrics on C-alpha atoms (SCIENCE.md section 3).
 
-Distance-matrix metrics need no superposition and so also score a predicted
-matrix before reconstruction. All distances in Å. ``mask`` arguments are
-(L,) bool: False residues (unobserved) are excluded.
+Distance-matrix metrics (lDDT, distance errors, contact precision) need no
+superposition and so also score a predicted matrix before reconstruction.
+Coordinate metrics (RMSD, TM-score, GDT) compare two corresponded (N, 3)
+C-alpha sets: row i of the model belongs with row i of the reference.
+:func:`score_coordinates` computes all of them at once; ``distfold compare``
+and ``distfold evaluate`` both go through it, so they give identical numbers.
+
+All distances in Å. ``mask`` arguments are (L,) bool: False residues
+(unobserved) are excluded.
+
+- RMSD: after the optimal proper superposition, by ``mdtraj.rmsd`` (nm,
+  converted here once).
+- TM-score: the TM-score program's definition and search (Zhang & Skolnick
+  2004) with the residue correspondence fixed: normalised by the reference
+  length, d0 = 1.24 (L_ref - 15)^(1/3) - 1.8 floored at 0.5; superpositions
+  seeded from fragments of lengths N, N/2, N/4, N/8, N/16 and 4 at every
+  position, each refined by up to 20 Kabsch fits on the pairs closer than
+  d0_search + 1 (d0_search = d0 clipped to 4.5-8 Å). Not TM-align: no
+  residue re-alignment.
+- GDT-TS / GDT-HA: for each cutoff separately, the largest share of
+  reference residues within the cutoff under a superposition found by a
+  seeded search (fragments as above, down to 3 residues, each refined by
+  Kabsch fits on the pairs within the cutoff), times 100.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from distfold.errors import InputError
+from distfold.superpose import _rotations_from_covariance
 
 LDDT_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)
 LDDT_CUTOFF = 15.0
@@ -111,3 +134,426 @@ def contact_precision(pred_score: np.ndarray, true_d: np.ndarray, mask: np.ndarr
         return float("nan")
     order = np.argsort(-s if higher_is_contact else s, kind="stable")[:k]
     return float((t[order] < threshold).mean())
+
+
+# ---------------------------------------------------------------- coordinates
+
+TM_N_ITER = 20
+TM_N_INIT_MAX = 6
+GDT_TS_CUTOFFS = (1.0, 2.0, 4.0, 8.0)
+GDT_HA_CUTOFFS = (0.5, 1.0, 2.0, 4.0)
+GDT_N_ITER = 20
+GDT_MOVES = (1, 2, -1)
+GDT_BEAM = 256
+CONTACT_DEFINITION = "C-alpha < 8 A, |i-j| >= 24, top L/5 by model distance"
+
+
+def tm_d0(l_ref: int) -> float:
+    """TM-score distance scale d0 (Å) for a reference of ``l_ref`` residues."""
+    if l_ref <= 21:
+        return 0.5
+    return max(0.5, 1.24 * (l_ref - 15) ** (1.0 / 3.0) - 1.8)
+
+
+def _as_xyz(a, name: str) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != 3:
+        raise InputError(f"{name} coordinates must be (N, 3), got shape {a.shape}")
+    return a
+
+
+def _pair(model, ref) -> tuple[np.ndarray, np.ndarray]:
+    x, y = _as_xyz(model, "model"), _as_xyz(ref, "reference")
+    if len(x) != len(y):
+        raise InputError(f"model has {len(x)} residues but reference has {len(y)}; they must correspond row by row")
+    if len(x) == 0:
+        raise InputError("no residues to compare")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise InputError("coordinates contain NaN or infinity; pass a mask to score_coordinates instead")
+    return x, y
+
+
+def _seed_lengths(n: int, l_min: int = 4, n_init_max: int = TM_N_INIT_MAX) -> list[int]:
+    """Fragment lengths of the TM-score program: n, n/2, n/4, ... (integer), then l_min."""
+    l_min = min(l_min, n)
+    out = []
+    for i in range(n_init_max - 1):
+        length = n // 2**i
+        if length <= l_min:
+            out.append(l_min)
+            return out
+        out.append(length)
+    out.append(l_min)
+    return out
+
+
+def _fragment_masks(n: int, lengths: list[int]) -> np.ndarray:
+    """(S, n) bool: one row per contiguous fragment of each length, at every start."""
+    rows = []
+    for length in dict.fromkeys(lengths):
+        starts = np.arange(n - length + 1)
+        m = np.zeros((len(starts), n), dtype=bool)
+        m[np.arange(len(starts))[:, None], starts[:, None] + np.arange(length)[None, :]] = True
+        rows.append(m)
+    return np.concatenate(rows)
+
+
+_BLAS_CONTROLLER = None
+
+
+def _one_blas_thread():
+    """The searches run thousands of small matrix products; a multi-threaded BLAS
+    spends longer starting threads than computing them (10-40x slower measured
+    on a busy 2-core machine), so they run with one BLAS thread."""
+    global _BLAS_CONTROLLER
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - declared dependency
+        import contextlib
+
+        return contextlib.nullcontext()
+    if _BLAS_CONTROLLER is None:
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
+class _Superposer:
+    """Batched Kabsch fits of x onto y and the squared distances they leave, each
+    a single matrix product over precomputed per-residue features.
+
+    Both sets are centred first (so the expanded distance formula loses no
+    precision); transforms returned by :meth:`transform` are for the original
+    coordinates.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.cx0, self.cy0 = x.mean(0), y.mean(0)
+        x, y = x - self.cx0, y - self.cy0
+        n = len(x)
+        # [x (3), y (3), x_a y_b (9)] per residue: weighted sums give centroids and covariance,
+        # and a linear form in them gives |R x + t - y|^2 up to per-residue and per-fit constants.
+        self.feat = np.concatenate([x, y, (x[:, :, None] * y[:, None, :]).reshape(n, 9)], axis=1)
+        self.feat_t = np.ascontiguousarray(self.feat.T)
+        self.sq = (x * x).sum(1) + (y * y).sum(1)
+        self.n = n
+        self._weights = None
+        self.forget()
+
+    def fit(self, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """sel (S, N) bool/0-1, every row non-empty -> R (S, 3, 3), t (S, 3) (centred frame)."""
+        w = sel.astype(np.float64)
+        sw = w.sum(1)
+        sums = w @ self.feat
+        cx = sums[:, 0:3] / sw[:, None]
+        cy = sums[:, 3:6] / sw[:, None]
+        cov = sums[:, 6:15].reshape(-1, 3, 3) - sw[:, None, None] * cx[:, :, None] * cy[:, None, :]
+        r = _rotations_from_covariance(cov)
+        t = cy - np.einsum("sij,sj->si", r, cx)
+        return r, t
+
+    def sq_dists(self, r: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """(S, N) squared distances |R x_i + t - y_i|^2 (centred frame)."""
+        rt = r.transpose(0, 2, 1)
+        coef = np.concatenate([2.0 * np.einsum("sij,sj->si", rt, t), -2.0 * t, -2.0 * rt.reshape(-1, 9)], axis=1)
+        d2 = coef @ self.feat_t
+        d2 += self.sq[None, :]
+        d2 += (t * t).sum(1)[:, None]
+        np.maximum(d2, 0.0, out=d2)
+        return d2
+
+    def new_rows(self, sel: np.ndarray, min_size: int = 1) -> np.ndarray:
+        """Rows of sel with at least ``min_size`` members whose subset was never fitted before.
+
+        A fit depends only on the subset, so a subset fitted earlier (from any
+        seed, at an earlier or the same iteration) has already been followed
+        at least as far: dropping it cannot change the maximum found. Subsets
+        are compared by a 64-bit hash of their membership bits.
+        """
+        sel = sel[sel.sum(1) >= min_size]
+        if not len(sel):
+            return sel
+        with np.errstate(over="ignore"):
+            keys = (np.packbits(sel, axis=1).astype(np.uint64) * self._hash_weights(sel.shape[1])).sum(1)
+        _, first = np.unique(keys, return_index=True)
+        first = np.sort(first)
+        keys = keys[first]
+        fresh = ~np.isin(keys, self.seen_keys)
+        self.seen_keys = np.concatenate([self.seen_keys, keys[fresh]])
+        return sel[first[fresh]]
+
+    def _hash_weights(self, n: int) -> np.ndarray:
+        nbytes = (n + 7) // 8
+        if self._weights is None or len(self._weights) != nbytes:
+            rng = np.random.default_rng(0x5EED)
+            self._weights = rng.integers(1, 2**63, size=nbytes, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        return self._weights
+
+    def forget(self) -> None:
+        self.seen_keys = np.zeros(0, dtype=np.uint64)
+
+    def transform(self, r: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One centred-frame (R, t) as a transform of the original coordinates."""
+        return r, t + self.cy0 - r @ self.cx0
+
+
+def _tm_select(d2: np.ndarray, cut: float) -> np.ndarray:
+    """Pairs closer than ``cut``; where fewer than 3, ``cut`` grows by 0.5 Å until 3 are
+    (the TM-score program's score_fun)."""
+    sel = d2 < cut * cut
+    n = d2.shape[1]
+    if n > 3:
+        low = sel.sum(1) < 3
+        if low.any():
+            third = np.sqrt(np.partition(d2[low], 2, axis=1)[:, 2])
+            grown = cut + 0.5 * (np.floor((third - cut) / 0.5) + 1.0)
+            sel[low] = d2[low] < (grown * grown)[:, None]
+    return sel
+
+
+def _check_lref(n: int, l_ref: int | None) -> int:
+    l_ref = n if l_ref is None else int(l_ref)
+    if l_ref < n:
+        raise InputError(f"reference length {l_ref} is smaller than the {n} corresponded residues")
+    return l_ref
+
+
+def _tm_search(sp: _Superposer, l_ref: int, n_iter: int = TM_N_ITER, gdt_cutoffs=()):
+    """The TM-score program's search. Returns (score, R, t (centred frame), {cutoff: best count})
+    where the counts are the most residues within each GDT cutoff over every superposition tried."""
+    n = sp.n
+    d0 = tm_d0(l_ref)
+    d0_search = min(max(d0, 4.5), 8.0)
+    inv_d02 = 1.0 / (d0 * d0)
+    best = [-1.0, np.eye(3), np.zeros(3)]
+    counts = {float(c): 0 for c in gdt_cutoffs}
+
+    def fit_and_score(sel):
+        r, t = sp.fit(sel)
+        d2 = sp.sq_dists(r, t)
+        s = (1.0 / (1.0 + d2 * inv_d02)).sum(1)
+        k = int(np.argmax(s))
+        if s[k] / l_ref > best[0]:
+            best[:] = [float(s[k] / l_ref), r[k], t[k]]
+        for c in counts:
+            counts[c] = max(counts[c], int((d2 <= c * c).sum(1).max()))
+        return d2
+
+    d2 = fit_and_score(_fragment_masks(n, _seed_lengths(n)))
+    sel = _tm_select(d2, d0_search - 1.0)
+    sp.forget()
+    for _ in range(n_iter):
+        sel = sp.new_rows(sel)
+        if not len(sel):
+            break
+        d2 = fit_and_score(sel)
+        sel = _tm_select(d2, d0_search + 1.0)
+    sp.forget()
+    return best[0], best[1], best[2], counts
+
+
+def tm_superposition(model: np.ndarray, ref: np.ndarray, l_ref: int | None = None,
+                     n_iter: int = TM_N_ITER) -> tuple[float, np.ndarray, np.ndarray]:
+    """TM-score with a fixed residue correspondence and the superposition that gives it.
+
+    model, ref: (N, 3) Å, row i of one corresponds to row i of the other.
+    l_ref: the reference length the score is normalised by (default N); it
+    also sets d0. Returns (score, R (3, 3), t (3,)) with ``model @ R.T + t``
+    the best superposition found.
+    """
+    x, y = _pair(model, ref)
+    l_ref = _check_lref(len(x), l_ref)
+    sp = _Superposer(x, y)
+    with _one_blas_thread():
+        score, r, t, _ = _tm_search(sp, l_ref, n_iter)
+    r, t = sp.transform(r, t)
+    return score, r, t
+
+
+def tm_score(model: np.ndarray, ref: np.ndarray, l_ref: int | None = None) -> float:
+    """TM-score (0-1] of corresponded C-alphas; see :func:`tm_superposition`."""
+    return tm_superposition(model, ref, l_ref)[0]
+
+
+def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int = GDT_N_ITER,
+                beam: int = GDT_BEAM) -> dict[float, int]:
+    """Per-cutoff search for the most residues within each cutoff c.
+
+    Seeds: contiguous fragments of lengths n, n/2, n/4, ... down to 3 at every
+    position (one fit each, shared by all cutoffs). Then, per cutoff, chains of
+    Kabsch fits: the next subset is the pairs within c; where that subset
+    repeats (a fixed point), the next subsets are instead the k closest pairs
+    for k = count + 1, count + 2, count - 1 and the count closest with the
+    farthest member swapped for the closest non-member. Subsets fitted before
+    are dropped; at most ``beam`` subsets (the largest) go on per step, for at
+    most ``n_iter`` steps. ``counts`` holds counts already reached (e.g. by
+    the TM-score search) and is only ever raised.
+    """
+    n = sp.n
+    out = dict(counts)
+    d2_seed = sp.sq_dists(*sp.fit(_fragment_masks(n, _seed_lengths(n, l_min=3))))
+    for c in cutoffs:
+        c2 = float(c) ** 2
+        d2, prev = d2_seed, None
+        best = out.get(float(c), 0)
+        sp.forget()
+        for _ in range(n_iter):
+            within = d2 <= c2
+            cnt = within.sum(1)
+            best = max(best, int(cnt.max()))
+            nxt = within
+            if prev is not None:
+                fixed = (within == prev).all(1)
+                if fixed.any():
+                    dd, kk = d2[fixed], cnt[fixed]
+                    srt = np.sort(dd, axis=1)
+                    moves = [within[~fixed]]
+                    for step in GDT_MOVES:
+                        k = np.clip(kk + step, 3, n)
+                        moves.append(dd <= srt[np.arange(len(dd)), k - 1][:, None])
+                    if n > 3:
+                        k = np.clip(kk, 3, n - 1)
+                        swap = dd <= srt[np.arange(len(dd)), k][:, None]  # k + 1 closest ...
+                        far = np.argmax(np.where(swap & (dd <= srt[np.arange(len(dd)), k - 1][:, None]), dd, -1.0),
+                                        axis=1)
+                        swap[np.arange(len(dd)), far] = False  # ... less the farthest of the k closest
+                        moves.append(swap)
+                    nxt = np.concatenate(moves)
+            nxt = sp.new_rows(nxt, min_size=3)
+            if not len(nxt):
+                break
+            if len(nxt) > beam:
+                nxt = nxt[np.argsort(-nxt.sum(1), kind="stable")[:beam]]
+            d2 = sp.sq_dists(*sp.fit(nxt))
+            prev = nxt
+        else:
+            best = max(best, int((d2 <= c2).sum(1).max()))
+        out[float(c)] = best
+    sp.forget()
+    return out
+
+
+GDT_CUTOFFS = tuple(sorted(set(GDT_TS_CUTOFFS) | set(GDT_HA_CUTOFFS)))
+
+
+def gdt(model: np.ndarray, ref: np.ndarray, l_ref: int | None = None, cutoffs=GDT_CUTOFFS) -> dict[float, float]:
+    """Largest fraction of the ``l_ref`` reference residues within each cutoff (Å),
+    each cutoff searched separately. model, ref: (N, 3) corresponded. Returns
+    {cutoff: fraction in [0, 1]}; a residue counts when its distance <= cutoff.
+    The superpositions of the TM-score search are tried as well.
+    """
+    x, y = _pair(model, ref)
+    l_ref = _check_lref(len(x), l_ref)
+    sp = _Superposer(x, y)
+    with _one_blas_thread():
+        *_, counts = _tm_search(sp, l_ref, gdt_cutoffs=cutoffs)
+        counts = _gdt_search(sp, cutoffs, counts)
+    return {float(c): counts[float(c)] / l_ref for c in cutoffs}
+
+
+def _gdt_from_fractions(frac: dict[float, float]) -> dict[str, float]:
+    return {"gdt_ts": 100.0 * float(np.mean([frac[c] for c in GDT_TS_CUTOFFS])),
+            "gdt_ha": 100.0 * float(np.mean([frac[c] for c in GDT_HA_CUTOFFS]))}
+
+
+def gdt_scores(model: np.ndarray, ref: np.ndarray, l_ref: int | None = None) -> dict[str, float]:
+    """{"gdt_ts": ..., "gdt_ha": ...} on the 0-100 scale."""
+    return _gdt_from_fractions(gdt(model, ref, l_ref))
+
+
+_TOPOLOGIES: dict[int, object] = {}
+
+
+def _ca_topology(n: int):
+    import mdtraj as md
+
+    top = _TOPOLOGIES.get(n)
+    if top is None:
+        top = md.Topology()
+        chain = top.add_chain()
+        for _ in range(n):
+            top.add_atom("CA", md.element.carbon, top.add_residue("ALA", chain))
+        if n <= 4096:
+            _TOPOLOGIES[n] = top
+    return top
+
+
+def rmsd(model: np.ndarray, ref: np.ndarray) -> float:
+    """C-alpha RMSD (Å) after the optimal proper superposition, by ``mdtraj.rmsd``."""
+    import mdtraj as md
+
+    x, y = _pair(model, ref)
+    top = _ca_topology(len(x))
+    a = md.Trajectory(x[None] / 10.0, top)  # mdtraj works in nm
+    b = md.Trajectory(y[None] / 10.0, top)
+    return float(md.rmsd(a, b, 0)[0]) * 10.0
+
+
+def mirror(coords: np.ndarray) -> np.ndarray:
+    """The mirror image (z -> -z) of (N, 3) coordinates."""
+    out = np.array(coords, dtype=np.float64, copy=True)
+    out[:, 2] = -out[:, 2]
+    return out
+
+
+def score_coordinates(model_xyz: np.ndarray, ref_xyz: np.ndarray, mask: np.ndarray | None = None) -> dict:
+    """Every comparison metric of corresponded C-alpha coordinates.
+
+    model_xyz, ref_xyz: (L, 3) Å; row i of one belongs with row i of the other.
+    Rows of ``ref_xyz`` that are not finite are unobserved reference residues and
+    are dropped first, so the reference length is the number of observed
+    reference residues (as for a structure file). Rows of ``model_xyz`` that are
+    not finite, or False in ``mask`` (L,), are reference residues the model does
+    not cover: they count in the TM-score / GDT denominator and are excluded
+    from everything else. Sequence separations are counted over observed
+    reference residues.
+
+    Returns a dict of floats: rmsd (Å), tm_score, tm_score_mirror (the model's
+    mirror image), gdt_ts, gdt_ha (0-100), lddt (0-1, C-alpha, 15 Å, 0.5/1/2/4 Å),
+    lddt_per_residue (list, one per observed reference residue, NaN where not
+    covered), distance_mae, distance_rmse (Å), distance_pearson (pairs i < j),
+    contact_precision_l5 (C-alpha contacts, see CONTACT_DEFINITION), n_aligned,
+    ref_length. NaN where a metric is undefined (e.g. no pair with |i-j| >= 24).
+    """
+    x = _as_xyz(model_xyz, "model")
+    y = _as_xyz(ref_xyz, "reference")
+    if len(x) != len(y):
+        raise InputError(f"model has {len(x)} rows but reference has {len(y)}; they must correspond row by row")
+    observed = np.isfinite(y).all(1)
+    covered = np.isfinite(x).all(1)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (len(y),):
+            raise InputError(f"mask must have shape ({len(y)},), got {mask.shape}")
+        covered &= mask
+    x, y, covered = x[observed], y[observed], covered[observed]
+    l_ref = len(y)
+    n_aligned = int(covered.sum())
+    if n_aligned == 0:
+        raise InputError("no residue of the model corresponds to an observed reference residue")
+    xa, ya = x[covered], y[covered]
+    sp = _Superposer(xa, ya)
+    with _one_blas_thread():
+        tm, _, _, counts = _tm_search(sp, l_ref, gdt_cutoffs=GDT_CUTOFFS)
+        counts = _gdt_search(sp, GDT_CUTOFFS, counts)
+        tm_mirror = _tm_search(_Superposer(mirror(xa), ya), l_ref)[0]
+    g = _gdt_from_fractions({c: counts[c] / l_ref for c in GDT_CUTOFFS})
+    x_full = np.where(covered[:, None], x, np.nan)
+    dm, dr = distance_matrix(x_full), distance_matrix(y)
+    score, per_res = lddt(dm, dr, mask=covered)
+    err = distance_errors(dm, dr, mask=covered)
+    cp = contact_precision(dm, dr, mask=covered)
+    return {
+        "rmsd": rmsd(xa, ya),
+        "tm_score": tm,
+        "tm_score_mirror": tm_mirror,
+        "gdt_ts": g["gdt_ts"],
+        "gdt_ha": g["gdt_ha"],
+        "lddt": score,
+        "lddt_per_residue": [float(v) for v in per_res],
+        "distance_mae": err["mae"],
+        "distance_rmse": err["rmse"],
+        "distance_pearson": err["pearson"],
+        "contact_precision_l5": cp,
+        "n_aligned": n_aligned,
+        "ref_length": l_ref,
+    }
