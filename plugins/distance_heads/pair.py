@@ -1,0 +1,163 @@
+"""The pair representation shared by the built-in distance heads.
+
+Entry (i, j) is built from residue i's and residue j's features and their
+sequence separation -- the thing the method's predecessor lacked (SCIENCE.md
+section 1):
+
+    z_ij = A f_i + B f_j + (P f_i) * (Q f_j) + E[clip(j - i)] + w * prior_ij
+
+followed by a cheap stack of residual, dilated 3x3 convolutions over the
+L x L map (each block sees a growing window of both i's and j's neighbours)
+and a 1x1 read-out. The read-out is symmetrised, (y + y^T) / 2, so the output
+is symmetric by construction. Padding is zeroed after every block, which makes
+the result independent of how much padding a batch carries.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class PairStack(nn.Module):
+    """features (B, L, H), mask (B, L), prior (B, L, L) or None -> (B, L, L, n_out), symmetric.
+
+    hidden_size: backbone feature width H.
+    pair_dim: channels of the pair map.
+    n_blocks: residual conv blocks; block k uses dilation dilations[k % len(dilations)].
+    max_separation: signed sequence separation j - i is clipped to +-max_separation and embedded.
+    use_prior: add the separation prior (already in the normaliser's space) as an input channel.
+    """
+
+    def __init__(self, hidden_size: int, n_out: int, pair_dim: int = 32, n_blocks: int = 4,
+                 dilations: tuple[int, ...] = (1, 2, 4, 8), max_separation: int = 32,
+                 use_prior: bool = True, dropout: float = 0.0):
+        super().__init__()
+        self.max_separation = int(max_separation)
+        self.use_prior = bool(use_prior)
+        c = int(pair_dim)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.left = nn.Linear(hidden_size, c)
+        self.right = nn.Linear(hidden_size, c, bias=False)
+        self.prod_a = nn.Linear(hidden_size, c, bias=False)
+        self.prod_b = nn.Linear(hidden_size, c, bias=False)
+        self.sep = nn.Embedding(2 * self.max_separation + 1, c)
+        self.prior_proj = nn.Linear(1, c, bias=False) if self.use_prior else None
+        self.blocks = nn.ModuleList()
+        for k in range(int(n_blocks)):
+            d = int(dilations[k % len(dilations)])
+            conv1 = nn.Conv2d(c, c, 3, padding=d, dilation=d)
+            conv2 = nn.Conv2d(c, c, 3, padding=d, dilation=d)
+            nn.init.zeros_(conv2.bias)
+            conv2.weight.data.mul_(0.1)  # start each block near the identity
+            self.blocks.append(nn.ModuleList([conv1, conv2]))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        self.out_norm = nn.GroupNorm(1, c)
+        self.out = nn.Conv2d(c, n_out, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, _ = features.shape
+        x = self.norm(features.float())
+        z = self.left(x)[:, :, None, :] + self.right(x)[:, None, :, :]
+        z = z + self.prod_a(x)[:, :, None, :] * self.prod_b(x)[:, None, :, :]
+        idx = torch.arange(n, device=features.device)
+        rel = (idx[None, :] - idx[:, None]).clamp(-self.max_separation, self.max_separation) + self.max_separation
+        z = z + self.sep(rel)[None]
+        if self.use_prior:
+            if prior is None:
+                raise ValueError("this head was built with use_prior=True; pass prior= (B, L, L) separation prior")
+            z = z + self.prior_proj(prior.float()[..., None])
+        pm = (mask[:, :, None] & mask[:, None, :]).to(z.dtype)[:, None]  # (B, 1, L, L)
+        z = z.permute(0, 3, 1, 2) * pm  # (B, C, L, L)
+        for conv1, conv2 in self.blocks:
+            h = conv1(F.gelu(z))
+            if self.dropout is not None:
+                h = self.dropout(h)
+            z = (z + conv2(F.gelu(h))) * pm
+        y = self.out(F.gelu(self.out_norm(z)))  # (B, n_out, L, L)
+        y = 0.5 * (y + y.transpose(-1, -2))
+        return y.permute(0, 2, 3, 1)  # (B, L, L, n_out)
+
+
+def separation(n: int, device=None) -> torch.Tensor:
+    """(L, L) long |i - j|."""
+    idx = torch.arange(n, device=device)
+    return (idx[None, :] - idx[:, None]).abs()
+
+
+def off_diagonal(n: int, device=None) -> torch.Tensor:
+    """(L, L) float, 0 on the diagonal and 1 elsewhere."""
+    return 1.0 - torch.eye(n, device=device)
+
+
+def masked_pair_mean(values: torch.Tensor, pair_mask: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over each sample's valid pairs, then over samples with any valid pair (scalar).
+
+    values, pair_mask (bool), weights: (B, L, L). The diagonal must already be out of pair_mask.
+    """
+    w = pair_mask.to(values.dtype)
+    if weights is not None:
+        w = w * weights
+    per = (torch.where(pair_mask, values, torch.zeros_like(values)) * w).sum((1, 2))
+    tot = w.sum((1, 2))
+    has = tot > 0
+    if not bool(has.any()):
+        return values.sum() * 0.0
+    return (per[has] / tot[has]).mean()
+
+
+def local_weights(n: int, local_range: int, local_weight: float, device=None) -> torch.Tensor | None:
+    """(L, L) loss weights: 1 + local_weight for 0 < |i - j| <= local_range, else 1 (None if unused)."""
+    if local_weight <= 0 or local_range <= 0:
+        return None
+    sep = separation(n, device)
+    return 1.0 + local_weight * ((sep > 0) & (sep <= local_range)).float()
+
+
+def decode_slope(normaliser, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """d decode / d y at y (central difference), for the delta method."""
+    return (normaliser.decode(y + eps) - normaliser.decode(y - eps)) / (2 * eps)
+
+
+class _Identity:
+    """Stand-in normaliser (Å in, Å out) until a model binds the real one."""
+
+    def encode(self, d):
+        return d * 1.0
+
+    def decode(self, y):
+        return y * 1.0
+
+
+class PairHeadBase(nn.Module):
+    """Shared plumbing: the normaliser binding and the Å conversions of the contract."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._normaliser = _Identity()
+
+    def set_normaliser(self, normaliser) -> None:
+        """Bind the model's normaliser (heads that work in Å internally need it)."""
+        self._normaliser = normaliser
+
+    @staticmethod
+    def _finish(d: torch.Tensor) -> torch.Tensor:
+        """Exactly symmetric with an exact zero diagonal."""
+        n = d.shape[-1]
+        d = 0.5 * (d + d.transpose(-1, -2))
+        return d * off_diagonal(n, d.device)
+
+    def distance_angstrom(self, output: dict, normaliser) -> torch.Tensor:
+        """(B, L, L) point estimate in Å."""
+        return self._finish(normaliser.decode(output["distance"]))
+
+    def variance_angstrom(self, output: dict, normaliser) -> torch.Tensor | None:
+        """(B, L, L) variance in Å^2 by the delta method, or None."""
+        var = output.get("variance")
+        if var is None:
+            return None
+        slope = decode_slope(normaliser, output["distance"])
+        return self._finish(var * slope**2)

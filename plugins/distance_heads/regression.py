@@ -1,0 +1,89 @@
+"""The ``regression`` head: one distance per pair in the normaliser's space, with a
+learned per-pair uncertainty (Laplace or Gaussian negative log-likelihood).
+
+With a Laplace loss the point estimate is a median, which on this problem beats
+the mean in both MAE and lDDT (SCIENCE.md section 5). With ``use_prior`` the
+separation prior (in the normaliser's space) is an input channel and the head
+predicts a correction to it, so an untrained head starts at the prior.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from distfold.components import Configurable
+from distfold.plugins.distance_heads.pair import (PairHeadBase, PairStack, local_weights, masked_pair_mean,
+                                                  off_diagonal)
+
+LOSSES = ("laplace", "gaussian")
+
+
+class RegressionHead(Configurable, PairHeadBase):
+    """Pair features -> normalised distance (B, L, L) and its variance (B, L, L).
+
+    hidden_size: backbone feature width.
+    pair_dim, n_blocks, dilations, max_separation: the pair stack (see ``PairStack``).
+    use_prior: take the separation prior as input and predict a correction to it.
+    loss: ``laplace`` (|t - mu| / b + log b; variance 2 b^2) or ``gaussian``
+        ((t - mu)^2 / (2 s^2) + log s; variance s^2), in the normaliser's space.
+    min_scale: floor of b (or s), normalised units.
+    local_range, local_weight: pairs with 0 < |i - j| <= local_range weigh
+        1 + local_weight in the loss (an auxiliary short-range emphasis; 0 = off).
+    dropout: dropout inside the pair stack.
+    seed: initialisation seed.
+    """
+
+    def __init__(self, hidden_size: int = 64, pair_dim: int = 32, n_blocks: int = 4,
+                 dilations: list[int] | None = None, max_separation: int = 32, use_prior: bool = True,
+                 loss: str = "laplace", min_scale: float = 1e-3, local_range: int = 0,
+                 local_weight: float = 0.0, dropout: float = 0.0, seed: int = 0):
+        PairHeadBase.__init__(self)
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+        self.hidden_size = int(hidden_size)
+        self.pair_dim = int(pair_dim)
+        self.n_blocks = int(n_blocks)
+        self.dilations = [int(d) for d in (dilations or [1, 2, 4, 8])]
+        self.max_separation = int(max_separation)
+        self.use_prior = bool(use_prior)
+        self.loss_name = loss
+        self.min_scale = float(min_scale)
+        self.local_range = int(local_range)
+        self.local_weight = float(local_weight)
+        self.dropout = float(dropout)
+        self.seed = int(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.stack = PairStack(self.hidden_size, 2, self.pair_dim, self.n_blocks, tuple(self.dilations),
+                                   self.max_separation, self.use_prior, self.dropout)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["loss"] = self.loss_name
+        return config
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, prior: torch.Tensor | None = None) -> dict:
+        """features (B, L, H), mask (B, L) bool, prior (B, L, L) normalised or None ->
+        {"distance": (B, L, L), "variance": (B, L, L), "scale": (B, L, L)}, normalised space."""
+        y = self.stack(features, mask, prior if self.use_prior else None)
+        raw = y[..., 0]
+        if self.use_prior:
+            raw = raw + prior.float()
+        mu = F.softplus(raw, beta=20.0)  # >= 0, equal to raw for raw well above 0
+        scale = F.softplus(y[..., 1] - 2.0) + self.min_scale
+        var = 2.0 * scale**2 if self.loss_name == "laplace" else scale**2
+        off = off_diagonal(mu.shape[-1], mu.device)
+        return {"distance": mu * off, "variance": var * off, "scale": scale}
+
+    def loss(self, output: dict, target: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
+        """Mean NLL over pairs in ``pair_mask`` (per chain, then over chains), scalar."""
+        mu, scale = output["distance"], output["scale"]
+        t = torch.nan_to_num(target.float())
+        if self.loss_name == "laplace":
+            nll = (t - mu).abs() / scale + torch.log(scale)
+        else:
+            nll = 0.5 * ((t - mu) / scale) ** 2 + torch.log(scale)
+        n = mu.shape[-1]
+        pm = pair_mask & ~torch.eye(n, dtype=torch.bool, device=mu.device)
+        return masked_pair_mean(nll, pm, local_weights(n, self.local_range, self.local_weight, mu.device))

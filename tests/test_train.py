@@ -1,0 +1,186 @@
+"""`distfold train`: the loss falls, checkpoints round-trip and resume exactly, SIGINT saves,
+DDP ranks agree. Tiny preset on the real chains in tests/data/chains; seconds each."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainkit import make_dataset
+
+torch = pytest.importorskip("torch")
+from safetensors.numpy import load_file  # noqa: E402
+
+from distfold.model import DistanceModel  # noqa: E402
+from distfold.train import TrainOptions, lr_factor, train  # noqa: E402
+
+TINY = ["--preset", "tiny", "--crop", "64", "--batch-size", "4", "--lr", "3e-3", "--warmup", "2",
+        "--threads", "1", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("ds") / "ds")
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "distfold", "train", *args]
+
+
+def _weights(model_dir: Path) -> dict[str, np.ndarray]:
+    out = {}
+    for name in ("backbone.safetensors", "head.safetensors"):
+        out.update({f"{name}:{k}": v for k, v in load_file(str(model_dir / name)).items()})
+    return out
+
+
+def _run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(_cmd(*args), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    """One short in-process run shared by several tests."""
+    out = tmp_path_factory.mktemp("run") / "model"
+    torch.set_num_threads(1)
+    opts = TrainOptions(backbone_params={"preset": "tiny"}, crop=64, batch_size=4, lr=3e-3, warmup=2,
+                        max_steps=40, eval_every=20, save_every=20, keep=1, log_every=1, seed=0)
+    summary = train(dataset, out, opts, quiet=True)
+    return out, summary
+
+
+def test_loss_falls(trained):
+    out, summary = trained
+    losses = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+              if r["kind"] == "train"]
+    assert len(losses) == 40
+    assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.1, (losses[:8], losses[-8:])
+    assert summary["steps"] == 40
+
+
+def test_validation_logged_against_prior(trained):
+    out, summary = trained
+    val = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "val"]
+    assert [r["step"] for r in val] == [20, 40]
+    for r in val:
+        assert r["n_chains"] == 2 and 0 < r["mae"] < 30 and 0 <= r["lddt"] <= 1
+        assert 0 < r["prior_mae"] < 30  # the baseline is logged next to the model
+    assert summary["best_val"]["step"] in (20, 40)
+
+
+def test_checkpoint_layout_and_round_trip(trained, dataset):
+    out, _ = trained
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {"config.json", "backbone.safetensors", "head.safetensors", "prior.json", "metrics.jsonl"} <= files
+    assert {"checkpoints/step-0000040/trainer_state.json", "checkpoints/step-0000040/training_state.safetensors",
+            "best/config.json"} <= files
+    assert not any(f.startswith("checkpoints/step-0000020") for f in files)  # keep=1
+    assert all(f.endswith((".json", ".jsonl", ".safetensors")) for f in files), files  # no pickles
+    text = (out / "config.json").read_text()
+    config = json.loads(text)
+    assert text == json.dumps(config, indent=2, sort_keys=True) + "\n"
+    assert config["distfold_version"] and config["crop"] == 64
+    assert config["dataset_fingerprint"] == json.loads((dataset / "dataset.json").read_text())["fingerprint"]
+    assert config["components"]["backbone"]["distribution"] == "distfold"
+    assert config["normaliser_scale"] == config["components"]["normaliser"]["params"]["scale"] > 0
+    m1 = DistanceModel.load(out)
+    m2 = DistanceModel.load(out / "checkpoints" / "step-0000040")
+    seq = "MKTAYIAKQRQISFVKSHFSRQ"
+    a, b = m1.predict([seq])[0], m2.predict([seq])[0]
+    np.testing.assert_array_equal(a["distance"], b["distance"])
+    assert not m1.training
+
+
+def test_lr_schedule():
+    assert lr_factor(0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(10, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(55, 10, 100, 0.1) == pytest.approx(0.55)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.time() - t0 < timeout, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def test_resume_after_sigkill_matches_uninterrupted(dataset, tmp_path):
+    args = [str(dataset), *TINY, "--max-steps", "24", "--save-every", "6", "--keep", "0"]
+    full = _run(*args, "-o", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr[-2000:]
+    part = tmp_path / "part"
+    proc = subprocess.Popen(_cmd(*args, "-o", str(part)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    _wait_for(part / "checkpoints" / "step-0000006" / "trainer_state.json", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (part / "config.json").exists()  # it really stopped before the end
+    resumed = _run(*args, "-o", str(part), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stderr
+    a, b = _weights(tmp_path / "full"), _weights(part)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_sigint_saves_checkpoint_then_resume(dataset, tmp_path):
+    out = tmp_path / "m"
+    args = [str(dataset), *TINY, "--max-steps", "100000", "-o", str(out)]
+    proc = subprocess.Popen(_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    _wait_for(out / "metrics.jsonl", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "checkpoint saved" in err and "Traceback" not in err
+    ckpts = sorted((out / "checkpoints").iterdir())
+    assert len(ckpts) == 1 and (ckpts[0] / "trainer_state.json").is_file()
+    step = json.loads((ckpts[0] / "trainer_state.json").read_text())["step"]
+    again = _run(str(dataset), *TINY, "--max-steps", str(step + 2), "-o", str(out), "--resume")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((out / "config.json").read_text())["training"]["step"] == step + 2
+
+
+def test_fresh_run_refuses_existing_checkpoints(trained, dataset):
+    out, _ = trained
+    r = _run(str(dataset), *TINY, "--max-steps", "2", "-o", str(out))
+    assert r.returncode == 1
+    assert "--resume" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_dataset_is_one_line_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = _run(str(tmp_path / "empty"), "-o", str(tmp_path / "m"))
+    assert r.returncode == 1
+    assert r.stderr.strip().startswith("Error:") and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+
+
+def test_ddp_two_cpu_processes(dataset, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "distfold", "train", str(dataset), *TINY, "--max-steps", "4", "-o", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    ddp = [x for x in rows if x["kind"] == "ddp"]
+    assert len(ddp) == 1 and ddp[0]["world_size"] == 2 and ddp[0]["max_rank_weight_diff"] <= 1e-6
+    state = json.loads((out / "checkpoints" / "step-0000004" / "trainer_state.json").read_text())
+    assert state["world_size"] == 2 and len(state["sampler_rng_by_rank"]) == 2
+    assert state["sampler_rng_by_rank"][0] != state["sampler_rng_by_rank"][1]  # ranks draw different crops
+    model = DistanceModel.load(out)
+    assert model.predict(["MKTAYIAKQR"])[0]["distance"].shape == (10, 10)

@@ -1,0 +1,52 @@
+"""Small real datasets and a tiny pretrained-style Qwen2 for the model/training tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from distfold.dataset import write_dataset
+from distfold.structure import read_chain
+
+DATA = Path(__file__).parent / "data" / "chains"
+#: Real chains in tests/data/chains (see its README): uid -> split.
+SPLITS = {"c55406f94174e": "train", "c51d4cae83570": "train", "c9fa041c82503": "train",
+          "cb98f573e0d35": "val", "c70b106ab8731": "val"}
+
+
+def make_dataset(path: Path, uids=None) -> Path:
+    """A distfold dataset of the test chains (one family each, weight 1)."""
+    records, coords = [], []
+    for uid in uids or SPLITS:
+        chain = read_chain(DATA / f"{uid}.pdb.gz")
+        records.append({"id": uid, "sequence": chain.sequence, "source": f"{uid}.pdb.gz", "chain": chain.chain_id,
+                        "family": uid, "split": SPLITS[uid], "weight": 1.0, "duplicates": []})
+        coords.append(np.asarray(chain.ca, np.float32))
+    return write_dataset(path, records, coords, params={"test": True})
+
+
+def make_tiny_qwen(path: Path) -> Path:
+    """A randomly initialised, pretrained-style Qwen2ForCausalLM with a tokenizer whose
+    vocabulary holds single letters, saved like a downloaded model."""
+    import torch
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Split
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    letters = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    vocab = {"<|endoftext|>": 0, "<unk>": 1, **{c: i + 2 for i, c in enumerate(letters)}, "AB": 28, "ABC": 29}
+    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = Split("", "isolated")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<|endoftext|>",
+                                   eos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, pad_token_id=0, eos_token_id=0, bos_token_id=None)
+    model = Qwen2ForCausalLM(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path))
+    fast.save_pretrained(str(path))
+    return path
