@@ -197,3 +197,179 @@ def parametrize_with_checks(kind: str, components: Iterable[Any]):
             params.append((comp, check))
             ids.append(f"{type(comp).__name__}-{check.__name__}")
     return pytest.mark.parametrize("component, check", params, ids=ids)
+
+
+# -- backbones ------------------------------------------------------------------------------------
+# Backbones and heads are torch modules; torch is imported inside each check.
+
+_SEQS = ["MKTAYIAKQR", "GSHM", "W"]
+
+
+@_check("backbone")
+def check_backbone_shapes(bb: Any) -> None:
+    import torch
+
+    bb.eval()
+    with torch.no_grad():
+        feats, mask = bb(_SEQS)
+    h = int(bb.hidden_size)
+    assert tuple(feats.shape) == (3, 10, h), f"features shape {tuple(feats.shape)}, expected (3, 10, {h})"
+    assert feats.dtype == torch.float32, f"features dtype {feats.dtype}, expected float32"
+    assert mask.dtype == torch.bool and tuple(mask.shape) == (3, 10), "mask must be bool (B, L_max)"
+    assert mask.sum(1).tolist() == [10, 4, 1], f"mask counts {mask.sum(1).tolist()}, expected one per residue"
+    assert bool(torch.isfinite(feats[mask]).all()), "non-finite features on real residues"
+
+
+@_check("backbone")
+def check_backbone_small_lengths(bb: Any) -> None:
+    import torch
+
+    bb.eval()
+    for n in (1, 2, 3):
+        with torch.no_grad():
+            feats, mask = bb(["ACD"[:n]])
+        assert tuple(feats.shape[:2]) == (1, n), f"L={n}: features shape {tuple(feats.shape)}"
+        assert bool(torch.isfinite(feats).all()), f"L={n}: non-finite features"
+
+
+@_check("backbone")
+def check_backbone_padding_invariant(bb: Any) -> None:
+    import torch
+
+    bb.eval()
+    with torch.no_grad():
+        alone, _ = bb([_SEQS[1]])
+        batched, _ = bb(_SEQS)
+    assert torch.allclose(alone[0], batched[1, :4], atol=1e-4), "features depend on the padding of the batch"
+
+
+@_check("backbone")
+def check_backbone_deterministic(bb: Any) -> None:
+    import torch
+
+    bb.eval()
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            outs.append(bb(_SEQS)[0])
+    assert torch.equal(outs[0], outs[1]), "two eval-mode forwards after the same seed differ"
+
+
+@_check("backbone")
+def check_backbone_trainable_state(bb: Any) -> None:
+    import torch
+
+    sd = bb.trainable_state_dict()
+    assert sd, "trainable_state_dict() is empty"
+    assert all(isinstance(v, torch.Tensor) for v in sd.values()), "trainable_state_dict() holds non-tensors"
+    bb.load_trainable_state_dict({k: v.clone() for k, v in sd.items()})
+
+
+# -- distance heads ---------------------------------------------------------------------------------
+
+def _head_inputs(head: Any, lengths=(5, 3)):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    b, n = len(lengths), max(lengths)
+    feats = torch.randn(b, n, int(head.hidden_size), generator=g)
+    mask = torch.zeros(b, n, dtype=torch.bool)
+    for k, m in enumerate(lengths):
+        mask[k, :m] = True
+    idx = torch.arange(n)
+    sep = (idx[:, None] - idx[None, :]).abs().float()
+    prior_a = 3.8 * sep ** 0.6  # a plausible prior in Å
+    return feats, mask, prior_a.expand(b, n, n).clone()
+
+
+def _bind_normaliser(head: Any):
+    from distfold.plugins.normalisers.log1p import Log1pNormaliser
+
+    norm = Log1pNormaliser(scale=5.0)
+    if hasattr(head, "set_normaliser"):
+        head.set_normaliser(norm)
+    return norm
+
+
+def _head_forward(head: Any, lengths=(5, 3)):
+    import torch
+
+    norm = _bind_normaliser(head)
+    feats, mask, prior_a = _head_inputs(head, lengths)
+    with torch.no_grad():
+        out = head(feats, mask, prior=norm.encode(prior_a))
+    return out, norm, mask
+
+
+@_check("distance_head")
+def check_head_outputs(head: Any) -> None:
+    import torch
+
+    head.eval()
+    out, norm, mask = _head_forward(head)
+    d = out["distance"]
+    assert tuple(d.shape) == (2, 5, 5), f"distance shape {tuple(d.shape)}, expected (2, 5, 5)"
+    assert d.dtype == torch.float32, f"distance dtype {d.dtype}"
+    for name, t in (("distance", d), ("variance", out.get("variance"))):
+        if t is None:
+            continue
+        assert bool(torch.isfinite(t).all()), f"{name} is not finite"
+        assert torch.allclose(t, t.transpose(-1, -2), atol=1e-6), f"{name} is not symmetric"
+        assert bool((torch.diagonal(t, dim1=-2, dim2=-1) == 0).all()), f"{name} diagonal is not zero"
+        assert bool((t >= 0).all()), f"{name} has negative entries"
+    da = head.distance_angstrom(out, norm)
+    assert tuple(da.shape) == (2, 5, 5) and bool((da >= 0).all()) and bool(torch.isfinite(da).all()), \
+        "distance_angstrom must be finite, non-negative (B, L, L)"
+    va = head.variance_angstrom(out, norm)
+    if va is not None:
+        assert tuple(va.shape) == (2, 5, 5) and bool((va >= 0).all()), "variance_angstrom must be >= 0 (B, L, L)"
+
+
+@_check("distance_head")
+def check_head_small_lengths(head: Any) -> None:
+    import torch
+
+    head.eval()
+    for n in (1, 2, 3):
+        out, _, _ = _head_forward(head, (n,))
+        d = out["distance"]
+        assert tuple(d.shape) == (1, n, n), f"L={n}: distance shape {tuple(d.shape)}"
+        assert bool(torch.isfinite(d).all()) and bool((torch.diagonal(d, dim1=-2, dim2=-1) == 0).all()), \
+            f"L={n}: distance not finite or diagonal not zero"
+
+
+@_check("distance_head")
+def check_head_deterministic(head: Any) -> None:
+    import torch
+
+    head.eval()
+    a, _, _ = _head_forward(head)
+    b, _, _ = _head_forward(head)
+    assert torch.equal(a["distance"], b["distance"]), "two eval-mode forwards differ"
+    c, _, _ = _head_forward(_clone(head).eval())
+    assert torch.equal(a["distance"], c["distance"]), "a head rebuilt from its config gives different output"
+
+
+@_check("distance_head")
+def check_head_loss_masking(head: Any) -> None:
+    import torch
+
+    head.train()
+    norm = _bind_normaliser(head)
+    feats, mask, prior_a = _head_inputs(head)
+    out = head(feats, mask, prior=norm.encode(prior_a))
+    target = norm.encode(prior_a * 1.1)
+    pair_mask = mask[:, :, None] & mask[:, None, :]
+    pair_mask = pair_mask & ~torch.eye(5, dtype=torch.bool)
+    loss = head.loss(out, target, pair_mask)
+    assert loss.dim() == 0 and bool(torch.isfinite(loss)), "loss must be a finite scalar"
+    loss.backward()
+    grads = [p.grad for p in head.parameters() if p.requires_grad]
+    assert any(g is not None and bool(g.abs().sum() > 0) for g in grads), "loss gives no gradient"
+    poisoned = target.clone()
+    poisoned[~pair_mask] = 1e3
+    again = head.loss({k: v.detach() if hasattr(v, "detach") else v for k, v in out.items()}, poisoned, pair_mask)
+    assert torch.allclose(again, loss.detach(), atol=1e-5), "pairs outside pair_mask change the loss"
+    head.zero_grad(set_to_none=True)
+    head.eval()

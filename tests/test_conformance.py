@@ -26,3 +26,19 @@ def test_normaliser_conformance(comp, check):
 @pytest.mark.parametrize("comp", _instances("reconstructor"))
 def test_reconstructor_conformance(comp, check):
     check(comp.spec.load()())
+
+
+#: Small constructor parameters for built-in torch components (third-party ones use their defaults).
+BACKBONE_PARAMS = {"qwen": {"preset": "tiny"}}
+
+
+@pytest.mark.parametrize("check", CHECKS["backbone"], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("comp", _instances("backbone"))
+def test_backbone_conformance(comp, check):
+    check(comp.spec.load()(**BACKBONE_PARAMS.get(comp.name, {})))
+
+
+@pytest.mark.parametrize("check", CHECKS["distance_head"], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("comp", _instances("distance_head"))
+def test_distance_head_conformance(comp, check):
+    check(comp.spec.load()(hidden_size=16))
