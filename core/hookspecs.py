@@ -109,10 +109,14 @@ def distfold_distance_heads() -> list[ComponentSpec]:
     Contract (checked by :func:`distfold.testing.check_distance_head`):
 
     - constructed with ``hidden_size`` plus its own parameters;
-    - ``forward(features (B, L, H), mask (B, L)) -> dict`` with ``"distance"``:
-      (B, L, L) float32 in the normaliser's space, symmetric, zero on the diagonal,
-      finite; and, where the head models uncertainty, ``"variance"``: (B, L, L)
-      float32 >= 0 in the same space;
+    - ``forward(features (B, L, H), mask (B, L), prior=None) -> dict`` with
+      ``"distance"``: (B, L, L) float32 in the normaliser's space, symmetric, zero on
+      the diagonal, non-negative, finite; and, where the head models uncertainty,
+      ``"variance"``: (B, L, L) float32 >= 0 in the same space. ``prior`` is the
+      separation prior (B, L, L) in the normaliser's space; a head may use it as an
+      input feature (the built-ins do when ``use_prior`` is true) or ignore it;
+    - optional ``set_normaliser(normaliser)``: called by the model before use, for
+      heads that work in Å internally (e.g. distogram bins);
     - ``loss(output, target (B, L, L) normalised, pair_mask (B, L, L) bool) -> scalar``;
       pairs outside ``pair_mask`` (masked residues, padding, the diagonal) never
       contribute;
