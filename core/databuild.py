@@ -1,0 +1,698 @@
+"""Building a dataset directory (format: :mod:`distfold.dataset`) from structure files.
+
+``distfold data build`` runs :func:`build_dataset`. The steps, and the exact rules:
+
+1. **Inputs.** Files, or directories searched recursively, with the suffixes
+   ``.pdb .ent .cif .mmcif`` (each optionally ``.gz``). Files whose stem (name
+   without those suffixes) or chain id (``stem_chain``) is listed in ``exclude``
+   are not read and are reported as ``skipped``.
+2. **Parsing** (one process per file, :class:`~concurrent.futures.ProcessPoolExecutor`).
+   Reading rules are those of :mod:`distfold.structure`: first model only,
+   alternate locations resolved, MSE -> M, other modified amino acids to their
+   parent where known, else X. One sample per protein chain; chains are never
+   concatenated. A file that cannot be parsed is reported as ``failed`` and the
+   build goes on.
+3. **Missing residues.** Where the file gives the chain's full sequence
+   (mmCIF ``_pdbx_poly_seq_scheme``, ``_entity_poly.pdbx_seq_one_letter_code_can``
+   or ``_entity_poly_seq``; PDB ``SEQRES``), the observed residues are placed on
+   it (residue numbering when it maps onto the sequence exactly, otherwise a
+   global alignment that never lets an observed residue fall outside the full
+   sequence) and the unobserved residues stay in the sequence with NaN
+   coordinates (masked). Otherwise the sequence is the observed residues and
+   chain breaks are only recorded. In both cases ``breaks`` lists every index
+   ``i`` of the sequence where residues ``i-1`` and ``i`` both have coordinates
+   but their C-alpha atoms are more than :data:`BREAK_DISTANCE` Å apart
+   (residues missing between them, or a numbering gap with missing residues).
+   Coordinates are never interpolated.
+4. **Filters.** ``n_observed >= min_length`` (residues with coordinates) and
+   share of ``X`` in the sequence ``<= max_unknown``.
+5. **Duplicates.** Chains with identical sequences are merged; the copy kept is
+   the best resolved: lowest resolution value (Å; files without one rank last),
+   then most observed residues, then id order. The others are listed in the
+   kept record's ``duplicates`` and reported as ``skipped``.
+6. **Families.** Sequence identity of two chains is the number of identical
+   aligned positions in a global alignment without end-gap penalties
+   (biopython ``PairwiseAligner``, BLOSUM62, gap open -11, extend -1) divided
+   by the length of the shorter sequence. Pairs sharing enough 3-mers
+   (:func:`candidate_pairs`) are aligned; pairs with identity >= ``identity``
+   are linked and families are the connected components (single linkage,
+   union-find). A family is named after its first member id (sorted).
+7. **Split.** Whole families go to ``val`` (in an order shuffled with ``seed``)
+   until ``val_fraction`` of the chains is reached, so no linked pair crosses
+   the split. With ``split_by_dir``, a chain whose path has a parent folder
+   named ``train`` or ``val`` keeps that split (other chains take their
+   family's split, or a family split as above); families are still computed,
+   and pairs across the split above the threshold are counted in
+   ``dataset.json`` (``cross_split_links``).
+8. **Weights.** ``weight = 1 / family size`` (chains of the family in the dataset).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from distfold.errors import InputError
+
+#: Consecutive observed C-alpha atoms farther apart than this (Å) mark a chain break.
+BREAK_DISTANCE = 4.2
+STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
+LENGTH_BINS = ((30, 63), (64, 127), (128, 255), (256, 511), (512, None))
+KMER = 3
+AMINO = "ACDEFGHIKLMNPQRSTVWY"
+#: Diagonal band width (residues) and the shared 3-mer hits on one band that make a candidate pair.
+DIAGONAL_BAND = 8
+MIN_DIAGONAL_HITS = 3
+#: Karlin-Altschul parameters of BLOSUM62 with gap costs 11/1 (NCBI BLAST tables).
+KA_LAMBDA, KA_K = 0.267, 0.041
+MAX_EVALUE = 1e-5
+
+
+@dataclass
+class BuildOptions:
+    min_length: int = 30
+    max_unknown: float = 0.1
+    identity: float = 0.3
+    val_fraction: float = 0.1
+    seed: int = 0
+    workers: int = 1
+    split_by_dir: bool = False
+    max_evalue: float = MAX_EVALUE
+    exclude: frozenset[str] = frozenset()
+
+    def params(self) -> dict[str, Any]:
+        return {"min_length": self.min_length, "max_unknown": self.max_unknown, "identity": self.identity,
+                "val_fraction": self.val_fraction, "seed": self.seed, "split_by_dir": self.split_by_dir,
+                "excluded_ids": len(self.exclude), "identity_definition": IDENTITY_DEFINITION,
+                "break_distance": BREAK_DISTANCE, "kmer": KMER,
+                "max_evalue": self.max_evalue, "diagonal_band": DIAGONAL_BAND,
+                "min_diagonal_hits": MIN_DIAGONAL_HITS}
+
+
+IDENTITY_DEFINITION = ("identical aligned positions / length of the shorter sequence; global alignment, free end "
+                       "gaps, BLOSUM62, gap open -11, extend -1 (biopython PairwiseAligner)")
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def structure_stem(path: str | os.PathLike) -> str | None:
+    """File name without its structure suffix (and .gz), or None if not a structure file."""
+    name = Path(path).name
+    low = name.lower()
+    if low.endswith(".gz"):
+        name, low = name[:-3], low[:-3]
+    for suf in STRUCTURE_SUFFIXES:
+        if low.endswith(suf) and len(low) > len(suf):
+            return name[: -len(suf)]
+    return None
+
+
+def find_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Structure files among ``paths`` (directories searched recursively), sorted, unique."""
+    found: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise InputError(f"{p}: no such file or directory")
+        if p.is_dir():
+            found.extend(f for f in sorted(p.rglob("*")) if f.is_file() and structure_stem(f) is not None)
+        elif structure_stem(p) is not None:
+            found.append(p)
+        else:
+            raise InputError(f"{p}: not a structure file (expected {', '.join(STRUCTURE_SUFFIXES)}, optionally .gz)")
+    seen, out = set(), []
+    for f in found:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+def read_exclude(path: str | os.PathLike) -> frozenset[str]:
+    """Ids to skip: one per line (file stems or ``stem_chain`` ids); blank lines and ``#`` comments ignored."""
+    from distfold.fileio import read_text
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: exclude list not found")
+    out = set()
+    for line in read_text(p).splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            out.add(line)
+    return frozenset(out)
+
+
+def dir_split(path: Path) -> str | None:
+    """'train' or 'val' when a parent folder of ``path`` has that name (the nearest wins)."""
+    for parent in path.parents:
+        if parent.name in ("train", "val"):
+            return parent.name
+    return None
+
+
+# ----------------------------------------------------------------------------- parsing
+
+def find_breaks(coords: np.ndarray) -> list[int]:
+    """Indices i where rows i-1 and i both have coordinates but are > BREAK_DISTANCE Å apart."""
+    x = np.asarray(coords, dtype=np.float64)
+    if len(x) < 2:
+        return []
+    d = np.linalg.norm(x[1:] - x[:-1], axis=1)
+    return [int(i) + 1 for i in np.nonzero(np.isfinite(d) & (d > BREAK_DISTANCE))[0]]
+
+
+def place_on_sequence(chain, full: str, scheme: dict[tuple[int, str], int] | None = None) -> np.ndarray | None:
+    """Indices into ``full`` of each observed residue of ``chain``, or None if they cannot be placed.
+
+    Tried in order: the file's own residue -> sequence mapping (``scheme``), a constant
+    residue-number offset, a global alignment (observed residues may not fall in gaps).
+    Placements must be strictly increasing and agree in letter (X matches anything).
+    """
+    obs = chain.sequence
+    n, m = len(obs), len(full)
+    if n == 0 or m < n:
+        return None
+
+    def ok(idx) -> bool:
+        if idx is None or len(idx) != n or any(i < 0 or i >= m for i in idx):
+            return False
+        if any(b <= a for a, b in zip(idx, idx[1:])):
+            return False
+        return all(o == full[i] or "X" in (o, full[i]) for o, i in zip(obs, idx))
+
+    if scheme:
+        idx = [scheme.get(rid, -1) for rid in chain.residue_ids]
+        if ok(idx):
+            return np.asarray(idx)
+    if chain.residue_ids and not any(ic for _, ic in chain.residue_ids):
+        nums = [r for r, _ in chain.residue_ids]
+        for j in range(m):
+            if full[j] != obs[0] and "X" not in (full[j], obs[0]):
+                continue
+            off = nums[0] - j
+            idx = [r - off for r in nums]
+            if ok(idx):
+                return np.asarray(idx)
+    from Bio.Align import PairwiseAligner
+
+    al = PairwiseAligner(mode="global")
+    al.match_score, al.mismatch_score = 2.0, -3.0
+    al.target_gap_score = -1000.0  # an observed residue must sit on the full sequence
+    al.query_internal_open_gap_score, al.query_internal_extend_gap_score = -4.0, -0.05
+    al.query_end_gap_score = 0.0
+    try:
+        aln = al.align(full, obs)[0]
+    except (ValueError, OverflowError):
+        return None
+    idx = [-1] * n
+    for (t0, t1), (q0, q1) in zip(*aln.aligned):
+        for k in range(q1 - q0):
+            idx[q0 + k] = t0 + k
+    return np.asarray(idx) if ok(idx) else None
+
+
+def parse_file(path: str) -> dict[str, Any]:
+    """Every protein chain of one file as plain data (picklable), or an error.
+
+    Returns ``{"path", "chains": [{"chain", "sequence", "coords" (L,3) float32 NaN-masked,
+    "breaks", "seqres", "resolution", "method"}], "error": str|None, "notes": [..]}``.
+    """
+    from distfold.structure import chains_of, load_structure, polymer_sequences
+
+    out: dict[str, Any] = {"path": path, "chains": [], "error": None, "notes": []}
+    try:
+        structure = load_structure(path)
+        chains = chains_of(structure, path)
+        if not chains:
+            raise InputError(f"{path}: no protein chain with C-alpha atoms")
+        try:
+            full_seqs = polymer_sequences(path)
+        except InputError as exc:
+            full_seqs = {}
+            out["notes"].append(f"full sequences unreadable ({exc})")
+    except InputError as exc:
+        out["error"] = str(exc).removeprefix(f"{path}: ")
+        return out
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop a build
+        out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+        return out
+    header = getattr(structure, "header", {}) or {}
+    res = header.get("resolution")
+    try:
+        res = float(res) if res is not None else None
+    except (TypeError, ValueError):
+        res = None
+    if res is not None and not (0 < res < 100):
+        res = None
+    method = str(header.get("structure_method") or "").strip()
+    method = None if method.lower() in ("", "unknown") else method
+    for ch in chains:
+        ca = np.asarray(ch.ca, dtype=np.float32)
+        entry = {"chain": ch.chain_id, "resolution": res, "method": method, "seqres": False}
+        full = full_seqs.get(ch.chain_id)
+        idx = None
+        if full is not None:
+            idx = place_on_sequence(ch, full.sequence, full.scheme)
+            if idx is None:
+                out["notes"].append(f"chain {ch.chain_id}: observed residues do not fit the file's full "
+                                    f"sequence; using observed residues only")
+        if idx is not None:
+            coords = np.full((len(full.sequence), 3), np.nan, dtype=np.float32)
+            coords[idx] = ca
+            seq = list(full.sequence)
+            for k, i in enumerate(idx):  # the observed residue's letter wins over an X in SEQRES
+                if seq[i] == "X":
+                    seq[i] = ch.sequence[k]
+            entry.update(sequence="".join(seq), coords=coords, seqres=True)
+        else:
+            entry.update(sequence=ch.sequence, coords=ca)
+        entry["breaks"] = find_breaks(entry["coords"])
+        out["chains"].append(entry)
+    return out
+
+
+# ----------------------------------------------------------------------------- identity and families
+
+class UnionFind:
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def find(self, a: int) -> int:
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def _aligner():
+    from Bio.Align import PairwiseAligner, substitution_matrices
+
+    al = PairwiseAligner(mode="global")
+    al.substitution_matrix = substitution_matrices.load("BLOSUM62")
+    al.open_gap_score, al.extend_gap_score = -11.0, -1.0
+    al.end_gap_score = 0.0
+    return al
+
+
+def sequence_identity(a: str, b: str, aligner=None) -> float:
+    """Identity of two sequences as defined in :data:`IDENTITY_DEFINITION` (0..1)."""
+    if not a or not b:
+        return 0.0
+    aligner = aligner or _aligner()
+    aln = aligner.align(_clean(a), _clean(b))[0]
+    return aln.counts().identities / min(len(a), len(b))
+
+
+def _clean(s: str) -> str:
+    # BLOSUM62 knows the 20 amino acids plus B Z X *; anything else scores as X.
+    return "".join(c if c in "ACDEFGHIKLMNPQRSTVWYBZX" else "X" for c in s.upper())
+
+
+def _local_aligner():
+    from Bio.Align import PairwiseAligner, substitution_matrices
+
+    al = PairwiseAligner(mode="local")
+    al.substitution_matrix = substitution_matrices.load("BLOSUM62")
+    al.open_gap_score, al.extend_gap_score = -11.0, -1.0
+    return al
+
+
+def alignment_evalue(score: float, m: int, n: int) -> float:
+    """Karlin-Altschul E-value of a local BLOSUM62 (gap 11/1) alignment score between lengths m and n."""
+    return KA_K * m * n * math.exp(-KA_LAMBDA * score)
+
+
+def pair_relation(a: str, b: str, aligners=None) -> tuple[float, float]:
+    """(identity, E-value) of two sequences; they are related when identity >= threshold and
+    E-value <= max_evalue (see the module docstring)."""
+    glob, loc = aligners or (_aligner(), _local_aligner())
+    ca, cb = _clean(a), _clean(b)
+    ev = alignment_evalue(loc.score(ca, cb), len(a), len(b))
+    return sequence_identity(a, b, glob), ev
+
+
+def diagonal_kmer_scores(seqs: list[str], k: int = KMER, band: int = DIAGONAL_BAND) -> dict[tuple[int, int], int]:
+    """For each pair (i < j) sharing a k-mer: the largest number of shared k-mer hits that fall on
+    one diagonal band (offset i_pos - j_pos within ``band``; two staggered band grids).
+
+    Related sequences share k-mers along a common diagonal; unrelated ones share them
+    scattered. Vectorised: an inverted k-mer index, all hit pairs, counted per band.
+    """
+    lut = np.full(256, -1, np.int64)
+    for i, c in enumerate(AMINO):
+        lut[ord(c)] = i
+    codes, sid, pos = [], [], []
+    for s_i, s in enumerate(seqs):
+        a = lut[np.frombuffer(s.encode("ascii", "replace"), np.uint8)]
+        if len(a) < k:
+            continue
+        win = np.lib.stride_tricks.sliding_window_view(a, k)
+        ok = (win >= 0).all(1)
+        code = (win * (len(AMINO) ** np.arange(k)[::-1])).sum(1)
+        p = np.nonzero(ok)[0]
+        codes.append(code[ok])
+        sid.append(np.full(len(p), s_i))
+        pos.append(p)
+    if not codes:
+        return {}
+    codes_a, sid_a, pos_a = np.concatenate(codes), np.concatenate(sid), np.concatenate(pos)
+    order = np.lexsort((pos_a, sid_a, codes_a))
+    codes_a, sid_a, pos_a = codes_a[order], sid_a[order], pos_a[order]
+    bounds = np.flatnonzero(np.diff(codes_a)) + 1
+    hits_a, hits_b, hits_d = [], [], []
+    for s, e in zip(np.r_[0, bounds], np.r_[bounds, len(codes_a)]):
+        if e - s < 2:
+            continue
+        ii, jj = np.triu_indices(e - s, 1)
+        a, b = sid_a[s + ii], sid_a[s + jj]
+        m = a != b  # sorted by sequence within a k-mer, so a < b here
+        hits_a.append(a[m])
+        hits_b.append(b[m])
+        hits_d.append(pos_a[s + ii][m] - pos_a[s + jj][m])
+    if not hits_a:
+        return {}
+    ha, hb, hd = np.concatenate(hits_a), np.concatenate(hits_b), np.concatenate(hits_d)
+    n = len(seqs)
+    maxlen = max(len(s) for s in seqs) + band
+    nbands = 2 * maxlen // band + 2
+    pair = ha.astype(np.int64) * n + hb
+    best: dict[int, int] = {}
+    for shift in (0, band // 2):
+        key = pair * nbands + (hd + maxlen + shift) // band
+        uk, cnt = np.unique(key, return_counts=True)
+        up = uk // nbands
+        o = np.lexsort((cnt, up))
+        up, cnt = up[o], cnt[o]
+        last = np.r_[np.flatnonzero(np.diff(up)), len(up) - 1]
+        for p_, c_ in zip(up[last].tolist(), cnt[last].tolist()):
+            if c_ > best.get(p_, 0):
+                best[p_] = c_
+    return {(p_ // n, p_ % n): c_ for p_, c_ in best.items()}
+
+
+def candidate_pairs(seqs: list[str], min_hits: int = MIN_DIAGONAL_HITS) -> list[tuple[int, int]]:
+    """Pairs (i < j) worth aligning: at least ``min_hits`` shared 3-mers on one diagonal band."""
+    return sorted(p for p, c in diagonal_kmer_scores(seqs).items() if c >= min_hits)
+
+
+def _relation_chunk(args) -> list[tuple[float, float]]:
+    seqs, pairs, max_evalue = args
+    glob, loc = _aligner(), _local_aligner()
+    out = []
+    for i, j in pairs:
+        ev = alignment_evalue(loc.score(_clean(seqs[i]), _clean(seqs[j])), len(seqs[i]), len(seqs[j]))
+        # the identity alignment is only needed for significant pairs
+        out.append((sequence_identity(seqs[i], seqs[j], glob) if ev <= max_evalue else -1.0, ev))
+    return out
+
+
+def identity_links(seqs: list[str], identity: float, max_evalue: float = MAX_EVALUE, workers: int = 1,
+                   progress: Callable[[str], None] | None = None) -> tuple[list[tuple[int, int, float]], int]:
+    """Related pairs: ([(i, j, identity)], number of candidate pairs scored)."""
+    pairs = candidate_pairs(seqs)
+    if progress:
+        progress(f"{len(pairs)} candidate pairs of {len(seqs) * (len(seqs) - 1) // 2} after the 3-mer prefilter")
+    if not pairs:
+        return [], 0
+    chunk = max(50, len(pairs) // (max(1, workers) * 10) + 1)
+    chunks = [pairs[s:s + chunk] for s in range(0, len(pairs), chunk)]
+    results: list[list[tuple[float, float]]] = []
+    jobs = [(seqs, c, max_evalue) for c in chunks]
+    if workers > 1 and len(chunks) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            it = ex.map(_relation_chunk, jobs)
+            for done, r in enumerate(it, 1):
+                results.append(r)
+                if progress:
+                    progress(f"aligned {min(done * chunk, len(pairs))}/{len(pairs)} candidate pairs")
+    else:
+        for done, job in enumerate(jobs, 1):
+            results.append(_relation_chunk(job))
+            if progress:
+                progress(f"aligned {min(done * chunk, len(pairs))}/{len(pairs)} candidate pairs")
+    rel = [x for r in results for x in r]
+    return [(i, j, v) for (i, j), (v, ev) in zip(pairs, rel) if v >= identity and ev <= max_evalue], len(pairs)
+
+
+def families(ids: list[str], seqs: list[str], identity: float, max_evalue: float = MAX_EVALUE, workers: int = 1,
+             progress: Callable[[str], None] | None = None) -> tuple[list[str], list[tuple[int, int, float]], int]:
+    """Family name per chain (single linkage over related pairs), the links, pairs scored."""
+    links, n_aligned = identity_links(seqs, identity, max_evalue, workers, progress)
+    uf = UnionFind(len(seqs))
+    for i, j, _ in links:
+        uf.union(i, j)
+    members: dict[int, list[int]] = {}
+    for i in range(len(seqs)):
+        members.setdefault(uf.find(i), []).append(i)
+    name = {}
+    for root, mem in members.items():
+        name[root] = min(ids[m] for m in mem)
+    return [name[uf.find(i)] for i in range(len(seqs))], links, n_aligned
+
+
+def split_families(fams: list[str], val_fraction: float, seed: int,
+                   fixed: list[str | None] | None = None) -> list[str]:
+    """'train'/'val' per chain, whole families at a time.
+
+    ``fixed``: a split per chain or None; a family with fixed members takes the majority
+    of their splits for its unfixed members (fixed chains keep theirs). Families with no
+    fixed member go to val, in an order shuffled with ``seed``, while the val count stays
+    within ``val_fraction`` of all chains.
+    """
+    n = len(fams)
+    fixed = fixed or [None] * n
+    split: list[str | None] = list(fixed)
+    by_fam: dict[str, list[int]] = {}
+    for i, f in enumerate(fams):
+        by_fam.setdefault(f, []).append(i)
+    free = []
+    for f, mem in sorted(by_fam.items()):
+        given = [fixed[i] for i in mem if fixed[i]]
+        if given:
+            major = "val" if given.count("val") > given.count("train") else "train"
+            for i in mem:
+                split[i] = split[i] or major
+        else:
+            free.append(f)
+    target = val_fraction * n
+    n_val = sum(1 for s in split if s == "val")
+    rng = random.Random(seed)
+    rng.shuffle(free)
+    for f in free:
+        mem = by_fam[f]
+        go_val = n_val + len(mem) <= target + 1e-9
+        for i in mem:
+            split[i] = "val" if go_val else "train"
+        if go_val:
+            n_val += len(mem)
+    return [s or "train" for s in split]
+
+
+# ----------------------------------------------------------------------------- build
+
+@dataclass
+class BuildResult:
+    path: Path
+    records: list[dict[str, Any]]
+    report: list[tuple[str, str, str, str, str]] = field(default_factory=list)  # file, chain, id, status, reason
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _parse_all(files: list[Path], workers: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    paths = [str(f) for f in files]
+    out: list[dict[str, Any]] = []
+    step = max(1, len(paths) // 20)
+    if workers > 1 and len(paths) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            for k, r in enumerate(ex.map(parse_file, paths, chunksize=4), 1):
+                out.append(r)
+                if k % step == 0 or k == len(paths):
+                    log(f"parsed {k}/{len(paths)} files")
+    else:
+        for k, p in enumerate(paths, 1):
+            out.append(parse_file(p))
+            if k % step == 0 or k == len(paths):
+                log(f"parsed {k}/{len(paths)} files")
+    return out
+
+
+def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, options: BuildOptions,
+                  log: Callable[[str], None] | None = None) -> BuildResult:
+    """Build a dataset directory; see the module docstring for the rules."""
+    from distfold.dataset import write_dataset
+    from distfold.fileio import atomic_write
+
+    log = log or (lambda m: print(m, file=sys.stderr))
+    t0 = time.perf_counter()
+    inputs = list(inputs)
+    files = find_inputs(inputs)
+    if not files:
+        raise InputError(f"no structure files ({', '.join(STRUCTURE_SUFFIXES)}, optionally .gz) in "
+                         f"{', '.join(str(p) for p in inputs)}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a directory")
+    report: list[tuple[str, str, str, str, str]] = []
+    todo = []
+    for f in files:
+        stem = structure_stem(f)
+        if stem in options.exclude:
+            report.append((str(f), "-", stem, "skipped", "excluded"))
+        else:
+            todo.append(f)
+    log(f"{len(files)} structure files, {len(files) - len(todo)} excluded; parsing with {options.workers} "
+        f"worker(s)")
+    parsed = _parse_all(todo, options.workers, log)
+
+    cands: list[dict[str, Any]] = []
+    for f, res in zip(todo, parsed):
+        if res["error"]:
+            report.append((str(f), "-", structure_stem(f) or f.name, "failed", res["error"]))
+            continue
+        stem = structure_stem(f)
+        multi = len(res["chains"]) > 1
+        for ch in res["chains"]:
+            cid = f"{stem}_{ch['chain']}" if multi else stem
+            if cid in options.exclude:
+                report.append((str(f), ch["chain"], cid, "skipped", "excluded"))
+                continue
+            seq, coords = ch["sequence"], ch["coords"]
+            n_obs = int(np.isfinite(coords).all(1).sum())
+            unk = seq.count("X") / len(seq)
+            if n_obs < options.min_length:
+                report.append((str(f), ch["chain"], cid, "skipped",
+                               f"{n_obs} observed residues < min length {options.min_length}"))
+                continue
+            if unk > options.max_unknown:
+                report.append((str(f), ch["chain"], cid, "skipped",
+                               f"unknown residues {unk:.1%} > max {options.max_unknown:.1%}"))
+                continue
+            rec = {"id": cid, "sequence": seq, "source": str(f), "chain": ch["chain"], "n_observed": n_obs,
+                   "breaks": ch["breaks"], "seqres": ch["seqres"], "resolution": ch["resolution"],
+                   "method": ch["method"], "duplicates": []}
+            if options.split_by_dir:
+                rec["dir_split"] = dir_split(f)
+            cands.append({"record": rec, "coords": coords, "notes": res["notes"]})
+
+    # identical sequences: keep the best-resolved copy
+    ids_seen: dict[str, int] = {}
+    for c in cands:
+        cid = c["record"]["id"]
+        if cid in ids_seen:
+            raise InputError(f"two input files give the same id {cid!r} ({ids_seen[cid]} and "
+                             f"{c['record']['source']}); rename one")
+        ids_seen[cid] = c["record"]["source"]
+    by_seq: dict[str, list[dict[str, Any]]] = {}
+    for c in cands:
+        by_seq.setdefault(c["record"]["sequence"], []).append(c)
+
+    def rank(c):
+        r = c["record"]
+        return (r["resolution"] if r["resolution"] is not None else float("inf"), -r["n_observed"], r["id"])
+
+    kept = []
+    for seq, group in by_seq.items():
+        group.sort(key=rank)
+        best = group[0]
+        for other in group[1:]:
+            best["record"]["duplicates"].append(other["record"]["id"])
+            report.append((other["record"]["source"], other["record"]["chain"], other["record"]["id"], "skipped",
+                           f"duplicate of {best['record']['id']}"))
+        kept.append(best)
+    kept.sort(key=lambda c: c["record"]["id"])
+    if not kept:
+        raise InputError(f"no chain passed the filters out of {len(files)} structure files")
+
+    log(f"{len(kept)} chains after filters and duplicate merging; clustering at identity {options.identity}")
+    ids = [c["record"]["id"] for c in kept]
+    seqs = [c["record"]["sequence"] for c in kept]
+    fams, links, n_aligned = families(ids, seqs, options.identity, options.max_evalue, options.workers, log)
+    fixed = [c["record"].get("dir_split") for c in kept] if options.split_by_dir else None
+    splits = split_families(fams, options.val_fraction, options.seed, fixed)
+    fam_size: dict[str, int] = {}
+    for f in fams:
+        fam_size[f] = fam_size.get(f, 0) + 1
+    cross = [(ids[i], ids[j], round(v, 4)) for i, j, v in links if splits[i] != splits[j]]
+    records, coords = [], []
+    for c, f, s in zip(kept, fams, splits):
+        r = c["record"]
+        r.pop("dir_split", None)
+        r.update(family=f, split=s, weight=1.0 / fam_size[f], length=len(r["sequence"]))
+        records.append(r)
+        coords.append(c["coords"])
+        report.append((r["source"], r["chain"], r["id"], "ok",
+                       "; ".join(n for n in c["notes"] if n.startswith(f"chain {r['chain']}:") or
+                                 not n.startswith("chain "))))
+    elapsed = time.perf_counter() - t0
+    n_failed = sum(1 for row in report if row[3] == "failed")
+    n_skipped = sum(1 for row in report if row[3] == "skipped")
+    stats = {"files": len(files), "files_failed": n_failed, "skipped": n_skipped, "chains": len(records),
+             "pairs_aligned": n_aligned, "identity_links": len(links), "cross_split_links": len(cross),
+             "build_seconds": round(elapsed, 1)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "dataset.json").unlink(missing_ok=True)
+    report.sort(key=lambda row: (row[0], row[1]))
+    with atomic_write(out_dir / "report.tsv") as fh:
+        fh.write("file\tchain\tid\tstatus\treason\n")
+        for row in report:
+            fh.write("\t".join(x.replace("\t", " ").replace("\n", " ") for x in row) + "\n")
+    extra = {"build": stats, "cross_split_pairs": cross[:1000]}
+    write_dataset(out_dir, records, coords, params=options.params(), extra_meta=extra)
+    return BuildResult(out_dir, records, report, stats)
+
+
+# ----------------------------------------------------------------------------- info
+
+def length_bin(n: int) -> str:
+    for lo, hi in LENGTH_BINS:
+        if n >= lo and (hi is None or n <= hi):
+            return f"{lo}-{hi}" if hi is not None else f"{lo}+"
+    return f"<{LENGTH_BINS[0][0]}"
+
+
+def dataset_info(ds) -> dict[str, Any]:
+    """Counts of a :class:`~distfold.dataset.Dataset` by split, family and length bin."""
+    bins = [length_bin(lo) for lo, _ in LENGTH_BINS]
+    out: dict[str, Any] = {"path": str(ds.path), "format_version": ds.meta.get("version"),
+                           "fingerprint": ds.fingerprint, "params": ds.meta.get("params", {}), "splits": {}}
+    for split in sorted({r["split"] for r in ds.records}) + ["all"]:
+        recs = [r for r in ds.records if split == "all" or r["split"] == split]
+        by_bin = {b: 0 for b in bins}
+        for r in recs:
+            b = length_bin(r["length"])
+            by_bin[b] = by_bin.get(b, 0) + 1
+        fam_sizes: dict[str, int] = {}
+        for r in recs:
+            fam_sizes[r["family"]] = fam_sizes.get(r["family"], 0) + 1
+        sizes = sorted(fam_sizes.values(), reverse=True)
+        out["splits"][split] = {
+            "chains": len(recs), "families": len(fam_sizes),
+            "largest_families": sizes[:5], "singleton_families": sum(1 for s in sizes if s == 1),
+            "residues": int(sum(r["length"] for r in recs)),
+            "observed_residues": int(sum(r.get("n_observed", r["length"]) for r in recs)),
+            "chains_with_masked_residues": sum(1 for r in recs if r.get("n_observed", r["length"]) < r["length"]),
+            "chains_with_breaks": sum(1 for r in recs if r.get("breaks")),
+            "length_bins": by_bin,
+        }
+    fams_by_split: dict[str, set[str]] = {}
+    for r in ds.records:
+        fams_by_split.setdefault(r["family"], set()).add(r["split"])
+    out["families_across_splits"] = sum(1 for s in fams_by_split.values() if len(s) > 1)
+    out["build"] = ds.meta.get("build", {})
+    return out
