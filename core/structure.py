@@ -191,3 +191,129 @@ def write_ca_trace(path: str | os.PathLike, coords: np.ndarray, sequence: str | 
     io_.set_structure(sb.get_structure())
     with atomic_write(path, "w") as fh:
         io_.save(fh)
+
+
+@dataclass
+class FullSequence:
+    """A chain's full sequence as the file declares it (observed or not).
+
+    sequence: one letter per residue (X for an unknown amino acid).
+    scheme: (resseq, insertion code) -> index into ``sequence``, where the file
+    maps its residue numbers onto the sequence (mmCIF ``_pdbx_poly_seq_scheme``); else None.
+    """
+
+    sequence: str
+    scheme: dict[tuple[int, str], int] | None = None
+
+
+def _letters(resnames: list[str]) -> str:
+    out = []
+    for name in resnames:
+        letter = residue_letter(name)
+        if letter is not None:
+            out.append(letter)
+    return "".join(out)
+
+
+def polymer_sequences(path: str | os.PathLike) -> dict[str, FullSequence]:
+    """Full sequences of the protein chains of a PDB (``SEQRES``) or mmCIF file, by chain id.
+
+    mmCIF sources, in order: ``_pdbx_poly_seq_scheme`` (with the residue-number mapping),
+    ``_entity_poly.pdbx_seq_one_letter_code_can`` and ``_entity_poly_seq``, chains named by
+    author chain id (as :func:`load_structure` names them). Residues that are not amino
+    acids (caps such as ACE, NH2) are left out; chains without amino acids are absent.
+    An empty dict when the file declares no sequence.
+    """
+    path = Path(path)
+    try:
+        text = read_text(path)
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
+    return _cif_sequences(text, path) if _is_cif(path) else _pdb_seqres(text)
+
+
+def _pdb_seqres(text: str) -> dict[str, FullSequence]:
+    names: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("SEQRES"):
+            names.setdefault(line[11:12].strip() or " ", []).extend(line[19:].split())
+        elif line.startswith(("ATOM  ", "HETATM", "MODEL ")):
+            break  # SEQRES belongs to the header
+    out = {}
+    for chain, resnames in names.items():
+        seq = _letters(resnames)
+        if seq and any(c != UNKNOWN for c in seq):
+            out[chain] = FullSequence(seq)
+    return out
+
+
+def _cif_sequences(text: str, path: Path) -> dict[str, FullSequence]:
+    from Bio.PDB.MMCIF2Dict import MMCIF2Dict
+
+    try:
+        d = MMCIF2Dict(text_handle(text))
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path}: not a readable mmCIF file ({str(exc).splitlines()[0] if str(exc) else exc})")
+
+    def col(key: str) -> list[str]:
+        v = d.get(key, [])
+        return [v] if isinstance(v, str) else list(v)
+
+    out: dict[str, FullSequence] = {}
+    strand, seq_id, mon = col("_pdbx_poly_seq_scheme.pdb_strand_id"), col("_pdbx_poly_seq_scheme.seq_id"), \
+        col("_pdbx_poly_seq_scheme.mon_id")
+    num, ins = col("_pdbx_poly_seq_scheme.pdb_seq_num"), col("_pdbx_poly_seq_scheme.pdb_ins_code")
+    if strand and len(strand) == len(seq_id) == len(mon) == len(num):
+        rows: dict[str, dict[int, tuple[str, str, str]]] = {}
+        for k in range(len(strand)):
+            try:
+                sid = int(seq_id[k])
+            except ValueError:
+                continue
+            rows.setdefault(strand[k], {}).setdefault(sid, (mon[k], num[k], ins[k] if k < len(ins) else "."))
+        for chain, by_id in rows.items():
+            letters, scheme = [], {}
+            for sid in sorted(by_id):
+                name, n, ic = by_id[sid]
+                letter = residue_letter(name)
+                if letter is None:
+                    continue
+                try:
+                    scheme[(int(n), "" if ic in (".", "?") else ic)] = len(letters)
+                except ValueError:
+                    pass
+                letters.append(letter)
+            if letters and any(c != UNKNOWN for c in letters):
+                out[chain] = FullSequence("".join(letters), scheme or None)
+        if out:
+            return out
+    ent_ids, types = col("_entity_poly.entity_id"), col("_entity_poly.type")
+    strands, can = col("_entity_poly.pdbx_strand_id"), col("_entity_poly.pdbx_seq_one_letter_code_can")
+    eps_ent, eps_num, eps_mon = col("_entity_poly_seq.entity_id"), col("_entity_poly_seq.num"), \
+        col("_entity_poly_seq.mon_id")
+    by_entity: dict[str, str] = {}
+    if eps_ent and len(eps_ent) == len(eps_num) == len(eps_mon):
+        seen: dict[str, dict[int, str]] = {}
+        for e, n, m in zip(eps_ent, eps_num, eps_mon):
+            try:
+                seen.setdefault(e, {}).setdefault(int(n), m)
+            except ValueError:
+                continue
+        by_entity = {e: _letters([v[k] for k in sorted(v)]) for e, v in seen.items()}
+    elif can and len(can) == len(ent_ids):
+        for e, s, t in zip(ent_ids, can, types or [""] * len(ent_ids)):
+            if "peptide" in t.lower() or not t:
+                seq = "".join(c for c in s if not c.isspace()).upper()
+                by_entity[e] = "".join(c if c in AA1_TO_3 else UNKNOWN for c in seq)
+    if not by_entity:
+        return out
+    for k, e in enumerate(ent_ids):
+        seq = by_entity.get(e)
+        if not seq or all(c == UNKNOWN for c in seq) or k >= len(strands):
+            continue
+        if types and k < len(types) and types[k] not in ("?", ".") and "peptide" not in types[k].lower():
+            continue
+        for chain in strands[k].split(","):
+            if chain.strip():
+                out[chain.strip()] = FullSequence(seq)
+    return out
