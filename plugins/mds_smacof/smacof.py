@@ -29,7 +29,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from distfold.components import Configurable, Reconstruction
-from distfold.distmat import CheckedDistances, check_distances, finish, stress1
+from distfold.distmat import CheckedDistances, check_distances, finish, stress
 from distfold.plugins.mds_classical.classical import classical_embedding
 
 
@@ -177,19 +177,9 @@ def _constant_offdiag(w: np.ndarray) -> bool:
 
 
 def final_stress(x: np.ndarray, checked: CheckedDistances) -> tuple[float, float]:
-    """(raw stress, Stress-1) of coordinates x (L, 3), computed directly, not
-    by the expansion the loop uses (which loses digits when stress is tiny)."""
-    dist = cdist(x, x)
-    w = checked.weights
-    if w is None:
-        den = float(np.dot(dist.ravel(), dist.ravel())) / 2.0
-        np.subtract(dist, checked.distances, out=dist)
-        raw = float(np.dot(dist.ravel(), dist.ravel())) / 2.0
-    else:
-        den = float(np.dot((w * dist).ravel(), dist.ravel())) / 2.0
-        np.subtract(dist, checked.distances, out=dist)
-        raw = float(np.dot((w * dist).ravel(), dist.ravel())) / 2.0
-    return raw, stress1(raw, den)
+    """(raw stress, Stress-1) of coordinates x, computed directly, not by the
+    expansion the loop uses (which loses digits when stress is tiny)."""
+    return stress(x, checked)
 
 
 class SMACOF(Configurable):
