@@ -80,6 +80,27 @@ def _is_cif(path: Path) -> bool:
     return name.endswith((".cif", ".mmcif"))
 
 
+def _check_pdb_records(text: str, path: Path) -> None:
+    """Refuse ATOM/HETATM records cut inside a numeric field.
+
+    biopython reads fixed columns, so a record cut at column 50 would silently
+    give a wrong z coordinate (and one cut inside columns 55-66 a wrong
+    occupancy or B-factor). Coordinates need 54 columns; occupancy and
+    B-factor, when present at all, need 60 and 66.
+    """
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.startswith(("ATOM  ", "HETATM")):
+            continue
+        n = len(line.rstrip())
+        if n < 54:
+            raise InputError(f"{path}: line {number}: {line[:6].strip()} record cut short "
+                             f"({n} characters; coordinates need 54)")
+        if n < 66 and line[54:].strip():
+            if (n < 60 and line[54:60].strip()) or (60 < n < 66):
+                raise InputError(f"{path}: line {number}: {line[:6].strip()} record cut inside the "
+                                 "occupancy / B-factor columns")
+
+
 def load_structure(path: str | os.PathLike):
     """The biopython ``Structure`` of a PDB/mmCIF file (plain or .gz)."""
     path = Path(path)
@@ -87,23 +108,30 @@ def load_structure(path: str | os.PathLike):
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a structure file")
+    import zlib
+
     try:
         text = read_text(path)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
     if not text.strip():
         raise InputError(f"{path}: file is empty")
     from Bio.PDB import MMCIFParser, PDBParser
-    from Bio.PDB.PDBExceptions import PDBConstructionWarning
 
-    parser = MMCIFParser(QUIET=True) if _is_cif(path) else PDBParser(QUIET=True, PERMISSIVE=True)
+    cif = _is_cif(path)
+    if not cif:
+        _check_pdb_records(text, path)
+    parser = MMCIFParser(QUIET=True) if cif else PDBParser(QUIET=True, PERMISSIVE=True)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PDBConstructionWarning)
+            warnings.simplefilter("ignore")
             structure = parser.get_structure(path.stem, text_handle(text))
     except Exception as exc:  # noqa: BLE001 - biopython raises many kinds on bad text
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: not a readable {'mmCIF' if _is_cif(path) else 'PDB'} file ({msg})") from None
+        if isinstance(exc, IndexError) and cif:
+            msg = "a table row has too few values; is the file cut short?"
+        else:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a readable {'mmCIF' if cif else 'PDB'} file ({msg})") from None
     if len(structure) == 0:
         raise InputError(f"{path}: no models (no atoms) in file")
     return structure
@@ -149,7 +177,7 @@ def read_chain(path: str | os.PathLike, chain: str | None = None) -> Chain:
     for c in chains:
         if c.chain_id == chain:
             return c
-    raise InputError(f"{path}: chain {chain!r} not found; protein chains: {', '.join(c.chain_id for c in chains)}")
+    raise InputError(f"{path}: chain {chain!r} not found; protein chains: {', '.join(repr(c.chain_id) for c in chains)}")
 
 
 def write_ca_trace(path: str | os.PathLike, coords: np.ndarray, sequence: str | None = None,

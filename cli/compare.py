@@ -1,0 +1,210 @@
+"""``distfold compare``: score model structures against reference structures."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from distfold.cli.common import echo_json, log
+from distfold.errors import DistfoldError
+
+STRUCTURE_RE = re.compile(r"\.(pdb|ent|cif|mmcif)(\.gz)?$", re.IGNORECASE)
+PROGRESS_MIN_PAIRS = 10
+
+LABELS = {
+    "rmsd": ("RMSD", "{:.3f} Å"),
+    "tm_score": ("TM-score", "{:.4f}"),
+    "tm_score_mirror": ("TM-score of mirror image", "{:.4f}"),
+    "gdt_ts": ("GDT-TS", "{:.2f}"),
+    "gdt_ha": ("GDT-HA", "{:.2f}"),
+    "lddt": ("lDDT (C-alpha)", "{:.4f}"),
+    "distance_mae": ("Distance MAE", "{:.3f} Å"),
+    "distance_rmse": ("Distance RMSE", "{:.3f} Å"),
+    "distance_pearson": ("Distance Pearson r", "{:.4f}"),
+    "contact_precision_l5": ("C-alpha contact precision L/5", "{:.4f}"),
+}
+
+#: Columns of the tab-separated table (TM-align -outfmt 2 spirit: header line starting with #).
+TSV_COLUMNS = ("model", "reference", "status", "model_chain", "ref_chain", "model_length", "ref_length",
+               "n_aligned", "seq_identity", "rmsd", "tm_score", "tm_score_mirror", "gdt_ts", "gdt_ha", "lddt",
+               "distance_mae", "distance_rmse", "distance_pearson", "contact_precision_l5", "error")
+
+
+def stem(path: Path) -> str:
+    """File name without .gz and the structure suffix: ``x.pdb.gz`` -> ``x``."""
+    return STRUCTURE_RE.sub("", path.name)
+
+
+def structure_files(folder: Path) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and not p.name.startswith(".") and STRUCTURE_RE.search(p.name):
+            out.setdefault(stem(p), []).append(p)
+    return out
+
+
+def _clean(value):
+    """JSON/TSV-safe: NaN -> None, numpy scalars -> Python."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return _clean(value.item())
+    return value
+
+
+def _score(model: Path, reference: Path, chain, ref_chain, by_number) -> dict:
+    from distfold.compare import compare_files
+
+    try:
+        res = compare_files(model, reference, chain, ref_chain, by_number)
+    except DistfoldError as exc:
+        return {"status": "error", "error": str(exc), "model": str(model), "reference": str(reference)}
+    return {k: _clean(v) for k, v in res.items()}
+
+
+def _tsv_value(v) -> str:
+    if v is None:
+        return "NA"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v).replace("\t", " ").replace("\n", " ")
+
+
+def _row_text(r: dict, c: str) -> str:
+    if c == "error":
+        return _tsv_value(r.get("error", "")) if r.get("error") else ""
+    if c not in r:
+        return "NA"
+    return _tsv_value(r[c])
+
+
+def tsv_table(rows: list[dict]) -> str:
+    lines = ["#" + "\t".join(TSV_COLUMNS)]
+    lines += ["\t".join(_row_text(r, c) for c in TSV_COLUMNS) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _chain_label(chain_id: str) -> str:
+    return chain_id if chain_id.strip() else repr(chain_id)
+
+
+def readable(res: dict) -> str:
+    how = "residue number" if res["correspondence"] == "residue_number" else "sequence alignment"
+    lines = [
+        f"Model      {res['model']}  chain {_chain_label(res['model_chain'])}  {res['model_length']} residues",
+        f"Reference  {res['reference']}  chain {_chain_label(res['ref_chain'])}  {res['ref_length']} residues",
+        f"Aligned    {res['n_aligned']} residues by {how}, sequence identity {res['seq_identity']:.3f}",
+        "",
+    ]
+    width = max(len(label) for label, _ in LABELS.values())
+    for key, (label, fmt) in LABELS.items():
+        v = res.get(key)
+        lines.append(f"{label:<{width}}  {'NA' if v is None else fmt.format(v)}")
+    lines += ["", "TM-score and GDT are normalised by the reference length, with the residue",
+              "correspondence fixed (TM-score program, not TM-align); contacts are C-alpha < 8 Å,",
+              "|i-j| >= 24, top L/5 by model distance."]
+    return "\n".join(lines)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("reference", type=click.Path(path_type=Path))
+@click.option("--chain", default=None, help="Model chain id (default: the first protein chain).")
+@click.option("--ref-chain", default=None, help="Reference chain id (default: the first protein chain).")
+@click.option("--by-number", is_flag=True,
+              help="Pair residues by residue number instead of global sequence alignment.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the tab-separated table to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (status 'ok' or 'error').")
+def compare(model: Path, reference: Path, chain, ref_chain, by_number, output, as_json) -> None:
+    """Score MODEL against REFERENCE (PDB or mmCIF, plain or .gz), on C-alpha atoms.
+
+    Metrics: RMSD (Å, optimal proper superposition), TM-score (normalised by the
+    reference length, residue correspondence fixed), TM-score of the model's mirror
+    image, GDT-TS, GDT-HA, C-alpha lDDT, distance-map MAE / RMSE / Pearson, and
+    C-alpha contact precision (< 8 Å, |i-j| >= 24, top L/5).
+
+    With two folders, files are paired by name (the suffixes .pdb, .cif, .ent,
+    .mmcif and .gz stripped) and one tab-separated row is written per pair; a pair
+    that fails gets status 'error' and the others go on. Exit code 1 when an input
+    cannot be scored (in folder mode: when no pair could be scored).
+    """
+    if model.is_dir() != reference.is_dir() and model.exists() and reference.exists():
+        raise click.UsageError("give two structure files or two folders, not one of each")
+    if model.is_dir() and reference.is_dir():
+        sys.exit(_compare_folders(model, reference, chain, ref_chain, by_number, output, as_json))
+    res = _score(model, reference, chain, ref_chain, by_number)
+    if output is not None:
+        _write(output, tsv_table([res]))
+    if as_json:
+        echo_json(res)
+    elif res["status"] == "ok":
+        click.echo(readable(res))
+    if res["status"] != "ok":
+        if not as_json:
+            click.echo(f"Error: {res['error']}", err=True)
+        sys.exit(1)
+
+
+def _write(path: Path, text: str) -> None:
+    from distfold.errors import InputError
+    from distfold.fileio import atomic_write
+
+    try:
+        with atomic_write(path, "w") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise click.ClickException(str(InputError(f"{path}: cannot write ({exc.strerror or exc})")))
+
+
+def _compare_folders(model_dir: Path, ref_dir: Path, chain, ref_chain, by_number, output, as_json) -> int:
+    models, refs = structure_files(model_dir), structure_files(ref_dir)
+    results: dict[str, dict] = {}
+    pairs = []
+    for name in sorted(set(models) | set(refs)):
+        m, r = models.get(name, []), refs.get(name, [])
+        first_m, first_r = (str(m[0]) if m else ""), (str(r[0]) if r else "")
+        if len(m) > 1 or len(r) > 1:
+            dup = m if len(m) > 1 else r
+            results[name] = {"model": first_m, "reference": first_r, "status": "error",
+                             "error": f"{len(dup)} files named {name!r}: {', '.join(p.name for p in dup)}"}
+        elif not m or not r:
+            missing = "reference" if m else "model"
+            results[name] = {"model": first_m, "reference": first_r, "status": "unpaired",
+                             "error": f"no {missing} file named {name!r}"}
+        else:
+            pairs.append((name, m[0], r[0]))
+    if not pairs:
+        raise click.ClickException(f"no structure files with the same name in {model_dir} and {ref_dir}")
+    if not as_json and len(pairs) >= PROGRESS_MIN_PAIRS:
+        with click.progressbar(pairs, label="Comparing", file=sys.stderr, show_pos=True) as bar:
+            for name, m, r in bar:
+                results[name] = _score(m, r, chain, ref_chain, by_number)
+    else:
+        for name, m, r in pairs:
+            results[name] = _score(m, r, chain, ref_chain, by_number)
+    ordered = [results[name] for name in sorted(results)]
+    n_ok = sum(r["status"] == "ok" for r in ordered)
+    n_err = sum(r["status"] == "error" for r in ordered)
+    n_unpaired = sum(r["status"] == "unpaired" for r in ordered)
+    if as_json:
+        echo_json({"status": "ok" if n_ok else "error", "n_pairs": len(pairs), "n_ok": n_ok, "n_error": n_err,
+                   "n_unpaired": n_unpaired, "rows": ordered})
+    else:
+        table = tsv_table(ordered)
+        if output is None:
+            click.echo(table, nl=False)
+        log(f"{n_ok} of {len(pairs)} pairs scored, {n_err} failed, {n_unpaired} without a partner")
+        for r in ordered:
+            if r["status"] != "ok":
+                log(f"  {r['status']}: {Path(r['model'] or r['reference']).name}: {r.get('error', '')}")
+    if output is not None:
+        _write(output, tsv_table(ordered))
+        log(f"wrote {output}", as_json)
+    return 0 if n_ok else 1
