@@ -1,0 +1,217 @@
+"""``distfold compare`` on real structures: single pairs, folders, bad input."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from distfold.alignment import align_sequences, match_residue_numbers
+from distfold.cli.compare import stem
+from distfold.cli.main import cli
+from distfold.metrics import mirror
+from distfold.structure import read_chain, write_ca_trace
+
+from conftest import DATA, run_distfold
+
+D = DATA / "compare"
+NMR2 = D / "1adz_model_2.pdb.gz"
+NMR_BOTH = D / "1adz_nmr_models_1_2.pdb.gz"
+CIH = D / "d1cih.pdb.gz"
+LFM = D / "d1lfma.pdb.gz"
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, ["compare", *map(str, args)])
+
+
+def compare_json(*args):
+    res = invoke(*args, "--json")
+    return res.exit_code, json.loads(res.stdout)
+
+
+# ---------------------------------------------------------------- correspondence
+
+def test_alignment_of_homologues_and_identity():
+    a, b = read_chain(LFM), read_chain(CIH)
+    c = align_sequences(a.sequence, b.sequence)
+    assert 90 <= c.n_aligned <= len(a)
+    assert np.all(np.diff(c.model_index) > 0) and np.all(np.diff(c.ref_index) > 0)
+    same = sum(a.sequence[i] == b.sequence[j] for i, j in zip(c.model_index, c.ref_index))
+    assert c.seq_identity == pytest.approx(same / c.n_aligned)
+    full = align_sequences(b.sequence, b.sequence)
+    assert full.n_aligned == len(b) and full.seq_identity == 1.0
+    # a fragment aligns onto its place in the whole chain
+    frag = align_sequences(b.sequence[30:70], b.sequence)
+    assert list(frag.ref_index) == list(range(30, 70))
+
+
+def test_match_by_residue_number():
+    ids_m = [(1, ""), (2, ""), (5, ""), (6, "A")]
+    ids_r = [(0, ""), (2, ""), (5, ""), (6, "A"), (7, "")]
+    c = match_residue_numbers(ids_m, ids_r, "ACDE", "GCDEF")
+    assert list(c.model_index) == [1, 2, 3] and list(c.ref_index) == [1, 2, 3]
+    assert c.n_identical == 3 and c.method == "residue_number"
+
+
+# ---------------------------------------------------------------- single pairs
+
+def test_nmr_models_table_and_json():
+    res = invoke(NMR2, NMR_BOTH)
+    assert res.exit_code == 0, res.output
+    for label in ("RMSD", "TM-score", "GDT-TS", "GDT-HA", "lDDT", "Distance MAE", "C-alpha contact precision"):
+        assert label in res.stdout
+    code, d = compare_json(NMR2, NMR_BOTH)
+    assert code == 0 and d["status"] == "ok"
+    assert d["n_aligned"] == d["model_length"] == d["ref_length"] == 71 and d["seq_identity"] == 1.0
+    assert d["model_chain"] == d["ref_chain"] == "A"
+    # two real NMR models of one protein: same fold, a few Å apart
+    assert 0.75 < d["tm_score"] < 0.95 and 1.0 < d["rmsd"] < 6.0
+    assert d["tm_score_mirror"] < 0.4
+    assert 60 < d["gdt_ts"] <= 100 and d["gdt_ha"] < d["gdt_ts"]
+    assert len(d["lddt_per_residue"]) == 71
+    for key in ("distance_mae", "distance_rmse", "distance_pearson", "contact_precision_l5", "lddt"):
+        assert isinstance(d[key], float)
+    # by residue number: the same correspondence here
+    code, n = compare_json(NMR2, NMR_BOTH, "--by-number")
+    assert n["correspondence"] == "residue_number" and n["tm_score"] == d["tm_score"]
+
+
+def test_mmcif_model_gives_the_same_numbers():
+    _, a = compare_json(NMR2, NMR_BOTH)
+    _, b = compare_json(D / "1adz_model_2.cif.gz", NMR_BOTH)
+    assert {k: v for k, v in a.items() if k != "model"} == {k: v for k, v in b.items() if k != "model"}
+
+
+def test_homologue_by_alignment_poor_model_and_missing_contacts():
+    code, d = compare_json(LFM, CIH)
+    assert code == 0 and d["n_aligned"] < d["ref_length"] and d["seq_identity"] < 0.9
+    assert d["tm_score"] > 0.9
+    # lDDT is undefined (null) where the model has no residue
+    assert d["lddt_per_residue"][0] is None and d["lddt_per_residue"][50] is not None
+    code, poor = compare_json(NMR2, CIH)  # unrelated protein aligned by sequence
+    assert code == 0 and poor["tm_score"] < 0.3
+
+
+def test_xray_chain_vs_its_ca_only_trace_and_its_mirror(tmp_path):
+    """No real pair of models exists for an X-ray chain: compare it with its own C-alpha
+    trace (identical) and with the mirror image of that trace."""
+    ref = read_chain(CIH)
+    write_ca_trace(tmp_path / "ca.pdb", ref.ca, ref.sequence)
+    write_ca_trace(tmp_path / "mirror.cif", mirror(ref.ca), ref.sequence)
+    _, same = compare_json(tmp_path / "ca.pdb", CIH)
+    assert same["tm_score"] == pytest.approx(1.0) and same["rmsd"] < 1e-3 and same["gdt_ha"] == 100.0
+    assert same["lddt"] == 1.0 and same["distance_mae"] < 1e-3
+    _, mir = compare_json(tmp_path / "mirror.cif", CIH)
+    assert mir["tm_score"] < 0.5 and mir["tm_score_mirror"] == pytest.approx(1.0)
+    assert mir["rmsd"] > 5.0
+    assert mir["distance_mae"] < 1e-3 and mir["lddt"] == 1.0  # distances cannot see the hand
+
+
+@pytest.mark.parametrize("case", ["missing", "no_protein", "bad_chain", "no_ca", "nothing_aligned"])
+def test_bad_input_one_line_error_exit_1(tmp_path, case):
+    model, extra = NMR2, []
+    if case == "missing":
+        model = tmp_path / "absent.pdb"
+    elif case == "no_protein":
+        model = tmp_path / "water.pdb"
+        model.write_text("HETATM    1  O   HOH A   1      10.000  10.000  10.000  1.00 20.00           O\nEND\n")
+    elif case == "bad_chain":
+        extra = ["--chain", "Q"]
+    elif case == "no_ca":
+        import gzip
+
+        model = tmp_path / "noca.pdb"
+        model.write_text("".join(line for line in gzip.open(NMR2, "rt") if line[12:16] != " CA "))
+    else:
+        model = tmp_path / "shifted.pdb"
+        ch = read_chain(NMR2)
+        write_ca_trace(model, ch.ca, ch.sequence)  # numbered 1..71
+        extra = ["--by-number"]
+        ref = tmp_path / "far.pdb"
+        text = "".join(line[:22] + "%4d" % (int(line[22:26]) + 500) + line[26:] if line.startswith("ATOM") else line
+                       for line in open(model))
+        ref.write_text(text)
+    reference = ref if case == "nothing_aligned" else NMR_BOTH
+    res = invoke(model, reference, *extra)
+    assert res.exit_code == 1, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and res.stdout == ""
+    res = invoke(model, reference, *extra, "--json")
+    assert res.exit_code == 1
+    d = json.loads(res.stdout)
+    assert d["status"] == "error" and "\n" not in d["error"] and d["error"]
+    assert res.stderr == ""
+
+
+def test_bad_input_as_a_user_sees_it(tmp_path):
+    res = run_distfold("compare", str(tmp_path / "absent.pdb"), str(NMR2))
+    assert res.returncode == 1 and res.stderr == f"Error: {tmp_path / 'absent.pdb'}: no such file\n"
+
+
+def test_file_and_folder_mixed_is_usage_error(tmp_path):
+    res = invoke(tmp_path, NMR2)
+    assert res.exit_code == 2 and "two folders" in res.stderr
+
+
+# ---------------------------------------------------------------- folders
+
+def test_stem():
+    from pathlib import Path
+
+    assert stem(Path("a.pdb.gz")) == "a" and stem(Path("b.CIF")) == "b" and stem(Path("c.d.ent")) == "c.d"
+
+
+def test_folder_mode_tsv(tmp_path):
+    m, r = tmp_path / "models", tmp_path / "refs"
+    m.mkdir()
+    r.mkdir()
+    shutil.copy(NMR2, m / "kunitz.pdb.gz")
+    shutil.copy(NMR_BOTH, r / "kunitz.pdb.gz")
+    shutil.copy(LFM, m / "cyt.pdb.gz")
+    shutil.copy(D / "d1cih.pdb.gz", r / "cyt.pdb.gz")
+    (m / "broken.pdb").write_text("not a structure\n")
+    shutil.copy(CIH, r / "broken.pdb")
+    shutil.copy(CIH, m / "lonely.pdb.gz")
+    (m / "notes.txt").write_text("ignored\n")
+    out = tmp_path / "table.tsv"
+    res = invoke(m, r, "-o", out)
+    assert res.exit_code == 0, res.output
+    lines = out.read_text().splitlines()
+    header = lines[0].lstrip("#").split("\t")
+    rows = {row["model"].split("/")[-1]: row for row in (dict(zip(header, ln.split("\t"))) for ln in lines[1:])}
+    assert set(rows) == {"kunitz.pdb.gz", "cyt.pdb.gz", "broken.pdb", "lonely.pdb.gz"}
+    assert rows["kunitz.pdb.gz"]["status"] == "ok" and rows["cyt.pdb.gz"]["status"] == "ok"
+    assert rows["broken.pdb"]["status"] == "error" and rows["broken.pdb"]["error"]
+    assert rows["lonely.pdb.gz"]["status"] == "unpaired"
+    _, single = compare_json(NMR2, NMR_BOTH)
+    assert float(rows["kunitz.pdb.gz"]["tm_score"]) == pytest.approx(single["tm_score"], abs=1e-4)
+    assert "2 of 3 pairs scored" in res.stderr
+    # --json: one object with every row
+    res = invoke(m, r, "--json")
+    d = json.loads(res.stdout)
+    assert res.exit_code == 0 and d["n_ok"] == 2 and d["n_error"] == 1 and d["n_unpaired"] == 1
+    assert res.stderr == ""
+
+
+def test_folder_mode_progress_bar_on_stderr_for_many_pairs(tmp_path):
+    m, r = tmp_path / "m", tmp_path / "r"
+    m.mkdir()
+    r.mkdir()
+    ch = read_chain(NMR2)
+    ref = read_chain(NMR_BOTH)
+    for k in range(10):
+        write_ca_trace(m / f"s{k}.pdb", ch.ca[: 30 + k], ch.sequence[: 30 + k])
+        write_ca_trace(r / f"s{k}.pdb", ref.ca[: 30 + k], ref.sequence[: 30 + k])
+    res = invoke(m, r)
+    assert res.exit_code == 0
+    assert "Comparing" in res.stderr
+    assert len(res.stdout.strip().splitlines()) == 11 and "Comparing" not in res.stdout
+
+
+def test_folder_mode_no_pairs_is_an_error(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    res = run_distfold("compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert res.returncode == 1 and res.stderr.startswith("Error: ") and len(res.stderr.splitlines()) == 1
