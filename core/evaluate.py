@@ -1,0 +1,490 @@
+"""``distfold evaluate``: score a model on one split of a dataset, beside the separation prior.
+
+For every chain of the split (optionally only those up to ``max_length``
+residues) the model predicts the full sequence's distance matrix, exactly as
+``distfold predict`` does (windowed beyond the crop, weights 1/variance,
+same reconstructor). Masked (unobserved) residues are excluded from every
+metric. Two stages are scored separately (SCIENCE.md section 3):
+
+- before reconstruction, the predicted matrix against the true one
+  (:mod:`distfold.metrics`): distance MAE, RMSE, Pearson r (pairs i < j; also by
+  separation short 6-11, medium 12-23, long >= 24), C-alpha lDDT, and C-alpha
+  contact precision (top L/5 pairs with |i - j| >= 24 by ascending predicted
+  distance; contact = true C-alpha distance < 8 Å, *not* CASP's C-beta);
+- after reconstruction, the coordinates against the true ones
+  (:func:`distfold.metrics.score_coordinates`, the scorer of ``distfold compare``; residue-matched): RMSD,
+  TM-score, GDT-TS, and handedness: ``hand_right`` is ``tm_score >
+  tm_score_mirror`` (the reconstruction scores better than its mirror image).
+
+The separation prior (:class:`distfold.prior.SeparationPrior`, fitted on the
+dataset's train split) is scored the same way, its matrix reconstructed by the
+same reconstructor without weights. The confidence (predicted lDDT) is
+compared with the observed per-residue lDDT (calibration).
+
+REPORT_DIR gets ``metrics.json`` (summaries: mean and median per metric, overall
+and by length bin), ``per_chain.tsv``, PNG plots, and ``structures/``:
+``<id>.pdb`` (the model's structure, confidence in the B-factor column) and
+``<id>.ref.pdb`` (the observed reference C-alphas, numbered by their position
+in the full sequence), so that ``distfold compare structures/<id>.pdb
+structures/<id>.ref.pdb`` reproduces the coordinate scores. Coordinates are
+scored as written (rounded to the files' 0.001 Å).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from distfold.errors import InputError
+from distfold.fileio import atomic_write
+
+#: Length bins (inclusive lower edge, exclusive upper edge) of the summaries.
+LENGTH_BINS = ((0, 64), (64, 128), (128, 256), (256, 512), (512, None))
+#: TM-score above which a fold is roughly right, so that its hand is meaningful.
+HAND_TM_THRESHOLD = 0.25
+METHODS = ("model", "prior")
+#: Per-chain metrics summarised, per method.
+METRICS = ("mae", "rmse", "pearson", "lddt", "contact_precision", "mae_short", "mae_medium", "mae_long",
+           "rmsd", "tm_score", "tm_score_mirror", "gdt_ts", "gdt_ha", "lddt_coords", "hand_right", "stress1")
+
+
+def length_bin(n: int) -> str:
+    for lo, hi in LENGTH_BINS:
+        if n >= lo and (hi is None or n < hi):
+            return f"{lo}-{hi - 1}" if hi is not None else f"{lo}+"
+    return "?"  # pragma: no cover
+
+
+def as_written(x: np.ndarray) -> np.ndarray:
+    """Coordinates as a PDB/mmCIF file stores them and biopython reads them back
+    (3 decimals, float32), so that scores equal those of the written files."""
+    return np.round(np.asarray(x, dtype=np.float64), 3).astype(np.float32).astype(np.float64)
+
+
+def score_matrix(pred_d: np.ndarray, true_d: np.ndarray, mask: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """Before-reconstruction metrics of a predicted (L, L) matrix, and per-residue lDDT (L,)."""
+    from distfold.metrics import contact_precision, distance_errors, distance_errors_by_separation, lddt
+
+    err = distance_errors(pred_d, true_d, mask)
+    out = {"mae": err["mae"], "rmse": err["rmse"], "pearson": err["pearson"], "n_pairs": err["n_pairs"]}
+    for name, e in distance_errors_by_separation(pred_d, true_d, mask).items():
+        out[f"mae_{name}"] = e["mae"]
+    score, per_res = lddt(pred_d, true_d, mask)
+    out["lddt"] = score
+    out["contact_precision"] = contact_precision(pred_d, true_d, mask)
+    return out, per_res
+
+
+def _score_coordinates():
+    """The shared coordinate scorer that ``distfold compare`` uses too."""
+    try:
+        from distfold.metrics import score_coordinates
+    except ImportError:  # pragma: no cover - older layout
+        from distfold.compare import score_coordinates
+    return score_coordinates
+
+
+def score_coords(model_xyz: np.ndarray, ref_xyz: np.ndarray) -> dict[str, Any]:
+    """After-reconstruction metrics of residue-matched (L, 3) coordinates (reference
+    rows NaN where unobserved): rmsd, tm_score, tm_score_mirror, gdt_ts, gdt_ha,
+    lddt_coords (lDDT of the rebuilt coordinates) and hand_right."""
+    score_coordinates = _score_coordinates()
+    s = dict(score_coordinates(model_xyz, ref_xyz))
+    if "tm_score_mirror" not in s:  # pragma: no cover - scorers without it
+        mirror = np.array(model_xyz, dtype=np.float64)
+        mirror[:, 2] = -mirror[:, 2]
+        s["tm_score_mirror"] = float(score_coordinates(mirror, ref_xyz)["tm_score"])
+    out = {k: _plain(s.get(k)) for k in ("rmsd", "tm_score", "tm_score_mirror", "gdt_ts", "gdt_ha")}
+    out["lddt_coords"] = _plain(s.get("lddt"))
+    out["hand_right"] = bool(out["tm_score"] > out["tm_score_mirror"])
+    return out
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _nan_stats(values: list[float]) -> dict[str, Any]:
+    a = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+    a = a[np.isfinite(a)]
+    if not len(a):
+        return {"mean": None, "median": None, "n": 0}
+    return {"mean": float(a.mean()), "median": float(np.median(a)), "n": int(len(a))}
+
+
+def summarise(chains: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and median of every metric per method, overall and by length bin,
+    and the hand statistics (all chains; chains with TM-score >= 0.25)."""
+    def block(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {"n_chains": len(rows)}
+        for m in METHODS:
+            if not any(m in r for r in rows):
+                continue
+            res: dict[str, Any] = {}
+            for key in METRICS + ("confidence",):
+                vals = [r[m].get(key) for r in rows if m in r]
+                if key == "hand_right":
+                    vals = [None if v is None else float(v) for v in vals]
+                if any(v is not None for v in vals):
+                    res[key] = _nan_stats(vals)
+            good = [r[m] for r in rows if m in r and r[m].get("tm_score") is not None
+                    and r[m]["tm_score"] >= HAND_TM_THRESHOLD]
+            res["hand_right_where_tm_ge_0.25"] = {
+                "fraction": float(np.mean([g["hand_right"] for g in good])) if good else None, "n": len(good)}
+            out[m] = res
+        return out
+
+    by_bin: dict[str, Any] = {}
+    for lo, hi in LENGTH_BINS:
+        name = length_bin(lo)
+        rows = [c for c in chains if length_bin(c["length"]) == name]
+        if rows:
+            by_bin[name] = block(rows)
+    return {"all": block(chains), "by_length": by_bin}
+
+
+def calibration_table(predicted: np.ndarray, observed: np.ndarray, edges=tuple(range(0, 101, 10))) -> list[dict]:
+    """Mean observed lDDT (0-100) per bin of predicted confidence (0-100)."""
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (predicted >= lo) & ((predicted < hi) if hi < edges[-1] else (predicted <= hi))
+        n = int(sel.sum())
+        rows.append({"bin": f"{lo}-{hi}", "n": n,
+                     "mean_predicted": float(predicted[sel].mean()) if n else None,
+                     "mean_observed": float(observed[sel].mean()) if n else None})
+    return rows
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def write_reference_trace(path: Path, coords: np.ndarray, sequence: str, mask: np.ndarray) -> None:
+    """The observed C-alphas of a reference chain, numbered by full-sequence position (1-based)."""
+    from Bio.PDB import PDBIO
+    from Bio.PDB.StructureBuilder import StructureBuilder
+
+    from distfold.structure import AA1_TO_3
+
+    sb = StructureBuilder()
+    sb.init_structure("reference")
+    sb.init_model(0)
+    sb.init_chain("A")
+    sb.init_seg("    ")
+    for i in np.flatnonzero(mask):
+        sb.init_residue(AA1_TO_3.get(sequence[i], "UNK"), " ", int(i) + 1, " ")
+        sb.init_atom("CA", np.asarray(coords[i], dtype=np.float64), 0.0, 1.0, " ", " CA ", int(i) + 1, "C")
+    io_ = PDBIO()
+    io_.set_structure(sb.get_structure())
+    with atomic_write(path, "w") as fh:
+        io_.save(fh)
+
+
+class _SeparationAccumulator:
+    """Sum of |error| and pair counts per sequence separation, over chains."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, np.ndarray] = {}
+        self.counts = np.zeros(1)
+
+    def add(self, name: str, pred_d: np.ndarray, true_d: np.ndarray, mask: np.ndarray, count: bool) -> None:
+        n = len(true_d)
+        i, j = np.triu_indices(n, 1)
+        ok = mask[i] & mask[j] & np.isfinite(true_d[i, j])
+        sep = (j - i)[ok]
+        err = np.abs(pred_d[i, j] - true_d[i, j])[ok]
+        size = max(len(self.counts), n)
+        for key in list(self.sums):
+            self.sums[key] = np.pad(self.sums[key], (0, size - len(self.sums[key])))
+        self.counts = np.pad(self.counts, (0, size - len(self.counts)))
+        s = self.sums.setdefault(name, np.zeros(size))
+        s += np.bincount(sep, weights=err, minlength=size)
+        if count:
+            self.counts += np.bincount(sep, minlength=size)
+
+
+def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, model_dir=None, split: str = "val",
+             reconstruct: str = "smacof", max_length: int | None = None, device: str = "auto",
+             log: Callable[[str], None] | None = None, model: Any = None, with_prior: bool = True,
+             ) -> dict[str, Any]:
+    """Evaluate, write the report, return the metrics dict (as in metrics.json)."""
+    from distfold import __version__
+    from distfold.dataset import Dataset
+    from distfold.predict import (check_distance_output, confidence_distribution, create_reconstructor, load_model,
+                                  model_identity, predict_sequence, reconstruct_and_score, resolve_device)
+    from distfold.windows import predict_windowed
+    from distfold.sequence import safe_id
+    from distfold.structure import write_ca_trace
+
+    t_start = time.perf_counter()
+    log = log or (lambda _m: None)
+    ds = Dataset(dataset_dir)
+    idx = ds.indices(split)
+    if not idx:
+        splits = sorted({r.get("split") for r in ds.records})
+        raise InputError(f"{dataset_dir}: no chains in split {split!r}; splits: {', '.join(map(str, splits))}")
+    if max_length is not None:
+        idx = [i for i in idx if ds.records[i]["length"] <= max_length]
+        if not idx:
+            raise InputError(f"{dataset_dir}: no {split!r} chain has at most {max_length} residues")
+    idx.sort(key=lambda i: (ds.records[i]["length"], i))
+    report_dir = Path(report_dir)
+    if report_dir.exists() and not report_dir.is_dir():
+        raise InputError(f"{report_dir}: exists and is not a directory")
+    struct_dir = report_dir / "structures"
+    struct_dir.mkdir(parents=True, exist_ok=True)
+
+    prior = None
+    if with_prior:
+        from distfold.prior import SeparationPrior
+
+        if ds.indices("train"):
+            t = time.perf_counter()
+            prior = SeparationPrior().fit(ds, split="train")
+            log(f"separation prior fitted on {len(ds.indices('train'))} train chains in {time.perf_counter() - t:.1f} s")
+        else:
+            log("no train split: the separation prior is left out")
+
+    t = time.perf_counter()
+    if model is None:
+        dev = resolve_device(device)
+        model, path = load_model(model_dir, dev)
+        model_info = model_identity(path)
+        model_info["device"] = dev
+    else:
+        model_info = {"name": type(model).__name__, "path": None, "sha256": None, "device": None}
+    distribution = confidence_distribution(getattr(model, "config", None))
+    log(f"model {model_info['name']} loaded in {time.perf_counter() - t:.1f} s; "
+        f"{len(idx)} {split} chains; reconstructor {reconstruct}")
+    reconstructor = create_reconstructor(reconstruct)
+
+    chains: list[dict[str, Any]] = []
+    hist = _ErrorHistogram()
+    sep_acc = _SeparationAccumulator()
+    calib_pred: list[np.ndarray] = []
+    calib_obs: list[np.ndarray] = []
+    where: dict[str, int] = {}  # chain id -> dataset row, to redraw the maps of three chains at the end
+    used_ids: set[str] = set()
+    for k, i in enumerate(idx, start=1):
+        t0 = time.perf_counter()
+        sample = ds[i]
+        rec = sample.record
+        seq = rec["sequence"]
+        mask = sample.mask
+        cid = safe_id(str(rec.get("id", i)))
+        while cid.lower() in used_ids:
+            cid += "_"
+        used_ids.add(cid.lower())
+        true_d = sample.distances().astype(np.float64)
+        ref = as_written(sample.coords)
+        row: dict[str, Any] = {"id": cid, "length": len(seq), "n_observed": int(mask.sum()),
+                               "family": rec.get("family")}
+
+        pred = predict_sequence(model, seq, reconstructor, distribution)
+        m_scores, per_res = score_matrix(pred.distance, true_d, mask)
+        xyz = as_written(pred.coords)
+        m_scores.update(score_coords(xyz, ref))
+        m_scores["stress1"] = pred.diagnostics.get("stress1")
+        m_scores["mirrored"] = pred.diagnostics.get("mirrored")
+        m_scores["handedness_margin"] = pred.diagnostics.get("handedness_margin")
+        m_scores["confidence"] = pred.mean_confidence
+        if pred.confidence is not None:
+            ok = mask & np.isfinite(per_res)
+            calib_pred.append(pred.confidence[ok])
+            calib_obs.append(100.0 * per_res[ok])
+        row["model"] = m_scores
+        hist.add("model", pred.distance, true_d, mask)
+        sep_acc.add("model", pred.distance, true_d, mask, count=True)
+        bf = np.zeros(len(seq)) if pred.confidence is None else np.round(pred.confidence, 2)
+        write_ca_trace(struct_dir / f"{cid}.pdb", xyz, seq, bf, "pdb")
+        write_reference_trace(struct_dir / f"{cid}.ref.pdb", ref, seq, mask)
+        where[cid] = i
+
+        if prior is not None:
+            prior_d = prior.matrix(len(seq)).astype(np.float32)
+            ppred = reconstruct_and_score(seq, prior_d, None, reconstructor)
+            p_scores, _ = score_matrix(prior_d, true_d, mask)
+            p_scores.update(score_coords(as_written(ppred.coords), ref))
+            p_scores["stress1"] = ppred.diagnostics.get("stress1")
+            p_scores["mirrored"] = ppred.diagnostics.get("mirrored")
+            p_scores["handedness_margin"] = ppred.diagnostics.get("handedness_margin")
+            row["prior"] = p_scores
+            hist.add("prior", prior_d, true_d, mask)
+            sep_acc.add("prior", prior_d, true_d, mask, count=False)
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        row["model_timings"] = {k_: round(v_, 4) for k_, v_ in pred.timings.items()}
+        chains.append(row)
+        pr = row.get("prior", {})
+        log(f"[{k}/{len(idx)}] {cid}  L={len(seq)}  lDDT {m_scores['lddt']:.3f} (prior "
+            f"{_fmt(pr.get('lddt'))})  TM {m_scores['tm_score']:.3f} (prior {_fmt(pr.get('tm_score'))})  "
+            f"{row['seconds']:.1f} s")
+
+    summary = summarise(chains)
+    calib: dict[str, Any] | None = None
+    if calib_pred:
+        cp, co = np.concatenate(calib_pred), np.concatenate(calib_obs)
+        chain_conf = np.array([c["model"]["confidence"] for c in chains], dtype=float)
+        chain_lddt = np.array([100.0 * c["model"]["lddt"] for c in chains], dtype=float)
+        ok = np.isfinite(chain_conf) & np.isfinite(chain_lddt)
+        calib = {"n_residues": int(len(cp)), "pearson_residue": _pearson(cp, co),
+                 "pearson_chain": _pearson(chain_conf[ok], chain_lddt[ok]),
+                 "mean_abs_error": float(np.abs(cp - co).mean()) if len(cp) else None,
+                 "mean_predicted": float(cp.mean()) if len(cp) else None,
+                 "mean_observed": float(co.mean()) if len(co) else None,
+                 "table": calibration_table(cp, co)}
+
+    def true_and_predicted(cid: str) -> dict[str, np.ndarray]:
+        sample = ds[where[cid]]
+        out = predict_windowed(model, sample.sequence)
+        d, _ = check_distance_output(out, len(sample.sequence))
+        m = sample.mask
+        return {"pred": d, "true": np.where(m[:, None] & m[None, :], sample.distances(), np.nan)}
+
+    plots = _write_plots(report_dir, chains, true_and_predicted, hist, sep_acc, calib, calib_pred, calib_obs,
+                         model_info)
+    metrics = {
+        "format": "distfold-evaluation", "version": 1, "distfold_version": __version__,
+        "dataset": {"path": str(dataset_dir), "fingerprint": ds.fingerprint, "split": split,
+                    "max_length": max_length, "n_chains": len(chains)},
+        "model": model_info, "reconstructor": {"name": reconstruct, "config": reconstructor.get_config()
+                                               if hasattr(reconstructor, "get_config") else None},
+        "prior": None if prior is None else {"fitted_on": "train", "n_chains": len(ds.indices("train")),
+                                             "statistic": prior.statistic, "buckets": list(prior.buckets)},
+        "definitions": {
+            "distance_errors": "pairs i < j of observed residues; short 6-11, medium 12-23, long >= 24",
+            "lddt": "C-alpha lDDT of the predicted matrix: pairs with true distance < 15 A, thresholds 0.5/1/2/4 A",
+            "contact_precision": "top L/5 pairs with |i-j| >= 24 by ascending predicted distance; contact = "
+                                 "true C-alpha distance < 8 A (not CASP's C-beta definition)",
+            "coordinates": "distfold.metrics.score_coordinates on the observed residues, residue-matched, "
+                           "coordinates as written (0.001 A)",
+            "hand_right": "tm_score > tm_score_mirror",
+            "confidence": "mean per-residue predicted lDDT, 0-100 (distfold.confidence)",
+        },
+        "summary": summary, "calibration": calib, "plots": plots,
+        "total_s": round(time.perf_counter() - t_start, 2),
+        "chains": chains,
+    }
+    _write_tsv(report_dir / "per_chain.tsv", chains)
+    with atomic_write(report_dir / "metrics.json", "w") as fh:
+        json.dump(_finite(metrics), fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    return metrics
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+class _ErrorHistogram:
+    """Histogram of signed errors (predicted - true, Å) over pairs i < j of observed
+    residues, clipped to +-limit, with the exact MAE, per method."""
+
+    def __init__(self, limit: float = 30.0, width: float = 0.5) -> None:
+        self.edges = np.arange(-limit, limit + width / 2, width)
+        self.counts: dict[str, np.ndarray] = {}
+        self.abs_sum: dict[str, float] = {}
+        self.n: dict[str, int] = {}
+
+    def add(self, name: str, pred_d: np.ndarray, true_d: np.ndarray, mask: np.ndarray) -> None:
+        i, j = np.triu_indices(len(true_d), 1)
+        ok = mask[i] & mask[j] & np.isfinite(true_d[i, j])
+        e = (np.asarray(pred_d, dtype=np.float64)[i, j] - true_d[i, j])[ok]
+        c = np.histogram(np.clip(e, self.edges[0], self.edges[-1]), self.edges)[0]
+        self.counts[name] = self.counts.get(name, 0) + c
+        self.abs_sum[name] = self.abs_sum.get(name, 0.0) + float(np.abs(e).sum())
+        self.n[name] = self.n.get(name, 0) + int(len(e))
+
+
+def _finite(obj: Any) -> Any:
+    """NaN/inf -> None, so metrics.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+TSV_METRICS = ("mae", "rmse", "pearson", "lddt", "contact_precision", "mae_short", "mae_medium", "mae_long",
+               "rmsd", "tm_score", "tm_score_mirror", "gdt_ts", "gdt_ha", "lddt_coords", "hand_right", "mirrored",
+               "handedness_margin", "stress1")
+
+
+def _write_tsv(path: Path, chains: list[dict[str, Any]]) -> None:
+    cols = ["id", "length", "n_observed", "family", "seconds", "model_confidence"]
+    for m in METHODS:
+        if any(m in c for c in chains):
+            cols += [f"{m}_{k}" for k in TSV_METRICS]
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(cols)
+    for c in chains:
+        vals = []
+        for col in cols:
+            if col in c:
+                v = c[col]
+            elif col == "model_confidence":
+                v = c["model"].get("confidence")
+            else:
+                m, _, k = col.partition("_")
+                v = c.get(m, {}).get(k)
+            vals.append(_cell(v))
+        w.writerow(vals)
+    with atomic_write(path, "w") as fh:
+        fh.write(buf.getvalue())
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else f"{v:.6g}"
+    return str(v)
+
+
+def _write_plots(report_dir: Path, chains, maps_of, hist, sep_acc, calib, calib_pred, calib_obs,
+                 model_info) -> dict[str, str | None]:
+    from distfold import plots
+
+    out: dict[str, str | None] = {}
+    ranked = sorted(chains, key=lambda c: (np.nan_to_num(c["model"]["lddt"], nan=-1.0), c["id"]))
+    picks: list[tuple[str, dict]] = []
+    for which, c in (("best", ranked[-1]), ("median", ranked[len(ranked) // 2]), ("worst", ranked[0])):
+        if all(c is not other for _, other in picks):
+            picks.append((which, c))
+    panels = [{"title": f"{which} lDDT: {c['id']} (L={c['length']}, lDDT {_fmt(c['model']['lddt'])}, "
+                        f"TM {_fmt(c['model']['tm_score'])})", **maps_of(c["id"])} for which, c in picks]
+    out["distance_maps"] = plots.distance_maps(report_dir / "distance_maps.png", panels).name
+    out["error_histogram"] = plots.error_histogram(report_dir / "error_histogram.png", hist.edges, hist.counts,
+                                                   {m: hist.abs_sum[m] / max(hist.n[m], 1) for m in hist.n},
+                                                   hist.n).name
+    out["error_by_separation"] = plots.error_by_separation(report_dir / "error_by_separation.png",
+                                                            sep_acc.sums, sep_acc.counts).name
+    if calib is not None:
+        out["calibration"] = plots.calibration(report_dir / "calibration.png", np.concatenate(calib_pred),
+                                               np.concatenate(calib_obs), calib["table"]).name
+    else:
+        out["calibration"] = None
+    out["training_curves"] = None
+    log_path = Path(model_info["path"]) / "metrics.jsonl" if model_info.get("path") else None
+    if log_path is not None and log_path.is_file():
+        p = plots.training_curves(report_dir / "training_curves.png", plots.read_metrics_jsonl(log_path))
+        out["training_curves"] = None if p is None else p.name
+    return out

@@ -1,0 +1,197 @@
+"""PNG plots of ``distfold evaluate`` (matplotlib, Agg canvas; no pyplot state).
+
+Every function writes one PNG atomically and returns its path. Inputs are
+plain numpy arrays and dicts, so the plots can be redrawn from metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from distfold.fileio import atomic_write
+
+#: Separation bins (inclusive lower edges) for the error-by-separation plot.
+SEPARATION_EDGES = (1, 2, 3, 4, 5, 6, 9, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+COLOURS = {"model": "tab:blue", "prior": "tab:orange"}
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+    return path
+
+
+def distance_maps(path, panels: Sequence[dict[str, Any]]) -> Path:
+    """Predicted (left) vs true (right) distance maps, one row per chain.
+
+    panels: dicts with ``title``, ``pred`` (L, L) Å, ``true`` (L, L) Å (NaN masked).
+    """
+    n = max(1, len(panels))
+    fig = _figure(8.0, 3.6 * n)
+    axes = fig.subplots(n, 2, squeeze=False)
+    for row, panel in zip(axes, panels):
+        true = np.asarray(panel["true"], dtype=float)
+        pred = np.asarray(panel["pred"], dtype=float)
+        vmax = float(np.nanpercentile(true, 99)) if np.isfinite(true).any() else float(np.nanmax(pred))
+        for ax, mat, label in ((row[0], pred, f"{panel['title']}\npredicted"),
+                               (row[1], true, "\ntrue (masked residues blank)")):
+            im = ax.imshow(np.ma.masked_invalid(mat), cmap="viridis_r", vmin=0, vmax=vmax, interpolation="nearest")
+            ax.set_title(label, fontsize=9, loc="left" if ax is row[0] else "center")
+            ax.set_xlabel("residue j")
+            ax.set_ylabel("residue i")
+        fig.colorbar(im, ax=list(row), label="C-alpha distance (Å)", shrink=0.8)
+    return _save(fig, path)
+
+
+def error_histogram(path, edges: np.ndarray, counts: dict[str, np.ndarray], mae: dict[str, float],
+                    n_pairs: dict[str, int]) -> Path:
+    """Histogram of signed distance errors (predicted - true, Å) per method.
+
+    edges: (B + 1,) bin edges; counts: method -> (B,) pair counts (errors clipped
+    into the outer bins); mae, n_pairs: per method, for the legend.
+    """
+    fig = _figure(6.5, 4.0)
+    ax = fig.subplots()
+    edges = np.asarray(edges, dtype=float)
+    widths = np.diff(edges)
+    for name, c in counts.items():
+        c = np.asarray(c, dtype=float)
+        if c.sum() == 0:
+            continue
+        density = c / (c.sum() * widths)
+        ax.stairs(density, edges, lw=1.5, color=COLOURS.get(name),
+                  label=f"{name} (MAE {mae[name]:.2f} Å, {n_pairs[name]:,} pairs)")
+    ax.set_xlabel(f"predicted - true distance (Å), pairs i < j; clipped to ±{edges[-1]:g}")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def separation_bins(max_sep: int) -> list[tuple[int, int]]:
+    """[lo, hi] inclusive separation bins covering 1 .. max_sep."""
+    edges = [e for e in SEPARATION_EDGES if e <= max_sep] + [max_sep + 1]
+    return [(lo, hi - 1) for lo, hi in zip(edges[:-1], edges[1:]) if hi - 1 >= lo]
+
+
+def error_by_separation(path, sums: dict[str, np.ndarray], counts: np.ndarray) -> Path:
+    """MAE (Å) against sequence separation |i - j| (binned) per method.
+
+    sums: method -> (S,) sum of |error| at separation s; counts: (S,) pairs at s.
+    """
+    fig = _figure(6.5, 4.0)
+    ax = fig.subplots()
+    counts = np.asarray(counts, dtype=float)
+    bins = separation_bins(len(counts) - 1)
+    centres = [0.5 * (lo + hi) for lo, hi in bins]
+    for name, s in sums.items():
+        s = np.asarray(s, dtype=float)
+        mae = [s[lo:hi + 1].sum() / counts[lo:hi + 1].sum() if counts[lo:hi + 1].sum() else np.nan
+               for lo, hi in bins]
+        ax.plot(centres, mae, marker="o", ms=3, color=COLOURS.get(name), label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("sequence separation |i - j| (binned)")
+    ax.set_ylabel("distance MAE (Å)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def calibration(path, predicted: np.ndarray, observed: np.ndarray, table: Sequence[dict[str, Any]]) -> Path:
+    """Per-residue confidence (predicted lDDT) against observed lDDT of the
+    predicted distances, both 0-100: a sample of residues and the binned means."""
+    fig = _figure(5.0, 5.0)
+    ax = fig.subplots()
+    p = np.asarray(predicted, dtype=float)
+    o = np.asarray(observed, dtype=float)
+    ok = np.isfinite(p) & np.isfinite(o)
+    p, o = p[ok], o[ok]
+    if len(p) > 5000:
+        pick = np.random.default_rng(0).choice(len(p), 5000, replace=False)
+        ps, os_ = p[pick], o[pick]
+    else:
+        ps, os_ = p, o
+    ax.scatter(ps, os_, s=3, alpha=0.25, color="tab:gray", label=f"residues ({len(p):,})")
+    rows = [r for r in table if r["n"]]
+    ax.plot([r["mean_predicted"] for r in rows], [r["mean_observed"] for r in rows], marker="o",
+            color="tab:blue", label="binned mean")
+    ax.plot([0, 100], [0, 100], ls="--", color="black", lw=1, label="perfect calibration")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("confidence: predicted lDDT (0-100)")
+    ax.set_ylabel("observed C-alpha lDDT of the predicted distances (0-100)")
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)
+
+
+def read_metrics_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a training log (one JSON object per line; bad lines skipped)."""
+    rows = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                rows.append(obj)
+    return rows
+
+
+_X_KEYS = ("step", "global_step", "epoch", "samples")
+_SKIP_KEYS = {"time", "wall_s", "elapsed_s", "seconds", "samples_per_s", "timestamp"}
+
+
+def training_curves(path, rows: Sequence[dict[str, Any]]) -> Path | None:
+    """Every numeric series of a training log against step (or epoch, or row
+    number): losses (log scale) in the left panel, other metrics in the right.
+    Returns None when no row has a numeric value to plot."""
+    xkey = next((k for k in _X_KEYS if any(isinstance(r.get(k), (int, float)) for r in rows)), None)
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for n, r in enumerate(rows):
+        x = r.get(xkey) if xkey else n
+        if not isinstance(x, (int, float)):
+            continue
+        prefix = f"{r['split']}/" if isinstance(r.get("split"), str) else ""
+        for k, v in r.items():
+            if k in _X_KEYS or k in _SKIP_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if not np.isfinite(v):
+                continue
+            xs, ys = series.setdefault(prefix + k, ([], []))
+            xs.append(float(x))
+            ys.append(float(v))
+    if not series:
+        return None
+    losses = {k: v for k, v in series.items() if "loss" in k}
+    others = {k: v for k, v in series.items() if "loss" not in k and not k.endswith("lr") and k != "lr"}
+    fig = _figure(11.0, 4.2)
+    left, right = fig.subplots(1, 2)
+    for ax, group, title in ((left, losses, "losses"), (right, others, "metrics")):
+        for k, (xs, ys) in sorted(group.items()):
+            ax.plot(xs, ys, marker="." if len(xs) < 50 else None, label=k)
+        ax.set_title(title)
+        ax.set_xlabel(xkey or "log row")
+        if group:
+            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    if losses and all(min(ys) > 0 for _, ys in losses.values()):
+        left.set_yscale("log")
+    return _save(fig, path)

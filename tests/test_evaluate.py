@@ -1,0 +1,148 @@
+"""distfold evaluate on a small real dataset (tests/data/chains), with a stand-in model
+in-process and, through the CLI, with a tiny saved checkpoint; its coordinate scores
+must equal `distfold compare` on the structures it writes."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distfold.dataset import Dataset, write_dataset
+from distfold.evaluate import evaluate, length_bin, summarise
+from distfold.errors import InputError
+from distfold.metrics import distance_errors, distance_matrix, lddt
+from distfold.structure import read_chain
+
+DATA = Path(__file__).parent / "data" / "chains"
+SPLITS = {"c55406f94174e": "train", "c51d4cae83570": "train", "c9fa041c82503": "train",
+          "cb98f573e0d35": "val", "c70b106ab8731": "val"}
+MASKED = ("c70b106ab8731", [10, 11, 12, 50])  # residues given no coordinates, as unobserved ones are
+
+
+def build_dataset(path: Path) -> Path:
+    records, coords = [], []
+    for uid, split in SPLITS.items():
+        chain = read_chain(DATA / f"{uid}.pdb.gz")
+        xyz = chain.ca.astype(np.float32)
+        if uid == MASKED[0]:
+            xyz[MASKED[1]] = np.nan
+        records.append({"id": uid, "sequence": chain.sequence, "source": f"{uid}.pdb.gz", "chain": chain.chain_id,
+                        "family": uid, "split": split, "weight": 1.0, "duplicates": []})
+        coords.append(xyz)
+    return write_dataset(path, records, coords)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return build_dataset(tmp_path_factory.mktemp("ds") / "ds")
+
+
+class OracleModel:
+    """Stands in for a trained model: the true distances of the chains it knows,
+    plus deterministic multiplicative noise; masked pairs get |i - j|-based fillers."""
+
+    def __init__(self, ds_path: Path, noise=0.15):
+        ds = Dataset(ds_path)
+        self.truth = {ds[i].sequence: ds[i].distances().astype(np.float64) for i in range(len(ds))}
+        self.noise = noise
+        self.config = {"crop": 512}
+
+    def predict(self, sequences):
+        out = []
+        for s in sequences:
+            d = self.truth[s].copy()
+            n = len(d)
+            sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
+            d = np.where(np.isfinite(d), d, 3.8 * sep ** 0.6)
+            rng = np.random.default_rng(n)
+            f = rng.normal(0, self.noise, (n, n))
+            d = d * np.exp(0.5 * (f + f.T))
+            np.fill_diagonal(d, 0)
+            v = (self.noise * d) ** 2 + 0.1
+            np.fill_diagonal(v, 0)
+            out.append({"distance": d.astype(np.float32), "variance": v.astype(np.float32)})
+        return out
+
+
+@pytest.fixture(scope="module")
+def report(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    logs = []
+    metrics = evaluate(dataset, out, model=OracleModel(dataset), reconstruct=RECON, log=logs.append)
+    return out, metrics, logs
+
+
+RECON = "smacof"
+
+
+def test_report_files(report):
+    out, metrics, logs = report
+    assert json.loads((out / "metrics.json").read_text())["summary"] == json.loads(json.dumps(metrics["summary"]))
+    for name in ("distance_maps.png", "error_histogram.png", "error_by_separation.png", "calibration.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert metrics["plots"]["training_curves"] is None  # a stand-in model has no training log
+    ids = sorted(SPLITS[k] == "val" and k for k in SPLITS if SPLITS[k] == "val")
+    assert sorted(p.name for p in (out / "structures").iterdir()) == sorted(
+        [f"{i}.pdb" for i in ids] + [f"{i}.ref.pdb" for i in ids])
+    rows = list(csv.DictReader(open(out / "per_chain.tsv"), delimiter="\t"))
+    assert sorted(r["id"] for r in rows) == ids
+    assert {"model_mae", "model_tm_score", "model_hand_right", "prior_mae", "prior_tm_score"} <= set(rows[0])
+    assert sum("L=" in line for line in logs) == 2
+
+
+def test_metrics_equal_direct_computation_with_masked_residues_excluded(report, dataset):
+    out, metrics, _ = report
+    chain = next(c for c in metrics["chains"] if c["id"] == MASKED[0])
+    ds = Dataset(dataset)
+    sample = next(ds[i] for i in range(len(ds)) if ds.records[i]["id"] == MASKED[0])
+    assert chain["n_observed"] == chain["length"] - len(MASKED[1])
+    pred = OracleModel(dataset).predict([sample.sequence])[0]["distance"]
+    truth = sample.distances()
+    mask = sample.mask
+    err = distance_errors(pred, truth, mask)
+    assert chain["model"]["mae"] == pytest.approx(err["mae"])
+    assert chain["model"]["rmse"] == pytest.approx(err["rmse"])
+    assert chain["model"]["lddt"] == pytest.approx(lddt(pred, truth, mask)[0])
+    # the prior is worse than a near-oracle on every chain, and the oracle's fold is right
+    for c in metrics["chains"]:
+        assert c["model"]["mae"] < c["prior"]["mae"] and c["model"]["lddt"] > c["prior"]["lddt"]
+        assert c["model"]["tm_score"] > 0.5 and c["model"]["hand_right"]
+        assert c["model"]["tm_score"] > c["prior"]["tm_score"]
+    # the reference written for compare holds the observed residues only
+    ref = read_chain(out / "structures" / f"{MASKED[0]}.ref.pdb")
+    assert len(ref) == chain["n_observed"]
+    assert [r[0] for r in ref.residue_ids] == [i + 1 for i in np.flatnonzero(mask)]
+
+
+def test_summary_mean_median_and_hand_statistics(report):
+    _, metrics, _ = report
+    s = metrics["summary"]["all"]
+    assert s["n_chains"] == 2
+    vals = [c["model"]["tm_score"] for c in metrics["chains"]]
+    assert s["model"]["tm_score"]["mean"] == pytest.approx(np.mean(vals))
+    assert s["model"]["tm_score"]["median"] == pytest.approx(np.median(vals))
+    assert s["model"]["hand_right_where_tm_ge_0.25"] == {"fraction": 1.0, "n": 2}
+    assert set(metrics["summary"]["by_length"]) == {length_bin(c["length"]) for c in metrics["chains"]}
+    cal = metrics["calibration"]
+    assert cal["n_residues"] > 0 and sum(r["n"] for r in cal["table"]) == cal["n_residues"]
+
+
+def test_summarise_by_length_bins():
+    chains = [{"length": n, "model": {"tm_score": t, "hand_right": h}} for n, t, h in
+              [(50, 0.2, True), (100, 0.6, True), (120, 0.4, False), (300, 0.3, True)]]
+    s = summarise(chains)
+    assert s["all"]["model"]["hand_right"]["mean"] == pytest.approx(0.75)
+    assert s["all"]["model"]["hand_right_where_tm_ge_0.25"] == {"fraction": pytest.approx(2 / 3), "n": 3}
+    assert s["by_length"]["64-127"]["model"]["tm_score"]["median"] == pytest.approx(0.5)
+    assert set(s["by_length"]) == {"0-63", "64-127", "256-511"}
+
+
+def test_bad_inputs(dataset, tmp_path):
+    with pytest.raises(InputError, match="not a distfold dataset"):
+        evaluate(tmp_path, tmp_path / "r", model=OracleModel(dataset))
+    with pytest.raises(InputError, match="no chains in split 'test'; splits: train, val"):
+        evaluate(dataset, tmp_path / "r", model=OracleModel(dataset), split="test")
+    with pytest.raises(InputError, match="no 'val' chain has at most 50 residues"):
+        evaluate(dataset, tmp_path / "r", model=OracleModel(dataset), max_length=50)
