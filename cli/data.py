@@ -65,7 +65,7 @@ def build(inputs, out_dir, min_length, max_unknown, identity, max_evalue, val_fr
     summary = {"path": str(out_dir), "files": st["files"], "files_failed": st["files_failed"],
                "skipped": st["skipped"], "chains": st["chains"], "splits": counts,
                "families": len({r["family"] for r in result.records}),
-               "cross_split_links": st["cross_split_links"], "seconds": st["build_seconds"]}
+               "families_across_splits": st["families_across_splits"], "seconds": st["build_seconds"]}
     if as_json:
         echo_json(summary)
         return
@@ -74,9 +74,9 @@ def build(inputs, out_dir, min_length, max_unknown, identity, max_evalue, val_fr
         log(f"failed: {row[0]}: {row[4]}")
     if len(failed) > 10:
         log(f"... {len(failed) - 10} more failed files in {out_dir / 'report.tsv'}")
-    if st["cross_split_links"]:
-        log(f"warning: {st['cross_split_links']} chain pairs across train/val are at or above identity "
-            f"{identity} (split taken from folders); listed in dataset.json")
+    if st["families_across_splits"]:
+        log(f"warning: {st['families_across_splits']} families (identity >= {identity}) have chains in both train "
+            f"and val (split taken from folders); listed in dataset.json")
     click.echo(f"{out_dir}: {st['chains']} chains ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}), "
                f"{summary['families']} families from {st['files']} files; {st['files_failed']} files failed, "
                f"{st['skipped']} chains/files skipped (see report.tsv); {st['build_seconds']} s")

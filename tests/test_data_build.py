@@ -1,0 +1,285 @@
+"""`distfold data build` / `data info` on real structure files (tests/data/databuild, see its README)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distfold.databuild import (BuildOptions, build_dataset, candidate_pairs, find_breaks, pair_relation,
+                                parse_file, sequence_identity, split_families, structure_stem)
+from distfold.dataset import Dataset
+from distfold.errors import InputError
+from distfold.structure import polymer_sequences
+
+from conftest import run_distfold
+
+BUILD = Path(__file__).parent / "data" / "databuild"
+
+
+def _parse(name: str) -> dict:
+    r = parse_file(str(BUILD / name))
+    assert r["error"] is None, r["error"]
+    return r
+
+
+def _ca_lines(name: str, chain: str, model: int = 1) -> list[str]:
+    """C-alpha ATOM/HETATM lines of one chain in one model, read as plain text."""
+    lines, m = [], 1
+    with gzip.open(BUILD / name, "rt") as fh:
+        for line in fh:
+            if line.startswith("ENDMDL"):
+                m += 1
+            if m == model and line.startswith(("ATOM", "HETATM")) and line[12:16] == " CA " and line[21] == chain:
+                lines.append(line)
+    return lines
+
+
+def _mask(c: dict) -> np.ndarray:
+    return np.isfinite(c["coords"]).all(1)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def test_nmr_multichain_first_model_protein_only_with_seqres():
+    r = _parse("1s40_models1-2.pdb.gz")
+    assert [c["chain"] for c in r["chains"]] == ["A"]  # chain B is ssDNA
+    c = r["chains"][0]
+    assert c["seqres"] and len(c["sequence"]) == 199
+    # 12 residues of chain A are listed as missing for model 1 in REMARK 465
+    assert int(_mask(c).sum()) == 199 - 12
+    ca = np.array([[float(l[30:38]), float(l[38:46]), float(l[46:54])] for l in _ca_lines("1s40_models1-2.pdb.gz", "A")])
+    np.testing.assert_allclose(c["coords"][_mask(c)], ca, atol=1e-3)  # model 1, not model 2
+    ca2 = np.array([[float(l[30:38]), float(l[38:46]), float(l[46:54])]
+                    for l in _ca_lines("1s40_models1-2.pdb.gz", "A", model=2)])
+    assert np.abs(ca2 - ca).max() > 1.0
+
+
+def test_altlocs_resolved_to_one_residue_each():
+    c = _parse("1o6z_A.pdb.gz")["chains"][0]
+    lines = _ca_lines("1o6z_A.pdb.gz", "A")
+    ids = []
+    for l in lines:
+        if l[22:27] not in ids:
+            ids.append(l[22:27])
+    assert len(lines) > len(ids)  # the file has alternate C-alpha positions
+    assert len(c["sequence"]) == len(ids) and not c["seqres"]
+    # residue 43 has altlocs A and B at equal occupancy: one position, the first one
+    k = ids.index("  43 ")
+    np.testing.assert_allclose(c["coords"][k], [21.206, 7.613, 31.182], atol=1e-3)
+
+
+def test_mse_read_as_met():
+    c = _parse("2e37_A.pdb.gz")["chains"][0]
+    n_mse = sum(1 for l in _ca_lines("2e37_A.pdb.gz", "A") if l[17:20] == "MSE")
+    assert n_mse > 0 and c["sequence"][0] == "M" and "X" not in c["sequence"]
+
+
+def test_seqres_masks_unobserved_termini():
+    c = _parse("5eep.pdb.gz")["chains"][0]
+    assert len(c["sequence"]) == 150
+    m = _mask(c)
+    assert not m[:10].any() and m[10:].all()  # GLY -2 .. ALA 7 unobserved (REMARK 465)
+    assert c["sequence"].startswith("GSHMTNPQFAGHPF")
+    assert c["breaks"] == []
+
+
+def test_internal_gap_pdb_seqres_matches_mmcif_scheme():
+    pdb = _parse("7ok9_D.pdb.gz")["chains"][0]
+    cif = {c["chain"]: c for c in _parse("7ok9_DP.cif.gz")["chains"]}["D"]
+    assert pdb["sequence"] == cif["sequence"] and len(pdb["sequence"]) == 650
+    # placement from SEQRES (numbering/alignment) agrees with the file's own mapping in mmCIF
+    np.testing.assert_array_equal(_mask(pdb), _mask(cif))
+    assert int(_mask(pdb).sum()) == 650 - 154  # 154 REMARK 465 lines for chain D
+    np.testing.assert_allclose(pdb["coords"][_mask(pdb)], cif["coords"][_mask(cif)], atol=1e-3)
+    masked = np.nonzero(~_mask(pdb))[0]
+    inner = masked[(masked > np.nonzero(_mask(pdb))[0][0]) & (masked < np.nonzero(_mask(pdb))[0][-1])]
+    assert len(inner) > 0  # residues missing inside the chain, not only at the ends
+
+
+def test_internal_gap_without_seqres_records_breaks():
+    full = _parse("7ok9_D.pdb.gz")["chains"][0]
+    obs = _parse("7ok9_D_noseqres.pdb.gz")["chains"][0]
+    m = _mask(full)
+    assert obs["sequence"] == "".join(np.array(list(full["sequence"]))[m]) and _mask(obs).all()
+    # a break before observed residue k exactly where the full sequence has unobserved residues in between
+    pos = np.nonzero(m)[0]
+    expected = [k for k in range(1, len(pos)) if pos[k] - pos[k - 1] > 1]
+    assert obs["breaks"] == expected and len(expected) > 0
+    np.testing.assert_allclose(obs["coords"], full["coords"][m], atol=1e-6)
+    assert find_breaks(full["coords"]) == []  # masked residues are not also breaks
+
+
+def test_mmcif_entity_poly_seq_without_scheme():
+    seqs = polymer_sequences(BUILD / "2gtl_C_entity_only.cif")
+    assert seqs["C"].scheme is None and len(seqs["C"].sequence) == 153
+    c = _parse("2gtl_C_entity_only.cif")["chains"][0]
+    m = _mask(c)
+    # REMARK 465 of 2GTL chain C: residues 1, 2, 152, 153
+    assert c["seqres"] and not m[[0, 1, 151, 152]].any() and m[2:151].all()
+
+
+@pytest.mark.parametrize("content", [b"not a structure\n", b""])
+def test_corrupt_file_is_an_error_not_an_exception(tmp_path, content):
+    p = tmp_path / "bad.pdb"
+    p.write_bytes(content)
+    r = parse_file(str(p))
+    assert r["error"] and r["chains"] == []
+
+
+def test_truncated_gzip_is_an_error(tmp_path):
+    p = tmp_path / "trunc.pdb.gz"
+    p.write_bytes((BUILD / "5eep.pdb.gz").read_bytes()[:5000])
+    r = parse_file(str(p))
+    assert r["error"] and r["chains"] == []
+
+
+def test_structure_stem():
+    assert structure_stem("a/x.pdb.gz") == "x" and structure_stem("y.CIF") == "y"
+    assert structure_stem("z.mmcif") == "z" and structure_stem("q.ent") == "q" and structure_stem("r.txt") is None
+
+
+# ----------------------------------------------------------------------------- identity, families, split
+
+
+def test_identity_is_over_the_shorter_sequence():
+    a = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQHDFSAGEGLYTHMKALRPDEDRLSPLHSVYVDQWDWERVMGDGERQFSTLKSTVEAIWAGIKATEAAVSEEFGLAPFLPDQIHFVHSQELLSRYPDLDAKGRERAIAKDLGAVFLVGIGGKLSDGHRHDVRAPDYDDWSTPSELGHAGLNGDILVWNPVLEDAFELSSMGIRVDADTLKHQLALTGDEDRLELEWHQALLRGEMPQTIGGGIGQSRLTMLLLQLPHIGQVQAGVWPAACRESVPALL"  # noqa: E501
+    assert sequence_identity(a[40:140], a) == 1.0
+    assert sequence_identity(a, a[40:140]) == 1.0
+    ident, ev = pair_relation(a[40:140], a)
+    assert ident == 1.0 and ev < 1e-20
+
+
+def test_kmer_prefilter_finds_homologs_and_families_never_cross_the_split():
+    rng = np.random.default_rng(0)
+    aa = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
+    seqs, truth = [], []
+    for fam in range(12):
+        root = rng.choice(aa, 150)
+        for _ in range(3):
+            s = root.copy()
+            mut = rng.random(150) < 0.3  # ~70 % identity to the root, ~50 % between siblings
+            s[mut] = rng.choice(aa, int(mut.sum()))
+            seqs.append("".join(s))
+            truth.append(fam)
+    cands = set(candidate_pairs(seqs))
+    related = [(i, j) for i in range(len(seqs)) for j in range(i + 1, len(seqs)) if truth[i] == truth[j]]
+    assert all(p in cands for p in related)
+    from distfold.databuild import families
+
+    fams, _, _ = families([f"s{i}" for i in range(len(seqs))], seqs, 0.3, workers=1)
+    assert len(set(fams)) == 12 and all((fams[i] == fams[j]) == (truth[i] == truth[j])
+                                        for i in range(len(seqs)) for j in range(len(seqs)))
+    split = split_families(fams, 0.25, seed=3)
+    assert 0 < split.count("val") <= 0.25 * len(seqs)
+    assert all(split[i] == split[j] for i, j in related)
+
+
+def test_split_by_dir_fixed_chains_keep_their_split():
+    fams = ["a", "a", "b", "c", "c"]
+    split = split_families(fams, 0.5, 0, fixed=["val", None, "train", None, None])
+    assert split[:3] == ["val", "val", "train"] and split[3] == split[4]
+
+
+# ----------------------------------------------------------------------------- whole builds
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("in")
+    shutil.copytree(BUILD, root / "structures", ignore=shutil.ignore_patterns("*.md"))
+    (root / "structures" / "corrupt.pdb").write_text("HEADER garbage\nATOM   this is not a record\n")
+    (root / "structures" / "trunc.cif.gz").write_bytes((BUILD / "7ok9_DP.cif.gz").read_bytes()[:3000])
+    (root / "structures" / "notes.txt").write_text("ignored: not a structure suffix\n")
+    excl = root / "exclude.txt"
+    excl.write_text("# comment\n2e37_A\n")
+    out = root / "ds"
+    proc = run_distfold("data", "build", str(root / "structures"), "-o", str(out), "--exclude", str(excl),
+                        "--val-fraction", "0.3", "--workers", "2")
+    return root, out, proc
+
+
+def test_build_end_to_end(built):
+    root, out, proc = built
+    assert proc.returncode == 0, proc.stderr
+    assert "2 files failed" in proc.stdout and "parsed" in proc.stderr
+    ds = Dataset(out)
+    recs = {r["id"]: r for r in ds.records}
+    # one sample per protein chain; P (5 residues) filtered, 7ok9_DP_D merged into 7ok9_D, 2e37_A excluded
+    assert set(recs) == {"1s40_models1-2", "1o6z_A", "2gtl_C_entity_only", "5eep", "7ok9_D", "7ok9_D_noseqres"}
+    assert recs["7ok9_D"]["duplicates"] == ["7ok9_DP_D"]
+    for i, r in enumerate(ds.records):
+        s = ds[i]
+        assert len(s.coords) == r["length"] == len(r["sequence"])
+        assert int(s.mask.sum()) == r["n_observed"]
+        assert abs(r["weight"] - 1 / sum(1 for q in ds.records if q["family"] == r["family"])) < 1e-9
+    assert ds[ds.records.index(recs["7ok9_D"])].mask.sum() == 496 and recs["7ok9_D"]["length"] == 650
+    assert recs["7ok9_D"]["family"] == recs["7ok9_D_noseqres"]["family"]
+    assert recs["7ok9_D_noseqres"]["breaks"]
+    # the split never separates related chains
+    for a in ds.records:
+        for b in ds.records:
+            if a["split"] == "train" and b["split"] == "val":
+                ident, ev = pair_relation(a["sequence"], b["sequence"])
+                assert not (ident >= 0.3 and ev <= 1e-5), (a["id"], b["id"], ident)
+    rows = [line.split("\t") for line in (out / "report.tsv").read_text().splitlines()[1:]]
+    status = {(Path(r[0]).name, r[1]): (r[3], r[4]) for r in rows}
+    assert status[("corrupt.pdb", "-")][0] == "failed" and status[("trunc.cif.gz", "-")][0] == "failed"
+    assert status[("2e37_A.pdb.gz", "-")] == ("skipped", "excluded")
+    assert status[("7ok9_DP.cif.gz", "P")][0] == "skipped" and "min length" in status[("7ok9_DP.cif.gz", "P")][1]
+    assert status[("7ok9_DP.cif.gz", "D")] == ("skipped", "duplicate of 7ok9_D")
+    assert not any("notes.txt" in r[0] for r in rows)
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["params"]["identity"] == 0.3 and meta["build"]["files"] == 10
+
+
+def test_info_counts(built):
+    _, out, _ = built
+    proc = run_distfold("data", "info", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    inf = json.loads(proc.stdout)
+    assert inf["splits"]["all"]["chains"] == 6
+    assert sum(inf["splits"]["all"]["length_bins"].values()) == 6
+    assert inf["splits"]["all"]["length_bins"]["512+"] == 1 and inf["splits"]["all"]["length_bins"]["256-511"] == 2
+    assert sum(inf["splits"][s]["chains"] for s in ("train", "val") if s in inf["splits"]) == 6
+    text = run_distfold("data", "info", str(out))
+    assert text.returncode == 0 and "128-255" in text.stdout
+
+
+def test_split_by_dir_and_determinism(tmp_path):
+    for split, names in {"train": ["5eep.pdb.gz", "1o6z_A.pdb.gz"], "val": ["2gtl_C_entity_only.cif"]}.items():
+        (tmp_path / split).mkdir()
+        for n in names:
+            shutil.copy(BUILD / n, tmp_path / split / n)
+    opts = BuildOptions(val_fraction=0.0, split_by_dir=True, workers=1)
+    res = build_dataset([tmp_path], tmp_path / "ds1", opts, log=lambda m: None)
+    assert {r["id"]: r["split"] for r in res.records} == {"5eep": "train", "1o6z_A": "train",
+                                                         "2gtl_C_entity_only": "val"}
+    build_dataset([tmp_path / "train", tmp_path / "val"], tmp_path / "ds2", opts, log=lambda m: None)
+    assert Dataset(tmp_path / "ds1").fingerprint == Dataset(tmp_path / "ds2").fingerprint
+
+
+def test_empty_input_is_a_one_line_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = run_distfold("data", "build", str(tmp_path / "empty"), "-o", str(tmp_path / "ds"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and "no structure files" in proc.stderr
+    assert not (tmp_path / "ds").exists()
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        build_dataset([tmp_path / "missing"], tmp_path / "ds", BuildOptions(), log=lambda m: None)
+    proc = run_distfold("data", "build", str(BUILD), "-o", str(tmp_path / "ds"), "--exclude", str(tmp_path / "no"))
+    assert proc.returncode == 1 and "exclude list not found" in proc.stderr
+
+
+def test_help():
+    for args in (("data", "--help"), ("data", "build", "--help"), ("data", "info", "--help")):
+        proc = run_distfold(*args)
+        assert proc.returncode == 0 and "Usage" in proc.stdout
