@@ -91,7 +91,7 @@ class SeparationPrior:
         # Separations a bucket saw too rarely (at most its longest chains) take the pooled value.
         table = np.where(np.isfinite(table), table, pooled[None, :])
         table[:, 0] = 0.0
-        self.table = table
+        self.table = np.round(table, 4)  # what the JSON file holds, so a reload is exact
         return self
 
     # -- use -----------------------------------------------------------------------------------

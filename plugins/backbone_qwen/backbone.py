@@ -69,6 +69,15 @@ def _offline_env():
     return ctx()
 
 
+def _enable_checkpointing(model) -> None:
+    """Activation (gradient) checkpointing; the method was renamed in transformers 5."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # transformers 4
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -165,7 +174,7 @@ class QwenBackbone(Configurable, nn.Module):
         self.register_buffer("_lut", lut, persistent=False)
         self._pad_id = 0
         if self.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            _enable_checkpointing(self.model)
 
     def _build_pretrained(self) -> None:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -205,7 +214,7 @@ class QwenBackbone(Configurable, nn.Module):
         for p in model.parameters():
             p.requires_grad_(False)
         if self.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            _enable_checkpointing(model)
             model.enable_input_require_grads()
         from peft import LoraConfig, get_peft_model
 

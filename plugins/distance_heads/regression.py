@@ -70,7 +70,7 @@ class RegressionHead(Configurable, PairHeadBase):
         raw = y[..., 0]
         if self.use_prior:
             raw = raw + prior.float()
-        mu = F.softplus(raw, beta=20.0)  # >= 0, equal to raw for raw well above 0
+        mu = F.softplus(raw, beta=50.0)  # >= 0, equal to raw for raw well above 0
         scale = F.softplus(y[..., 1] - 2.0) + self.min_scale
         var = 2.0 * scale**2 if self.loss_name == "laplace" else scale**2
         off = off_diagonal(mu.shape[-1], mu.device)

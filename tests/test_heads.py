@@ -1,0 +1,110 @@
+"""The distogram and regression heads beyond the conformance suite."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from distfold.plugins.distance_heads.distogram import DistogramHead  # noqa: E402
+from distfold.plugins.distance_heads.regression import RegressionHead  # noqa: E402
+from distfold.plugins.normalisers.log1p import IdentityNormaliser, Log1pNormaliser  # noqa: E402
+
+
+def _inputs(n=6, h=16):
+    g = torch.Generator().manual_seed(1)
+    idx = torch.arange(n)
+    prior_a = (3.8 * (idx[:, None] - idx[None, :]).abs().float() ** 0.6)[None]
+    return torch.randn(1, n, h, generator=g), torch.ones(1, n, dtype=torch.bool), prior_a
+
+
+def test_distogram_bins_alphafold_layout():
+    head = DistogramHead(hidden_size=16)
+    assert head.n_bins == 64 and head.centers.shape == (64,)
+    d = torch.tensor([0.5, 2.0, 2.3, 2.32, 12.0, 21.99, 22.0, 80.0])
+    bins = head.target_bins(d).tolist()
+    width = 20 / 64
+    assert bins[:4] == [0, 0, 0, 1]
+    assert bins[4] == int((12.0 - 2.0) / width)
+    assert bins[5:] == [63, 64, 64]  # 22 A and farther: the beyond bin
+
+
+def test_distogram_expected_distance_and_variance():
+    head = DistogramHead(hidden_size=16, use_prior=False).eval()
+    head.set_normaliser(IdentityNormaliser())
+    feats, mask, _ = _inputs()
+    logits = torch.full((1, 6, 6, 65), -30.0)
+    logits[..., 10] = 30.0  # all mass on bin 10
+    head.stack.forward = lambda f, m, p=None: logits
+    out = head(feats, mask)
+    center = 2.0 + (10 + 0.5) * 20 / 64
+    off = ~torch.eye(6, dtype=torch.bool)
+    assert torch.allclose(out["distance_angstrom"][0][off], torch.tensor(center), atol=1e-4)
+    assert out["variance_angstrom"].abs().max() < 1e-3
+    bins = torch.full((1, 6, 6), 10)
+    target = head.centers[bins]
+    loss = head.loss(out, target, mask[:, :, None] & mask[:, None, :])
+    assert float(loss) < 1e-6  # confident and right
+
+
+def test_distogram_reports_in_normaliser_space():
+    head = DistogramHead(hidden_size=16).eval()
+    norm = Log1pNormaliser(scale=5.0)
+    head.set_normaliser(norm)
+    feats, mask, prior_a = _inputs()
+    with torch.no_grad():
+        out = head(feats, mask, prior=norm.encode(prior_a))
+    assert torch.allclose(norm.decode(out["distance"]), out["distance_angstrom"], atol=1e-4)
+
+
+def test_regression_starts_at_the_prior():
+    head = RegressionHead(hidden_size=16).eval()
+    norm = Log1pNormaliser(scale=5.0)
+    feats, mask, prior_a = _inputs()
+    with torch.no_grad():
+        out = head(feats, mask, prior=norm.encode(prior_a))
+    d = head.distance_angstrom(out, norm)
+    assert torch.allclose(d, prior_a, atol=1e-3)  # untrained: exactly the separation prior
+
+
+def test_regression_needs_prior_when_built_with_it():
+    head = RegressionHead(hidden_size=16)
+    feats, mask, _ = _inputs()
+    with pytest.raises(ValueError, match="prior"):
+        head(feats, mask)
+    assert RegressionHead(hidden_size=16, use_prior=False)(feats, mask)["distance"].shape == (1, 6, 6)
+
+
+@pytest.mark.parametrize("kind", ["laplace", "gaussian"])
+def test_regression_nll_value(kind):
+    head = RegressionHead(hidden_size=16, use_prior=False, loss=kind)
+    mu = torch.full((1, 3, 3), 0.5)
+    scale = torch.full((1, 3, 3), 0.2)
+    target = torch.full((1, 3, 3), 0.7)
+    pm = ~torch.eye(3, dtype=torch.bool)[None]
+    got = float(head.loss({"distance": mu, "scale": scale}, target, pm))
+    want = (0.2 / 0.2 + math.log(0.2)) if kind == "laplace" else (0.5 * 1.0 + math.log(0.2))
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_local_weight_emphasises_short_range_pairs():
+    head = RegressionHead(hidden_size=16, use_prior=False, local_range=1, local_weight=3.0)
+    mu = torch.zeros(1, 3, 3)
+    scale = torch.ones(1, 3, 3)
+    target = torch.tensor([[[0, 1.0, 5.0], [1.0, 0, 1.0], [5.0, 1.0, 0]]])
+    pm = ~torch.eye(3, dtype=torch.bool)[None]
+    got = float(head.loss({"distance": mu, "scale": scale}, target, pm))
+    assert got == pytest.approx((4 * 4 * 1.0 + 2 * 5.0) / (4 * 4 + 2))
+
+
+def test_variance_angstrom_delta_method():
+    head = RegressionHead(hidden_size=16, use_prior=False)
+    norm = Log1pNormaliser(scale=4.0)
+    y = torch.full((1, 2, 2), 0.6)
+    var = torch.full((1, 2, 2), 1e-4)
+    va = head.variance_angstrom({"distance": y, "variance": var}, norm)
+    slope = 4.0 * math.exp(0.6 * 4.0)  # d/dy expm1(4 y)
+    assert float(va[0, 0, 1]) == pytest.approx(1e-4 * slope**2, rel=1e-3)
+    assert float(va[0, 0, 0]) == 0.0

@@ -1,0 +1,129 @@
+"""DistanceModel (the API predict/evaluate build on) and the separation prior."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from trainkit import make_dataset
+
+torch = pytest.importorskip("torch")
+
+from distfold.dataset import Dataset  # noqa: E402
+from distfold.errors import DistfoldError, InputError  # noqa: E402
+from distfold.model import DistanceModel, default_model_path  # noqa: E402
+from distfold.prior import SeparationPrior  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return Dataset(make_dataset(tmp_path_factory.mktemp("ds") / "ds"))
+
+
+@pytest.fixture(scope="module")
+def prior(dataset):
+    return SeparationPrior().fit(dataset, "train")
+
+
+@pytest.fixture(scope="module", params=["regression", "distogram"])
+def model(request, prior):
+    m = DistanceModel.build(("qwen", {"preset": "tiny"}), (request.param, {"pair_dim": 8, "n_blocks": 2}),
+                            ("log1p", {"scale": 5.0}), prior=prior, crop=64)
+    return m.eval()
+
+
+def test_prior_is_a_plausible_distance_table(prior, dataset):
+    m = prior.matrix(100)
+    assert m.shape == (100, 100) and m.dtype == np.float32
+    assert np.allclose(m, m.T) and np.all(np.diag(m) == 0)
+    assert 3.7 < m[0, 1] < 3.9  # consecutive C-alpha atoms
+    assert m[0, 2] > m[0, 1] and m[0, 40] > m[0, 4]
+    # a crop keeps the full chain's length bucket and |i - j|
+    np.testing.assert_array_equal(prior.matrix(300, 37, 50), prior.matrix(300)[37:87, 37:87])
+    # median statistic: the exact median of the observed i, i+1 distances of the bucket
+    d1 = np.concatenate([np.diagonal(dataset[i].distances(), 3) for i in dataset.indices("train")
+                         if 64 <= dataset[i].record["length"] < 128])
+    assert abs(prior.matrix(110)[0, 3] - np.median(d1)) < 1e-3
+
+
+def test_prior_json_round_trip(prior, tmp_path):
+    prior.save(tmp_path / "prior.json")
+    again = SeparationPrior.load(tmp_path / "prior.json")
+    np.testing.assert_allclose(again.matrix(120), prior.matrix(120), atol=1e-3)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(InputError, match="bad.json"):
+        SeparationPrior.load(tmp_path / "bad.json")
+
+
+def test_predict_contract(model):
+    seqs = ["MKTAYIAKQRQISFVKSHFSRQ", "G", "AC"]
+    out = model.predict(seqs)
+    assert len(out) == 3
+    for s, r in zip(seqs, out):
+        n = len(s)
+        d, v = r["distance"], r["variance"]
+        assert d.shape == (n, n) and d.dtype == np.float32
+        assert np.array_equal(d, d.T) and np.all(np.diag(d) == 0) and np.all(d >= 0) and np.isfinite(d).all()
+        assert v is not None and v.shape == (n, n) and v.dtype == np.float32 and np.all(v >= 0)
+    with pytest.raises(InputError):
+        model.predict([""])
+
+
+def test_predict_runs_without_grad(model):
+    out = model.forward(["MKTAY"])
+    assert out["distance"].requires_grad  # training path keeps the graph
+    seen = []
+    handle = model.head.register_forward_hook(lambda m, i, o: seen.append(torch.is_grad_enabled()))
+    model.predict(["MKTAY"])
+    handle.remove()
+    assert seen == [False]
+
+
+def test_save_load_round_trip(model, tmp_path):
+    seq = "MKTAYIAKQRQISFVKSHFSRQ"
+    model.save(tmp_path / "m")
+    files = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert files == ["backbone.safetensors", "config.json", "head.safetensors", "prior.json"]
+    text = (tmp_path / "m" / "config.json").read_text()
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    again = DistanceModel.load(tmp_path / "m")
+    assert not again.training
+    np.testing.assert_array_equal(again.predict([seq])[0]["distance"], model.predict([seq])[0]["distance"])
+    model.save(tmp_path / "h", dtype=torch.float16)
+    half = DistanceModel.load(tmp_path / "h")
+    assert next(half.parameters()).dtype == torch.float32
+    np.testing.assert_allclose(half.predict([seq])[0]["distance"], model.predict([seq])[0]["distance"], atol=0.05)
+
+
+def test_missing_plugin_names_the_distribution(model, tmp_path):
+    model.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["components"]["distance_head"].update(name="fancy-head", distribution="distfold-fancy")
+    cfg["from_the_future"] = 1
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(DistfoldError, match="pip install distfold-fancy"):
+        DistanceModel.load(tmp_path / "m")
+
+
+def test_load_errors_are_input_errors(tmp_path, capsys):
+    with pytest.raises(InputError, match="not a distfold model"):
+        DistanceModel.load(tmp_path)
+    (tmp_path / "config.json").write_text("{")
+    with pytest.raises(InputError, match="invalid JSON"):
+        DistanceModel.load(tmp_path)
+
+
+def test_unknown_config_keys_warn(model, tmp_path, capsys):
+    model.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["from_the_future"] = 1
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    DistanceModel.load(tmp_path / "m")
+    assert "from_the_future" in capsys.readouterr().err
+
+
+def test_default_model_path_is_package_data():
+    path = default_model_path()
+    assert path.name == "default_model" and path.parent.name in ("core", "distfold")
