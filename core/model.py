@@ -160,17 +160,19 @@ class DistanceModel(nn.Module):
         return out
 
     @torch.no_grad()
-    def predict(self, sequences: list[str]) -> list[dict[str, Any]]:
+    def predict(self, sequences: list[str], lengths: list[int] | None = None) -> list[dict[str, Any]]:
         """One dict per sequence: ``distance`` (L, L) float32 Å, symmetric, zero diagonal;
-        ``variance`` (L, L) float32 Å^2 or None. Whole chains at once (no windowing)."""
+        ``variance`` (L, L) float32 Å^2 or None. Whole chains at once (no windowing).
+        ``lengths``: full chain lengths when the sequences are windows of longer chains
+        (the prior's length bucket, as in training crops; default len(sequence))."""
         was_training = self.training
         self.eval()
         try:
             results = []
-            for seq in sequences:
+            for k, seq in enumerate(sequences):
                 if not seq:
                     raise InputError("empty sequence")
-                out = self.forward([seq])
+                out = self.forward([seq], None if lengths is None else [int(lengths[k])])
                 d = self.head.distance_angstrom(out, self.normaliser)[0].float().cpu().numpy()
                 v = self.head.variance_angstrom(out, self.normaliser)
                 d = 0.5 * (d + d.T)
