@@ -20,9 +20,12 @@ All distances in Å. ``mask`` arguments are (L,) bool: False residues
   d0_search + 1 (d0_search = d0 clipped to 4.5-8 Å). Not TM-align: no
   residue re-alignment.
 - GDT-TS / GDT-HA: for each cutoff separately, the largest share of
-  reference residues within the cutoff under a superposition found by a
-  seeded search (fragments as above, down to 3 residues, each refined by
-  Kabsch fits on the pairs within the cutoff), times 100.
+  reference residues within the cutoff (distance <= cutoff) under a
+  superposition found by a seeded search (fragments as above down to 3
+  residues and random 3-5 residue subsets, each refined by Kabsch fits on the
+  pairs within the cutoff; the TM-score search's superpositions count too),
+  times 100. Every superposition tried is the Kabsch fit of some residue
+  subset, so the result never exceeds an exhaustive search over subsets.
 """
 
 from __future__ import annotations
@@ -145,6 +148,8 @@ GDT_HA_CUTOFFS = (0.5, 1.0, 2.0, 4.0)
 GDT_N_ITER = 20
 GDT_MOVES = (1, 2, -1)
 GDT_BEAM = 256
+GDT_RANDOM_SEEDS = 1536
+GDT_RANDOM_STATE = 20240605
 CONTACT_DEFINITION = "C-alpha < 8 A, |i-j| >= 24, top L/5 by model distance"
 
 
@@ -378,19 +383,32 @@ def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int 
                 beam: int = GDT_BEAM) -> dict[float, int]:
     """Per-cutoff search for the most residues within each cutoff c.
 
-    Seeds: contiguous fragments of lengths n, n/2, n/4, ... down to 3 at every
-    position (one fit each, shared by all cutoffs). Then, per cutoff, chains of
-    Kabsch fits: the next subset is the pairs within c; where that subset
-    repeats (a fixed point), the next subsets are instead the k closest pairs
-    for k = count + 1, count + 2, count - 1 and the count closest with the
-    farthest member swapped for the closest non-member. Subsets fitted before
-    are dropped; at most ``beam`` subsets (the largest) go on per step, for at
-    most ``n_iter`` steps. ``counts`` holds counts already reached (e.g. by
-    the TM-score search) and is only ever raised.
+    Seeds (one fit each, shared by all cutoffs): contiguous fragments of lengths
+    n, n/2, n/4, ... down to 3 at every position, plus GDT_RANDOM_SEEDS random
+    subsets of 3, 4 and 5 residues (a fixed generator: results are
+    reproducible), because the best superposition often rests on a few
+    residues far apart in sequence. Then, per cutoff, chains of Kabsch fits:
+    the next subset is the pairs within c; where that subset repeats (a fixed
+    point), the next subsets are instead the k closest pairs for k = count + 1,
+    count + 2, count - 1 and the count closest with the farthest member swapped
+    for the closest non-member. Subsets fitted before are dropped; at most
+    ``beam`` subsets (the largest) go on per step, for at most ``n_iter``
+    steps. ``counts`` holds counts already reached (e.g. by the TM-score
+    search) and is only ever raised.
     """
     n = sp.n
     out = dict(counts)
-    d2_seed = sp.sq_dists(*sp.fit(_fragment_masks(n, _seed_lengths(n, l_min=3))))
+    seeds = _fragment_masks(n, _seed_lengths(n, l_min=3))
+    if n > 4 and GDT_RANDOM_SEEDS:
+        # RANSAC-style seeds: random 3-, 4- and 5-residue subsets (fixed generator,
+        # so results are reproducible); the best superposition often rests on a
+        # few residues far apart in sequence, which no contiguous fragment holds.
+        rng = np.random.default_rng(GDT_RANDOM_STATE)
+        k = 3 + np.arange(GDT_RANDOM_SEEDS) % 3
+        keys = rng.random((GDT_RANDOM_SEEDS, n))
+        kth = np.sort(keys, axis=1)[np.arange(GDT_RANDOM_SEEDS), k - 1]
+        seeds = np.concatenate([seeds, keys <= kth[:, None]])
+    d2_seed = sp.sq_dists(*sp.fit(seeds))
     for c in cutoffs:
         c2 = float(c) ** 2
         d2, prev = d2_seed, None
