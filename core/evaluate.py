@@ -483,8 +483,8 @@ def _write_plots(report_dir: Path, chains, maps_of, hist, sep_acc, calib, calib_
     else:
         out["calibration"] = None
     out["training_curves"] = None
-    log_path = Path(model_info["path"]) / "metrics.jsonl" if model_info.get("path") else None
-    if log_path is not None and log_path.is_file():
+    log_path = plots.find_training_log(model_info["path"]) if model_info.get("path") else None
+    if log_path is not None:
         p = plots.training_curves(report_dir / "training_curves.png", plots.read_metrics_jsonl(log_path))
         out["training_curves"] = None if p is None else p.name
     return out

@@ -156,20 +156,35 @@ def read_metrics_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 _X_KEYS = ("step", "global_step", "epoch", "samples")
-_SKIP_KEYS = {"time", "wall_s", "elapsed_s", "seconds", "samples_per_s", "timestamp"}
+_SKIP_KEYS = {"time", "wall_s", "elapsed_s", "eval_s", "seconds", "samples_per_s", "timestamp", "n_chains",
+              "lr", "learning_rate"}
+_GROUP_KEYS = ("kind", "split")
+
+
+def _panel(key: str) -> str:
+    name = key.rsplit("/", 1)[-1]
+    if "loss" in name:
+        return "loss"
+    if "mae" in name or "rmse" in name:
+        return "distance error (Å)"
+    return "score"
 
 
 def training_curves(path, rows: Sequence[dict[str, Any]]) -> Path | None:
-    """Every numeric series of a training log against step (or epoch, or row
-    number): losses (log scale) in the left panel, other metrics in the right.
-    Returns None when no row has a numeric value to plot."""
+    """Every numeric series of a training log (``metrics.jsonl``: one JSON object
+    per line, e.g. ``{"kind": "train", "step": 10, "loss": ...}`` and
+    ``{"kind": "val", "step": 250, "mae": ..., "lddt": ..., "prior_mae": ...}``)
+    against step (or epoch, or row number), one panel each for losses, distance
+    errors and scores; series are named ``<kind>/<key>``. Returns None when no
+    row has a numeric value to plot."""
     xkey = next((k for k in _X_KEYS if any(isinstance(r.get(k), (int, float)) for r in rows)), None)
     series: dict[str, tuple[list[float], list[float]]] = {}
     for n, r in enumerate(rows):
         x = r.get(xkey) if xkey else n
-        if not isinstance(x, (int, float)):
+        if not isinstance(x, (int, float)) or isinstance(x, bool):
             continue
-        prefix = f"{r['split']}/" if isinstance(r.get("split"), str) else ""
+        group = next((r[g] for g in _GROUP_KEYS if isinstance(r.get(g), str)), "")
+        prefix = f"{group}/" if group else ""
         for k, v in r.items():
             if k in _X_KEYS or k in _SKIP_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
@@ -180,18 +195,28 @@ def training_curves(path, rows: Sequence[dict[str, Any]]) -> Path | None:
             ys.append(float(v))
     if not series:
         return None
-    losses = {k: v for k, v in series.items() if "loss" in k}
-    others = {k: v for k, v in series.items() if "loss" not in k and not k.endswith("lr") and k != "lr"}
-    fig = _figure(11.0, 4.2)
-    left, right = fig.subplots(1, 2)
-    for ax, group, title in ((left, losses, "losses"), (right, others, "metrics")):
-        for k, (xs, ys) in sorted(group.items()):
-            ax.plot(xs, ys, marker="." if len(xs) < 50 else None, label=k)
+    panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    for k, v in series.items():
+        panels.setdefault(_panel(k), {})[k] = v
+    order = [p for p in ("loss", "distance error (Å)", "score") if p in panels]
+    fig = _figure(4.2 * len(order) + 1.0, 4.0)
+    axes = fig.subplots(1, len(order), squeeze=False)[0]
+    for ax, title in zip(axes, order):
+        for k, (xs, ys) in sorted(panels[title].items()):
+            style = "--" if "prior" in k else "-"
+            ax.plot(xs, ys, style, marker="." if len(xs) < 50 else None, label=k)
         ax.set_title(title)
         ax.set_xlabel(xkey or "log row")
-        if group:
-            ax.legend(fontsize=7)
+        ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    if losses and all(min(ys) > 0 for _, ys in losses.values()):
-        left.set_yscale("log")
     return _save(fig, path)
+
+
+def find_training_log(model_dir: str | os.PathLike) -> Path | None:
+    """``metrics.jsonl`` of a checkpoint: in its folder, or in the training run's
+    folder above it (``RUN/best``, ``RUN/checkpoints/step-N``)."""
+    d = Path(model_dir)
+    for folder in (d, d.parent, d.parent.parent):
+        if (folder / "metrics.jsonl").is_file():
+            return folder / "metrics.jsonl"
+    return None

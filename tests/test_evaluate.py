@@ -146,3 +146,78 @@ def test_bad_inputs(dataset, tmp_path):
         evaluate(dataset, tmp_path / "r", model=OracleModel(dataset), split="test")
     with pytest.raises(InputError, match="no 'val' chain has at most 50 residues"):
         evaluate(dataset, tmp_path / "r", model=OracleModel(dataset), max_length=50)
+
+
+@pytest.mark.parametrize("by_number", [False, True])
+def test_coordinate_scores_equal_distfold_compare_on_the_written_files(report, by_number):
+    from click.testing import CliRunner
+
+    from distfold.cli.main import cli
+
+    out, metrics, _ = report
+    for chain in metrics["chains"]:
+        s = out / "structures"
+        args = ["compare", str(s / f"{chain['id']}.pdb"), str(s / f"{chain['id']}.ref.pdb"), "--json"]
+        res = CliRunner().invoke(cli, args + (["--by-number"] if by_number else []))
+        assert res.exit_code == 0, res.output
+        got = json.loads(res.stdout)
+        assert got["n_aligned"] == chain["n_observed"]
+        for key, theirs in (("rmsd", "rmsd"), ("tm_score", "tm_score"), ("tm_score_mirror", "tm_score_mirror"),
+                            ("gdt_ts", "gdt_ts"), ("gdt_ha", "gdt_ha"), ("lddt_coords", "lddt")):
+            assert chain["model"][key] == got[theirs], (chain["id"], key)
+
+
+@pytest.fixture(scope="module")
+def trained_model(dataset, tmp_path_factory) -> Path:
+    """A tiny model trained for a few steps by `distfold train` (a real checkpoint and metrics.jsonl)."""
+    from click.testing import CliRunner
+
+    from distfold.cli.main import cli
+
+    run = tmp_path_factory.mktemp("train") / "run"
+    res = CliRunner().invoke(cli, ["train", str(dataset), "-o", str(run), "--preset", "tiny", "--crop", "32",
+                                   "--max-steps", "2", "--batch-size", "2", "--eval-every", "1", "--log-every", "1",
+                                   "--warmup", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    return run
+
+
+def test_evaluate_command_with_a_trained_checkpoint(dataset, trained_model, tmp_path):
+    from click.testing import CliRunner
+
+    from distfold.cli.main import cli
+
+    out = tmp_path / "report"
+    res = CliRunner().invoke(cli, ["evaluate", str(dataset), "--model", str(trained_model / "best"), "-o", str(out),
+                                   "--max-length", "100", "--reconstruct", "classical", "--json"])
+    assert res.exit_code == 0, res.output
+    assert res.stderr == ""
+    summary = json.loads(res.stdout)
+    assert "chains" not in summary and summary["summary"]["all"]["n_chains"] == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [c["id"] for c in metrics["chains"]] == ["c70b106ab8731"]  # 96 residues; the 109-residue chain is out
+    assert metrics["model"]["name"] == "best" and metrics["reconstructor"]["name"] == "classical"
+    assert metrics["plots"]["training_curves"] == "training_curves.png"  # found in the run folder above best/
+    assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_text_table(report):
+    from distfold.cli.evaluate import format_table
+
+    _, metrics, _ = report
+    text = format_table(metrics)
+    assert text.splitlines()[0] == "val split, 2 chains"
+    tm = metrics["summary"]["all"]["model"]["tm_score"]
+    assert f"{tm['mean']:.3f} / {tm['median']:.3f}" in next(l for l in text.splitlines() if l.startswith("TM-score"))
+    assert "hand right where TM-score >= 0.25" in text
+
+
+def test_training_curves_plot_from_a_training_log(trained_model, tmp_path):
+    from distfold import plots
+
+    rows = plots.read_metrics_jsonl(trained_model / "metrics.jsonl")
+    assert {r["kind"] for r in rows} == {"train", "val"}
+    assert plots.training_curves(tmp_path / "t.png", rows).read_bytes()[:4] == b"\x89PNG"
+    assert plots.training_curves(tmp_path / "u.png", [{"note": "no numbers"}]) is None
+    assert plots.find_training_log(trained_model / "best") == trained_model / "metrics.jsonl"
+    assert plots.find_training_log(tmp_path) is None
