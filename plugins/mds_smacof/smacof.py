@@ -64,7 +64,9 @@ class GuttmanKernel:
     above the diagonal are visited, each small enough to stay in cache:
     distances come from one (b, 5) x (5, b) product |x_i|^2 + |x_j|^2 -
     2 x_i.x_j (round-off about 1e-13 A^2 for protein-sized coordinates), then
-    sqrt, dot, divide and two thin products, all in place. ``wd`` (L, L) is
+    sqrt, dot, divide and two thin products, all in place. If the result is
+    not finite (coincident points), the pass is redone with negative squares
+    clamped to 0 and zero distances given a ratio of 0. ``wd`` (L, L) is
     copied once into contiguous blocks.
     """
 
@@ -81,6 +83,15 @@ class GuttmanKernel:
         self.buf = np.empty(min(b, n) ** 2)
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rx, cross = self._pass(x, safe=False)
+        if not (np.isfinite(cross) and np.all(np.isfinite(rx))):
+            # (nearly) coincident points: a round-off negative |x_i - x_j|^2 or a 0 distance
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rx, cross = self._pass(x, safe=True)
+        return rx, cross
+
+    def _pass(self, x: np.ndarray, safe: bool) -> tuple[np.ndarray, float]:
         n = self.n
         sq = np.einsum("ij,ij->i", x, x)
         ones = np.ones((n, 1))
@@ -89,12 +100,14 @@ class GuttmanKernel:
         aux = np.hstack([x, ones])  # (n, 4)
         rx = np.zeros((n, 4))
         cross = 0.0
-        unsafe = False
         for (p, q), wdb in zip(self.pairs, self.blocks):
             (i0, i1), (j0, j1) = self.bounds[p], self.bounds[q]
             dist = self.buf[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
             np.matmul(left[i0:i1], right[:, j0:j1], out=dist)
-            np.maximum(dist, 0.0, out=dist)
+            if p == q:
+                np.fill_diagonal(dist, 0.0)
+            if safe:
+                np.maximum(dist, 0.0, out=dist)
             np.sqrt(dist, out=dist)
             c = float(np.dot(wdb.ravel(), dist.ravel()))
             if p == q:
@@ -102,9 +115,7 @@ class GuttmanKernel:
                 np.fill_diagonal(dist, np.inf)  # the diagonal is no pair: ratio 0
             else:
                 cross += c
-            if not unsafe and dist.min() == 0.0:
-                unsafe = True  # from now on, check every block
-            if unsafe:
+            if safe:
                 dist[dist == 0.0] = np.inf  # coincident points: ratio 0
             np.divide(wdb, dist, out=dist)
             rx[i0:i1] += dist @ aux[j0:j1]
@@ -194,7 +205,7 @@ class SMACOF(Configurable):
     """
 
     def __init__(self, max_iter: int = 300, eps: float = 1e-6, relaxation: float = 1.0, block_size: int = 256,
-                 negative_share: bool = True, lanczos_min_length: int = 64, lanczos_tol: float = 0.0,
+                 negative_share: bool = True, lanczos_min_length: int = 64, lanczos_tol: float = 1e-10,
                  seed: int = 0):
         self.max_iter = int(max_iter)
         self.eps = float(eps)
