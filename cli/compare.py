@@ -122,7 +122,11 @@ def readable(res: dict) -> str:
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the tab-separated table to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (status 'ok' or 'error').")
-def compare(model: Path, reference: Path, chain, ref_chain, by_number, output, as_json) -> None:
+@click.option("--html", "html", type=click.Path(path_type=Path),
+              help="Also write a self-contained report page (superposed traces in a 3D viewer, distance maps, "
+                   "per-residue lDDT, the scores of --json) that opens offline, with PNG plots beside it. "
+                   "With two folders: a folder, one page per pair plus index.html.")
+def compare(model: Path, reference: Path, chain, ref_chain, by_number, output, as_json, html) -> None:
     """Score MODEL against REFERENCE (PDB or mmCIF, plain or .gz), on C-alpha atoms.
 
     Metrics: RMSD (Å, optimal proper superposition), TM-score (normalised by the
@@ -138,10 +142,12 @@ def compare(model: Path, reference: Path, chain, ref_chain, by_number, output, a
     if model.is_dir() != reference.is_dir() and model.exists() and reference.exists():
         raise click.UsageError("give two structure files or two folders, not one of each")
     if model.is_dir() and reference.is_dir():
-        sys.exit(_compare_folders(model, reference, chain, ref_chain, by_number, output, as_json))
+        sys.exit(_compare_folders(model, reference, chain, ref_chain, by_number, output, as_json, html))
     res = _score(model, reference, chain, ref_chain, by_number)
     if output is not None:
         _write(output, tsv_table([res]))
+    if html is not None and res["status"] == "ok":
+        _report(html, model, reference, res, chain, ref_chain, by_number, as_json)
     if as_json:
         echo_json(res)
     elif res["status"] == "ok":
@@ -163,7 +169,23 @@ def _write(path: Path, text: str) -> None:
         raise click.ClickException(str(InputError(f"{path}: cannot write ({exc.strerror or exc})")))
 
 
-def _compare_folders(model_dir: Path, ref_dir: Path, chain, ref_chain, by_number, output, as_json) -> int:
+def _report(html: Path, model: Path, reference: Path, res: dict, chain, ref_chain, by_number, as_json) -> str:
+    """Write the report page of one scored pair; returns its path."""
+    from distfold.errors import InputError
+    from distfold.report import compare_files_report
+
+    try:
+        files = compare_files_report(html, model, reference, res, chain, ref_chain, by_number)
+    except OSError as exc:
+        raise click.ClickException(str(InputError(f"{html}: cannot write ({exc.strerror or exc})")))
+    except DistfoldError as exc:
+        raise click.ClickException(f"{html}: {exc}")
+    log(f"wrote {files.html} ({files.size_bytes / 1e6:.1f} MB) and {len(files.pngs)} PNG plots", as_json)
+    return str(files.html)
+
+
+def _compare_folders(model_dir: Path, ref_dir: Path, chain, ref_chain, by_number, output, as_json,
+                     html=None) -> int:
     models, refs = structure_files(model_dir), structure_files(ref_dir)
     results: dict[str, dict] = {}
     pairs = []
@@ -207,4 +229,19 @@ def _compare_folders(model_dir: Path, ref_dir: Path, chain, ref_chain, by_number
     if output is not None:
         _write(output, tsv_table(ordered))
         log(f"wrote {output}", as_json)
+    if html is not None:  # one page per scored pair, linked from an index
+        from distfold.report import build_index
+
+        index_rows = []
+        for name in sorted(results):
+            r = results[name]
+            href = None
+            if r["status"] == "ok":
+                _report(html / f"{name}.html", Path(r["model"]), Path(r["reference"]), r, chain, ref_chain,
+                        by_number, as_json)
+                href = f"{name}.html"
+            index_rows.append({"name": name, "href": href, "status": r["status"],
+                               **{k: r.get(k) for k in LABELS}})
+        index = build_index(html / "index.html", index_rows, title=f"distfold compare: {model_dir} vs {ref_dir}")
+        log(f"wrote {index.html}", as_json)
     return 0 if n_ok else 1

@@ -518,6 +518,79 @@ def build_report(
     return ReportFiles(path, pngs)
 
 
+def comparison_report(html_path: str | os.PathLike, model_chain, ref_chain, result: Mapping[str, Any], *,
+                      by_number: bool = False, predicted_distances=None, title: str | None = None,
+                      info: Mapping[str, Any] | None = None, write_png: bool = True) -> ReportFiles:
+    """The page of one comparison (``distfold compare``, ``distfold evaluate``).
+
+    model_chain, ref_chain: :class:`distfold.structure.Chain`.
+    result: the dict ``distfold compare --json`` prints for this pair
+        (:func:`distfold.compare.compare_structures`); its scalars make the
+        table, its ``lddt_per_residue`` (one per reference residue) the lDDT plot.
+    The page covers the corresponding residues (the same correspondence as the
+    scores: sequence alignment, or residue numbers when ``by_number``). The model
+    is superposed onto the reference by Kabsch on those C-alphas (the RMSD
+    superposition, a proper rotation). The model's B-factor column is shown as
+    confidence when it holds values in 0-100 that are not all equal (distfold
+    writes its predicted lDDT there).
+    predicted_distances: optional (L_model, L_model) Å predicted matrix of the
+        model's residues, shown instead of the model's own distances.
+    """
+    from distfold.alignment import correspond
+    from distfold.superpose import apply, kabsch
+
+    corr = correspond(model_chain, ref_chain, by_number)
+    mi, ri = corr.model_index, corr.ref_index
+    if len(ri) == 0:
+        raise InputError("no residue of the model corresponds to the reference; no report written")
+    x, y = model_chain.ca[mi], ref_chain.ca[ri]
+    r, t = kabsch(x, y)
+    x_sup = apply(x, r, t)
+    per_res = result.get("lddt_per_residue")
+    plddt = None
+    if per_res is not None and len(per_res) == len(ref_chain):
+        plddt = np.array([np.nan if v is None else v for v in per_res], dtype=np.float64)[ri]
+    conf = None
+    bf = model_chain.bfactors
+    if bf is not None and len(bf) == len(model_chain):
+        b = np.asarray(bf, dtype=np.float64)[mi]
+        if np.all((b >= 0) & (b <= 100)) and np.ptp(b) > 0:
+            conf = b
+    pred_d = None
+    if predicted_distances is not None:
+        full = np.asarray(predicted_distances, dtype=np.float64)
+        if full.shape != (len(model_chain), len(model_chain)):
+            raise InputError(f"predicted distances: expected ({len(model_chain)}, {len(model_chain)}) for the "
+                             f"model's residues, got shape {full.shape}")
+        pred_d = full[np.ix_(mi, mi)]
+    how = "residue number" if corr.method == "residue_number" else "sequence alignment"
+    rows = {
+        "model": f"{Path(model_chain.source).name} chain {model_chain.chain_id}, {len(model_chain)} residues",
+        "reference": f"{Path(ref_chain.source).name} chain {ref_chain.chain_id}, {len(ref_chain)} residues",
+        "shown": f"{len(ri)} corresponding residues (by {how}, identity {corr.seq_identity:.3f})",
+        "superposition": "Kabsch on the corresponding C-alphas (the RMSD superposition)",
+    }
+    if conf is not None:
+        rows["confidence"] = "the model's B-factor column (0-100)"
+    rows.update(info or {})
+    return build_report(html_path, sequence="".join(ref_chain.sequence[k] for k in ri), model_coords=x_sup,
+                        reference_coords=y, predicted_distances=pred_d, confidence=conf, lddt_per_residue=plddt,
+                        metrics=result, residue_ids=[ref_chain.residue_ids[k] for k in ri],
+                        predicted_label="predicted" if pred_d is not None else "model",
+                        title=title or f"{Path(model_chain.source).name} vs {Path(ref_chain.source).name}",
+                        info=rows, write_png=write_png)
+
+
+def compare_files_report(html_path: str | os.PathLike, model: str | os.PathLike, reference: str | os.PathLike,
+                         result: Mapping[str, Any], chain: str | None = None, ref_chain: str | None = None,
+                         by_number: bool = False, **kwargs) -> ReportFiles:
+    """:func:`comparison_report` for two structure files (the arguments of ``distfold compare``)."""
+    from distfold.structure import read_chain
+
+    return comparison_report(html_path, read_chain(model, chain), read_chain(reference, ref_chain), result,
+                             by_number=by_number, **kwargs)
+
+
 def prediction_report(outdir: str | os.PathLike, record_id: str, fmt: str = "pdb",
                       html_path: str | os.PathLike | None = None, write_png: bool = True) -> ReportFiles:
     """The page of one ``distfold predict`` record, from its files in ``outdir``

@@ -69,34 +69,36 @@ def _chromium_args(exe: str, profile: Path) -> list[str]:
             "--enable-unsafe-swiftshader", f"--user-data-dir={profile}"]
 
 
-def render_selftest(page: Path, tmp_path: Path) -> dict:
+def _artifact_dir(tmp_path: Path) -> Path:
+    """Screenshots are test artifacts: artifacts/report/ (gitignored), or the tmp dir if not writable."""
+    try:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        return ARTIFACTS
+    except OSError:
+        return tmp_path
+
+
+def render_selftest(page: Path, tmp_path: Path, screenshot: str | None = None, height: int = 2000) -> dict:
     """Open the page in headless Chromium and return the JSON its script wrote
-    into <pre id="selftest"> after drawing."""
+    into <pre id="selftest"> after drawing; with ``screenshot``, the same launch
+    also saves <artifacts>/<screenshot>.png (its path under the "screenshot" key)."""
     exe = _chromium()
-    profile = tmp_path / f"profile-{page.stem}-dom"
-    proc = subprocess.run([*_chromium_args(exe, profile), "--dump-dom", page.resolve().as_uri()],
-                          capture_output=True, text=True, timeout=180)
+    args = [*_chromium_args(exe, tmp_path / f"profile-{page.stem}"), "--dump-dom"]
+    shot = None
+    if screenshot:
+        shot = _artifact_dir(tmp_path) / f"{screenshot}.png"
+        shot.unlink(missing_ok=True)
+        args += [f"--screenshot={shot}", f"--window-size=1280,{height}", "--hide-scrollbars"]
+    proc = subprocess.run([*args, page.resolve().as_uri()], capture_output=True, text=True, timeout=180)
     m = re.search(r'<pre id="selftest">(.*?)</pre>', proc.stdout, re.S)
     assert m, f"no selftest block in the rendered DOM (rc {proc.returncode}): {proc.stderr[-2000:]}"
     text = html.unescape(m.group(1))
     assert text != "pending", "the page's script did not finish (selftest still 'pending')"
-    return json.loads(text)
-
-
-def screenshot(page: Path, tmp_path: Path, name: str, height: int = 2000) -> Path:
-    """Save a screenshot as a test artifact (artifacts/report/, gitignored; tmp dir if not writable)."""
-    exe = _chromium()
-    try:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        out_dir = ARTIFACTS
-    except OSError:
-        out_dir = tmp_path
-    out = out_dir / f"{name}.png"
-    subprocess.run([*_chromium_args(exe, tmp_path / f"profile-{name}-shot"), f"--screenshot={out}",
-                    f"--window-size=1280,{height}", "--hide-scrollbars", page.resolve().as_uri()],
-                   capture_output=True, text=True, timeout=180)
-    assert out.exists() and out.stat().st_size > 10_000, "chromium wrote no screenshot"
-    return out
+    st = json.loads(text)
+    if shot is not None:
+        assert shot.exists() and shot.stat().st_size > 10_000, "chromium wrote no screenshot"
+        st["screenshot"] = str(shot)
+    return st
 
 
 def assert_rendered(st: dict, *, n_model: int, n_reference: int, maps: tuple[str, ...]) -> None:
@@ -225,19 +227,6 @@ def test_index_page_links_records(tmp_path):
 # ---------------------------------------------------------------- browser
 
 
-@pytest.mark.browser
-def test_compare_page_renders_in_chromium(tmp_path):
-    chain, model, per_res, metrics = _comparison(HELIX)
-    out = build_report(tmp_path / "compare.html", sequence=chain.sequence, model_coords=model,
-                       reference_coords=chain.ca, lddt_per_residue=per_res, confidence=per_res * 100,
-                       metrics=metrics, residue_ids=chain.residue_ids, title="4GCN A (noisy model)")
-    st = render_selftest(out.html, tmp_path)
-    assert_rendered(st, n_model=len(chain), n_reference=len(chain), maps=("map-pred", "map-true", "map-diff"))
-    assert_table_matches(st, metrics)
-    assert st["perResidue"] == {"present": True, "series": ["confidence", "lDDT × 100"]}
-    screenshot(out.html, tmp_path, "compare_127")
-
-
 class OracleModel:
     """Stands in for a trained model in ``run_predict``: noisy true distances of
     the chains it knows, with a variance that grows with separation."""
@@ -275,28 +264,109 @@ def test_predict_record_page_renders_in_chromium(tmp_path):
         ["helix.distances.png", "helix.per_residue.png", "helix.traces.png"]
     text = page.read_text()
     assert 'data-default-colour="confidence"' in text and 'id="show-ref"' not in text
-    st = render_selftest(page, tmp_path)
+    st = render_selftest(page, tmp_path, screenshot="predict_127")
     assert_rendered(st, n_model=len(chain), n_reference=0, maps=("map-pred",))
     # coloured by confidence bands, not the single model colour
     assert st["viewer"]["modelColoured"] < 0.05 * st["viewer"]["nonBackground"], st["viewer"]
     scores = json.loads((tmp_path / "out" / "helix.scores.json").read_text())
     assert_table_matches(st, {k: v for k, v in scores.items() if k != "sequence"})
     assert st["perResidue"]["series"] == ["confidence"]
-    screenshot(page, tmp_path, "predict_127")
+
+
+def _model_file(chain, path: Path, scale: float, seed: int = 0) -> Path:
+    """A model of ``chain`` as a distfold predict output would be: noisy, moved away
+    (rotated and shifted), numbered 1..L, confidence 0-100 in the B-factor column."""
+    from scipy.spatial.transform import Rotation
+
+    from distfold.structure import write_ca_trace
+
+    rng = np.random.default_rng(seed)
+    moved = _noisy_model(chain.ca, scale, seed) @ Rotation.random(random_state=seed).as_matrix().T + [12.0, -30.0, 7.0]
+    conf = np.clip(75 + rng.normal(scale=12, size=len(chain)), 0, 100)
+    write_ca_trace(path, moved, chain.sequence, conf)
+    return path
+
+
+def _compare_cli(*args):
+    from click.testing import CliRunner
+
+    from distfold.cli.main import cli
+
+    res = CliRunner().invoke(cli, ["compare", *map(str, args)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def _page_data(page: Path) -> dict:
+    m = re.search(r'<script type="application/json" id="distfold-data">(.*?)</script>', page.read_text(), re.S)
+    return json.loads(m.group(1))
+
+
+def _check_compare_page(page: Path, result: dict, tmp_path: Path, n: int, screenshot: str | None = None) -> dict:
+    """Rendered without errors; the table equals --json; the page's model really is
+    superposed onto its reference (its RMSD there is the --json RMSD)."""
+    data = _page_data(page)
+    x, y = np.array(data["model"]), np.array(data["reference"])
+    assert len(x) == len(y) == n
+    assert float(np.sqrt(((x - y) ** 2).sum(1).mean())) == pytest.approx(result["rmsd"], abs=2e-3)
+    st = render_selftest(page, tmp_path, screenshot)
+    assert_rendered(st, n_model=n, n_reference=n, maps=("map-pred", "map-true", "map-diff"))
+    assert_table_matches(st, result)
+    assert st["perResidue"] == {"present": True, "series": ["confidence", "lDDT × 100"]}
+    return st
+
+
+@pytest.mark.browser
+def test_compare_html_renders_and_matches_json(tmp_path):
+    """`distfold compare MODEL REF --json --html page.html`: the page shows the same numbers."""
+    ref = read_chain(HELIX)
+    model = _model_file(ref, tmp_path / "model.pdb", scale=1.5)
+    page = tmp_path / "report" / "page.html"
+    res = _compare_cli(model, HELIX, "--json", "--html", page)
+    result = json.loads(res.stdout)
+    assert res.stderr == ""  # silent under --json
+    assert sorted(p.name for p in page.parent.iterdir()) == \
+        ["page.distances.png", "page.html", "page.per_residue.png", "page.traces.png"]
+    st = _check_compare_page(page, result, tmp_path, len(ref), screenshot="compare_127")
+    print(f"127-residue page: {page.stat().st_size} bytes; screenshot {st['screenshot']}")
 
 
 @pytest.mark.browser
 def test_1000_residue_comparison_page_renders(tmp_path):
-    chain, model, per_res, metrics = _comparison(LONG, scale=2.0)
-    assert len(chain) > 1000
-    out = build_report(tmp_path / "long.html", sequence=chain.sequence, model_coords=model,
-                       reference_coords=chain.ca, lddt_per_residue=per_res, metrics=metrics,
-                       residue_ids=chain.residue_ids, title="4JSV A (1058 residues)")
-    st = render_selftest(out.html, tmp_path)
-    assert_rendered(st, n_model=len(chain), n_reference=len(chain), maps=("map-pred", "map-true", "map-diff"))
-    assert_table_matches(st, metrics)
-    shot = screenshot(out.html, tmp_path, "compare_1058")
-    print(f"1058-residue page: {out.size_bytes} bytes; screenshot {shot}")
+    """A 1058-residue comparison page (two chain breaks in the reference) renders without
+    errors. The scores come from the distance-matrix metrics here, not `compare`'s
+    TM-score/GDT search, to keep the test fast; the compare path is tested above."""
+    from distfold.report import comparison_report
+    from distfold.superpose import superposed_rmsd
+
+    ref = read_chain(LONG)
+    assert len(ref) > 1000
+    model = read_chain(_model_file(ref, tmp_path / "long.pdb", scale=2.0))
+    score, per_res = lddt(distance_matrix(model.ca), distance_matrix(ref.ca))
+    result = {"status": "ok", "rmsd": superposed_rmsd(model.ca, ref.ca), "lddt": score,
+              "lddt_per_residue": [float(v) for v in per_res], "n_aligned": len(ref)}
+    page = comparison_report(tmp_path / "long.html", model, ref, result).html
+    st = _check_compare_page(page, result, tmp_path, len(ref), screenshot="compare_1058")
+    print(f"{len(ref)}-residue page: {page.stat().st_size} bytes; viewer {st['viewer']}; screenshot {st['screenshot']}")
+
+
+def test_compare_folders_html_index(tmp_path):
+    """Two folders: one page per scored pair and an index linking them."""
+    small = read_chain(DATA / "chains" / "c70b106ab8731.pdb.gz")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "r").mkdir()
+    for name, seed in (("a", 0), ("b", 1)):
+        _model_file(small, tmp_path / "m" / f"{name}.pdb", scale=1.0, seed=seed)
+        shutil.copy(DATA / "chains" / "c70b106ab8731.pdb.gz", tmp_path / "r" / f"{name}.pdb.gz")
+    _model_file(small, tmp_path / "m" / "lonely.pdb", scale=1.0)
+    res = _compare_cli(tmp_path / "m", tmp_path / "r", "--json", "--html", tmp_path / "pages")
+    rows = {r["model"].rsplit("/", 1)[-1]: r for r in json.loads(res.stdout)["rows"]}
+    assert sorted(p.name for p in (tmp_path / "pages").glob("*.html")) == ["a.html", "b.html", "index.html"]
+    index = (tmp_path / "pages" / "index.html").read_text()
+    assert '<a href="a.html">a</a>' in index and '<a href="b.html">b</a>' in index and ">lonely</td>" in index
+    assert f'data-key="tm_score" data-value="{json.dumps(rows["a.pdb"]["tm_score"])}"' in index
+    page_a = (tmp_path / "pages" / "a.html").read_text()
+    assert f'data-key="rmsd" data-value="{json.dumps(rows["a.pdb"]["rmsd"])}"' in page_a
 
 
 def test_predict_cli_html_writes_one_page_per_record(tmp_path, monkeypatch):
