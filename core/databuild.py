@@ -217,9 +217,14 @@ def place_on_sequence(chain, full: str, scheme: dict[tuple[int, str], int] | Non
 
     al = PairwiseAligner(mode="global")
     al.match_score, al.mismatch_score = 2.0, -3.0
-    al.target_gap_score = -1000.0  # an observed residue must sit on the full sequence
-    al.query_internal_open_gap_score, al.query_internal_extend_gap_score = -4.0, -0.05
-    al.query_end_gap_score = 0.0
+    # an observed residue must sit on the full sequence (insertions forbidden); unobserved
+    # residues are deletions, cheap inside and free at the ends
+    new_names = hasattr(type(al), "insertion_score")  # biopython >= 1.86 renamed the gap attributes
+    for new, old, value in (("insertion_score", "target_gap_score", -1000.0),
+                            ("open_internal_deletion_score", "query_internal_open_gap_score", -4.0),
+                            ("extend_internal_deletion_score", "query_internal_extend_gap_score", -0.05),
+                            ("end_deletion_score", "query_end_gap_score", 0.0)):
+        setattr(al, new if new_names else old, value)
     try:
         aln = al.align(full, obs)[0]
     except (ValueError, OverflowError):
@@ -228,7 +233,42 @@ def place_on_sequence(chain, full: str, scheme: dict[tuple[int, str], int] | Non
     for (t0, t1), (q0, q1) in zip(*aln.aligned):
         for k in range(q1 - q0):
             idx[q0 + k] = t0 + k
-    return np.asarray(idx) if ok(idx) else None
+    if not ok(idx):
+        return None
+    return np.asarray(_snap_gaps_to_breaks(idx, find_breaks(chain.ca), ok))
+
+
+def _snap_gaps_to_breaks(idx: list[int], breaks: list[int], ok: Callable[[list[int]], bool]) -> list[int]:
+    """Move alignment gaps onto the chain breaks the coordinates show.
+
+    Unobserved residues lie where consecutive observed C-alpha atoms are far apart. Where
+    repeated letters let an alignment put a gap a few residues off, the residues between the
+    gap and the nearest unexplained break are shifted, if every letter still matches.
+    """
+    idx = list(idx)
+    for _ in range(len(breaks) + 1):
+        gaps = [k for k in range(1, len(idx)) if idx[k] - idx[k - 1] > 1]
+        stray = [k for k in gaps if k not in breaks]
+        free = [b for b in breaks if b not in gaps]
+        if not stray or not free:
+            break
+        moved = False
+        for k in stray:
+            for b in sorted(free, key=lambda b: abs(b - k)):
+                g = idx[k] - idx[k - 1] - 1
+                trial = list(idx)
+                if b > k:
+                    trial[k:b] = [i - g for i in idx[k:b]]
+                else:
+                    trial[b:k] = [i + g for i in idx[b:k]]
+                if ok(trial):
+                    idx, moved = trial, True
+                    break
+            if moved:
+                break
+        if not moved:
+            break
+    return idx
 
 
 def parse_file(path: str) -> dict[str, Any]:

@@ -124,6 +124,25 @@ def test_mmcif_entity_poly_seq_without_scheme():
     assert c["seqres"] and not m[[0, 1, 151, 152]].any() and m[2:151].all()
 
 
+def _line(n: int, break_before: int | None) -> np.ndarray:
+    ca = np.cumsum(np.tile([[3.8, 0.0, 0.0]], (n, 1)), 0)
+    if break_before is not None:
+        ca[break_before:] += [3.0, 0.0, 0.0]
+    return ca
+
+
+@pytest.mark.parametrize("brk, expected", [(4, [0, 1, 2, 3, 5, 6, 7, 8, 9]), (5, [0, 1, 2, 3, 4, 6, 7, 8, 9]),
+                                           (6, [0, 1, 2, 3, 4, 5, 7, 8, 9])])
+def test_ambiguous_gap_is_placed_at_the_chain_break(brk, expected):
+    from distfold.databuild import place_on_sequence
+    from distfold.structure import Chain
+
+    # one of three A's is unobserved; only the C-alpha spacing says which
+    chain = Chain("x", "A", "MKVLAAGTW", _line(9, brk), [(1, "A")] * 9)  # insertion codes: no numbering shortcut
+    assert place_on_sequence(chain, "MKVLAAAGTW").tolist() == expected
+    assert place_on_sequence(Chain("x", "A", "MKVLWAGTW", _line(9, brk), [(1, "A")] * 9), "MKVLAAAGTW") is None
+
+
 @pytest.mark.parametrize("content", [b"not a structure\n", b""])
 def test_corrupt_file_is_an_error_not_an_exception(tmp_path, content):
     p = tmp_path / "bad.pdb"
