@@ -36,6 +36,7 @@ import html
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -236,9 +237,13 @@ def _per_residue_svg(series: list[tuple[str, np.ndarray, str]], labels: Sequence
         y = ypos(v)
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{v}</text>')
-    mag = 10 ** math.floor(math.log10(max(n, 1)))
-    step = max(1, mag // 2 if n / mag < 3 else mag)
-    for k in [0] + list(range(step - 1, n, step)):
+    step = next(m * 10 ** e for e in range(8) for m in (1, 2, 5) if n / (m * 10 ** e) <= 10)
+    try:  # ticks at round residue numbers when labels are numbers
+        nums = [int(re.match(r"-?\d+", lab).group()) for lab in labels]
+        ticks = [k for k, v in enumerate(nums) if v % step == 0]
+    except (AttributeError, ValueError):
+        ticks = [0] + list(range(step - 1, n, step))
+    for k in ticks:
         x = xpos(k)
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + ph}" y2="{top + ph + 4}" stroke="#666"/>')
         parts.append(f'<text x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle" class="tick">{html.escape(labels[k])}</text>')
