@@ -163,3 +163,10 @@ def test_random_fasta_through_the_cli(tiny_model, tmp_path_factory, text):
     assert res.exit_code == (1 if summary["counts"]["failed"] else 0)
     for p in work.rglob("*"):
         assert p == fasta or p == out or p.parent == out
+
+
+def test_fasta_from_standard_input(tiny_model, tmp_path):
+    res = CliRunner().invoke(cli, ["predict", "-i", "-", "-o", str(tmp_path), "--model", str(tiny_model),
+                                   "--reconstruct", RECON], input=">from_stdin\nACDEFGHIK\n")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "from_stdin.scores.json").is_file()
