@@ -150,6 +150,7 @@ GDT_MOVES = (1, 2, -1)
 GDT_BEAM = 256
 GDT_RANDOM_SEEDS = 1536
 GDT_RANDOM_STATE = 20240605
+BLOCK_BYTES = 32 * 2**20
 CONTACT_DEFINITION = "C-alpha < 8 A, |i-j| >= 24, top L/5 by model distance"
 
 
@@ -266,8 +267,10 @@ class _Superposer:
         np.maximum(d2, 0.0, out=d2)
         return d2
 
-    def new_rows(self, sel: np.ndarray, min_size: int = 1) -> np.ndarray:
-        """Rows of sel with at least ``min_size`` members whose subset was never fitted before.
+    def new_rows(self, sel: np.ndarray, min_size: int = 1, limit: int | None = None) -> np.ndarray:
+        """Rows of sel with at least ``min_size`` members whose subset was never fitted
+        before, each once; with ``limit``, only the ``limit`` largest. The rows returned
+        are marked as fitted.
 
         A fit depends only on the subset, so a subset fitted earlier (from any
         seed, at an earlier or the same iteration) has already been followed
@@ -281,10 +284,17 @@ class _Superposer:
             keys = (np.packbits(sel, axis=1).astype(np.uint64) * self._hash_weights(sel.shape[1])).sum(1)
         _, first = np.unique(keys, return_index=True)
         first = np.sort(first)
-        keys = keys[first]
-        fresh = ~np.isin(keys, self.seen_keys)
-        self.seen_keys = np.concatenate([self.seen_keys, keys[fresh]])
-        return sel[first[fresh]]
+        first = first[~np.isin(keys[first], self.seen_keys)]
+        if limit is not None and len(first) > limit:
+            first = first[np.argsort(-sel[first].sum(1), kind="stable")[:limit]]
+        self.seen_keys = np.concatenate([self.seen_keys, keys[first]])
+        return sel[first]
+
+    def blocks(self, rows: int):
+        """Row slices that keep an (rows, N) float64 block near BLOCK_BYTES."""
+        step = max(64, BLOCK_BYTES // (8 * max(self.n, 1)))
+        for a in range(0, rows, step):
+            yield slice(a, min(a + step, rows))
 
     def _hash_weights(self, n: int) -> np.ndarray:
         nbytes = (n + 7) // 8
@@ -332,26 +342,28 @@ def _tm_search(sp: _Superposer, l_ref: int, n_iter: int = TM_N_ITER, gdt_cutoffs
     best = [-1.0, np.eye(3), np.zeros(3)]
     counts = {float(c): 0 for c in gdt_cutoffs}
 
-    def fit_and_score(sel):
-        r, t = sp.fit(sel)
-        d2 = sp.sq_dists(r, t)
-        s = (1.0 / (1.0 + d2 * inv_d02)).sum(1)
-        k = int(np.argmax(s))
-        if s[k] / l_ref > best[0]:
-            best[:] = [float(s[k] / l_ref), r[k], t[k]]
-        for c in counts:
-            counts[c] = max(counts[c], int((d2 <= c * c).sum(1).max()))
-        return d2
+    def fit_score_select(sel, cut):
+        """Fit every row of sel, keep the best score, return each fit's next subset."""
+        nxt = []
+        for block in sp.blocks(len(sel)):
+            r, t = sp.fit(sel[block])
+            d2 = sp.sq_dists(r, t)
+            s = (1.0 / (1.0 + d2 * inv_d02)).sum(1)
+            k = int(np.argmax(s))
+            if s[k] / l_ref > best[0]:
+                best[:] = [float(s[k] / l_ref), r[k], t[k]]
+            for c in counts:
+                counts[c] = max(counts[c], int((d2 <= c * c).sum(1).max()))
+            nxt.append(_tm_select(d2, cut))
+        return np.concatenate(nxt)
 
-    d2 = fit_and_score(_fragment_masks(n, _seed_lengths(n)))
-    sel = _tm_select(d2, d0_search - 1.0)
+    sel = fit_score_select(_fragment_masks(n, _seed_lengths(n)), d0_search - 1.0)
     sp.forget()
     for _ in range(n_iter):
         sel = sp.new_rows(sel)
         if not len(sel):
             break
-        d2 = fit_and_score(sel)
-        sel = _tm_select(d2, d0_search + 1.0)
+        sel = fit_score_select(sel, d0_search + 1.0)
     sp.forget()
     return best[0], best[1], best[2], counts
 
@@ -406,45 +418,43 @@ def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int 
         rng = np.random.default_rng(GDT_RANDOM_STATE)
         k = 3 + np.arange(GDT_RANDOM_SEEDS) % 3
         keys = rng.random((GDT_RANDOM_SEEDS, n))
-        kth = np.sort(keys, axis=1)[np.arange(GDT_RANDOM_SEEDS), k - 1]
+        kth = np.sort(keys, axis=1)[np.arange(GDT_RANDOM_SEEDS), np.minimum(k, n) - 1]
         seeds = np.concatenate([seeds, keys <= kth[:, None]])
-    d2_seed = sp.sq_dists(*sp.fit(seeds))
+    fits = [sp.fit(seeds[block]) for block in sp.blocks(len(seeds))]
     for c in cutoffs:
         c2 = float(c) ** 2
-        d2, prev = d2_seed, None
         best = out.get(float(c), 0)
         sp.forget()
+        within = []
+        for r, t in fits:
+            w = sp.sq_dists(r, t) <= c2
+            best = max(best, int(w.sum(1).max()))
+            within.append(w)
+        nxt = sp.new_rows(np.concatenate(within), min_size=3, limit=beam)
         for _ in range(n_iter):
-            within = d2 <= c2
-            cnt = within.sum(1)
-            best = max(best, int(cnt.max()))
-            nxt = within
-            if prev is not None:
-                fixed = (within == prev).all(1)
-                if fixed.any():
-                    dd, kk = d2[fixed], cnt[fixed]
-                    srt = np.sort(dd, axis=1)
-                    moves = [within[~fixed]]
-                    for step in GDT_MOVES:
-                        k = np.clip(kk + step, 3, n)
-                        moves.append(dd <= srt[np.arange(len(dd)), k - 1][:, None])
-                    if n > 3:
-                        k = np.clip(kk, 3, n - 1)
-                        swap = dd <= srt[np.arange(len(dd)), k][:, None]  # k + 1 closest ...
-                        far = np.argmax(np.where(swap & (dd <= srt[np.arange(len(dd)), k - 1][:, None]), dd, -1.0),
-                                        axis=1)
-                        swap[np.arange(len(dd)), far] = False  # ... less the farthest of the k closest
-                        moves.append(swap)
-                    nxt = np.concatenate(moves)
-            nxt = sp.new_rows(nxt, min_size=3)
             if not len(nxt):
                 break
-            if len(nxt) > beam:
-                nxt = nxt[np.argsort(-nxt.sum(1), kind="stable")[:beam]]
             d2 = sp.sq_dists(*sp.fit(nxt))
-            prev = nxt
-        else:
-            best = max(best, int((d2 <= c2).sum(1).max()))
+            w = d2 <= c2
+            cnt = w.sum(1)
+            best = max(best, int(cnt.max()))
+            moves = [w]
+            fixed = (w == nxt).all(1)
+            if fixed.any():
+                dd, kk = d2[fixed], cnt[fixed]
+                srt = np.sort(dd, axis=1)
+                moves = [w[~fixed]]
+                for step in GDT_MOVES:
+                    k = np.clip(kk + step, 3, n)
+                    moves.append(dd <= srt[np.arange(len(dd)), k - 1][:, None])
+                if n > 3:
+                    k = np.clip(kk, 3, n - 1)
+                    swap = dd <= srt[np.arange(len(dd)), k][:, None]  # the k + 1 closest ...
+                    far = np.argmax(np.where(swap & (dd <= srt[np.arange(len(dd)), k - 1][:, None]), dd, -1.0),
+                                    axis=1)
+                    swap[np.arange(len(dd)), far] = False  # ... less the farthest of the k closest
+                    moves.append(swap)
+            nxt = sp.new_rows(np.concatenate(moves), min_size=3, limit=beam)
         out[float(c)] = best
     sp.forget()
     return out
