@@ -21,9 +21,13 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
               help="Where the model runs.")
 @click.option("-o", "--outdir", "report_dir", required=True, type=click.Path(file_okay=False),
               help="Report folder: metrics.json, per_chain.tsv, PNG plots, structures/.")
+@click.option("--html", "html", is_flag=True,
+              help="Also write index.html linking one self-contained report page per chain (pages/<id>.html: "
+                   "superposed traces in a 3D viewer, distance maps, per-residue confidence and lDDT, the "
+                   "chain's scores from metrics.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout; no log lines.")
 @wrap_errors
-def evaluate(dataset_dir, model_dir, split, reconstruct, max_length, no_prior, device, report_dir, as_json):
+def evaluate(dataset_dir, model_dir, split, reconstruct, max_length, no_prior, device, report_dir, html, as_json):
     """Score a model on DATASET_DIR's split (default val) beside the separation prior.
 
     Before reconstruction: distance MAE, RMSE, Pearson, C-alpha lDDT, C-alpha
@@ -39,6 +43,11 @@ def evaluate(dataset_dir, model_dir, split, reconstruct, max_length, no_prior, d
 
     metrics = run(dataset_dir, report_dir, model_dir=model_dir, split=split, reconstruct=reconstruct,
                   max_length=max_length, device=device, with_prior=not no_prior, log=lambda m: log(m, as_json))
+    if html:
+        from distfold.report import write_evaluation_reports
+
+        index = write_evaluation_reports(report_dir, metrics, log=lambda m: log(m, as_json))
+        log(f"index of the report pages: {index.html}", as_json)
     if as_json:
         echo_json({k: v for k, v in metrics.items() if k != "chains"})
         return

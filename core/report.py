@@ -524,8 +524,9 @@ def build_report(
 
 
 def comparison_report(html_path: str | os.PathLike, model_chain, ref_chain, result: Mapping[str, Any], *,
-                      by_number: bool = False, predicted_distances=None, title: str | None = None,
-                      info: Mapping[str, Any] | None = None, write_png: bool = True) -> ReportFiles:
+                      by_number: bool = False, predicted_distances=None, lddt_per_residue=None,
+                      title: str | None = None, info: Mapping[str, Any] | None = None,
+                      write_png: bool = True) -> ReportFiles:
     """The page of one comparison (``distfold compare``, ``distfold evaluate``).
 
     model_chain, ref_chain: :class:`distfold.structure.Chain`.
@@ -540,6 +541,7 @@ def comparison_report(html_path: str | os.PathLike, model_chain, ref_chain, resu
     writes its predicted lDDT there).
     predicted_distances: optional (L_model, L_model) Å predicted matrix of the
         model's residues, shown instead of the model's own distances.
+    lddt_per_residue: optional (L_ref,) in [0, 1], used instead of ``result``'s.
     """
     from distfold.alignment import correspond
     from distfold.superpose import apply, kabsch
@@ -551,7 +553,7 @@ def comparison_report(html_path: str | os.PathLike, model_chain, ref_chain, resu
     x, y = model_chain.ca[mi], ref_chain.ca[ri]
     r, t = kabsch(x, y)
     x_sup = apply(x, r, t)
-    per_res = result.get("lddt_per_residue")
+    per_res = result.get("lddt_per_residue") if lddt_per_residue is None else list(lddt_per_residue)
     plddt = None
     if per_res is not None and len(per_res) == len(ref_chain):
         plddt = np.array([np.nan if v is None else v for v in per_res], dtype=np.float64)[ri]
@@ -653,13 +655,72 @@ def write_prediction_reports(summary: Mapping[str, Any], log=None) -> dict[str, 
     return out
 
 
+#: Index columns of an evaluation (those present are shown).
+EVALUATION_COLUMNS = ("length", "n_observed", "model.lddt", "model.tm_score", "model.rmsd", "model.gdt_ts",
+                      "model.mae", "model.confidence", "model.hand_right", "prior.lddt", "prior.tm_score")
+
+
+def write_evaluation_reports(report_dir: str | os.PathLike, metrics: Mapping[str, Any], log=None) -> ReportFiles:
+    """Pages for every chain of a ``distfold evaluate`` run and an index linking them.
+
+    Reads what evaluate wrote in ``report_dir``: ``structures/<id>.pdb`` (the
+    model, confidence in the B-factor column) and ``structures/<id>.ref.pdb``
+    (the observed reference residues, numbered by full-sequence position, so
+    residues correspond by number). Each page's table is that chain's row of
+    ``metrics.json`` (``metrics["chains"]``); its lDDT plot is the per-residue
+    C-alpha lDDT of the model's coordinates. Writes ``pages/<id>.html`` (PNGs
+    beside them) and ``index.html``; returns the index (``pngs`` empty).
+    """
+    from distfold.metrics import distance_matrix, lddt
+    from distfold.structure import read_chain
+
+    report_dir = Path(report_dir)
+    rows = []
+    for chain in metrics.get("chains", []):
+        cid = str(chain["id"])
+        model_path = report_dir / "structures" / f"{cid}.pdb"
+        ref_path = report_dir / "structures" / f"{cid}.ref.pdb"
+        href = None
+        try:
+            m, r = read_chain(model_path), read_chain(ref_path)
+            from distfold.alignment import correspond
+
+            corr = correspond(m, r, by_number=True)
+            per_res = np.full(len(r), np.nan)
+            if len(corr.ref_index):
+                _, pr = lddt(distance_matrix(m.ca[corr.model_index]), distance_matrix(r.ca[corr.ref_index]))
+                per_res[corr.ref_index] = pr
+            files = comparison_report(report_dir / "pages" / f"{cid}.html", m, r, chain, by_number=True,
+                                      lddt_per_residue=per_res, title=f"{cid}: model vs reference",
+                                      info={"lDDT plot": "per-residue C-alpha lDDT of the model's coordinates"})
+            href = f"pages/{files.html.name}"
+            if log:
+                log(f"{cid}  report {files.html}")
+        except InputError as exc:
+            if log:
+                log(f"{cid}  report FAILED: {exc}")
+        rows.append({"name": cid, "href": href, **chain})
+    present = {k for row in rows for k, _ in flatten_metrics(row)}
+    columns = [c for c in EVALUATION_COLUMNS if c in present]
+    ds = metrics.get("dataset") or {}
+    info = {"dataset": ds.get("path"), "split": ds.get("split"), "chains": len(rows),
+            "model": (metrics.get("model") or {}).get("name")}
+    links = [name for name in ("metrics.json", "per_chain.tsv", *((metrics.get("plots") or {}).values()))
+             if name and (report_dir / name).is_file()]
+    return build_index(report_dir / "index.html", rows, title=f"distfold evaluate: {ds.get('split', '')} split",
+                       columns=columns, info={k: v for k, v in info.items() if v is not None}, links=links)
+
+
 def build_index(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], *, title: str = "distfold evaluation",
-                columns: Sequence[str] | None = None, info: Mapping[str, Any] | None = None) -> ReportFiles:
+                columns: Sequence[str] | None = None, info: Mapping[str, Any] | None = None,
+                links: Sequence[str] = ()) -> ReportFiles:
     """Write an index page linking one report per record.
 
     rows: dicts with ``name`` (shown), ``href`` (link to the page, relative to
         the index; None = no page) and scalar metrics (shown in ``columns``, by
-        default every scalar key of the first row except name/href).
+        default every scalar key of the first row except name/href; dotted keys
+        reach into nested dicts).
+    links: other files to link (relative paths), e.g. summary plots.
     """
     path = Path(path)
     rows = [dict(r) for r in rows]
@@ -678,6 +739,9 @@ def build_index(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], *, t
         body.append(f"<tr><td>{cell}</td>{tds}</tr>")
     info_html = "".join(f"<div><span class=\"muted\">{html.escape(str(k))}:</span> {html.escape(str(v))}</div>"
                         for k, v in (info or {}).items())
+    if links:
+        info_html += '<div><span class="muted">files:</span> ' + " · ".join(
+            f'<a href="{html.escape(str(u), quote=True)}">{html.escape(str(u))}</a>' for u in links) + "</div>"
     page = _INDEX.format(title=html.escape(title), csp=_CSP, css=_CSS, info=info_html, head=head,
                          body="\n".join(body), n=len(rows))
     with atomic_write(path, "w", encoding="utf-8") as fh:

@@ -398,3 +398,41 @@ def test_predict_cli_html_writes_one_page_per_record(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 1 and (out / "small.html").is_file()
     assert "report" in res.stderr and "failed: bad:" in res.stdout and "report:" not in res.stdout
+
+
+def test_evaluate_html_index_links_one_page_per_chain(tmp_path, monkeypatch):
+    """`distfold evaluate --html`: index.html links pages/<id>.html per chain; each page's
+    table is the chain's row of metrics.json and its traces are superposed (page RMSD =
+    the row's model.rmsd). A masked (unobserved) stretch is left out of the page."""
+    from click.testing import CliRunner
+
+    import distfold.predict
+    from distfold.cli.main import cli
+    from distfold.dataset import write_dataset
+
+    uids = ("c70b106ab8731",)  # one small chain keeps evaluate fast; the index logic is per row
+    chains = [read_chain(DATA / "chains" / f"{u}.pdb.gz") for u in uids]
+    coords = [c.ca.astype(np.float32) for c in chains]
+    coords[0][[10, 11, 12]] = np.nan  # unobserved residues
+    records = [{"id": u, "sequence": c.sequence, "source": f"{u}.pdb.gz", "chain": c.chain_id, "family": u,
+                "split": "val", "weight": 1.0, "duplicates": []} for u, c in zip(uids, chains)]
+    ds = write_dataset(tmp_path / "ds", records, coords)
+    monkeypatch.setattr(distfold.predict, "load_model", lambda model_dir, device="cpu": (OracleModel(chains), tmp_path))
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(cli, ["evaluate", str(ds), "-o", str(out), "--no-prior", "--reconstruct", "classical",
+                                   "--device", "cpu", "--html", "--json"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    index = (out / "index.html").read_text()
+    for row in metrics["chains"]:
+        cid = row["id"]
+        assert f'<a href="pages/{cid}.html">{cid}</a>' in index
+        page = out / "pages" / f"{cid}.html"
+        text = page.read_text()
+        for key, value in flatten_metrics(row):
+            assert f'data-key="{key}" data-value="{html.escape(json.dumps(value), quote=True)}"' in text, key
+        data = _page_data(page)
+        x, y = np.array(data["model"]), np.array(data["reference"])
+        assert len(x) == row["n_observed"]
+        assert float(np.sqrt(((x - y) ** 2).sum(1).mean())) == pytest.approx(row["model"]["rmsd"], abs=2e-3)
+    assert 'href="metrics.json"' in index and 'href="distance_maps.png"' in index
