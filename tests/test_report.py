@@ -436,3 +436,14 @@ def test_evaluate_html_index_links_one_page_per_chain(tmp_path, monkeypatch):
         assert len(x) == row["n_observed"]
         assert float(np.sqrt(((x - y) ** 2).sum(1).mean())) == pytest.approx(row["model"]["rmsd"], abs=2e-3)
     assert 'href="metrics.json"' in index and 'href="distance_maps.png"' in index
+
+
+def test_browser_tests_skip_only_outside_ci(monkeypatch):
+    """No chromium: skip with a reason on a developer machine, fail under CI=true."""
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium not installed"):
+        _chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        _chromium()
