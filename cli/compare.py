@@ -58,13 +58,21 @@ def _clean(value):
     return value
 
 
-def _score(model: Path, reference: Path, chain, ref_chain, by_number) -> dict:
+def _score(model: Path, reference: Path, chain, ref_chain, by_number, keep_going: bool = False) -> dict:
+    """One pair's result; a bad input becomes status "error". With ``keep_going``
+    (folder mode) any failure does, so that one pair cannot stop the others."""
     from distfold.compare import compare_files
 
     try:
         res = compare_files(model, reference, chain, ref_chain, by_number)
     except DistfoldError as exc:
         return {"status": "error", "error": str(exc), "model": str(model), "reference": str(reference)}
+    except Exception as exc:  # noqa: BLE001 - folder mode reports and goes on
+        if not keep_going:
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return {"status": "error", "error": f"internal error ({type(exc).__name__}: {msg}); please report it",
+                "model": str(model), "reference": str(reference)}
     return {k: _clean(v) for k, v in res.items()}
 
 
@@ -207,10 +215,10 @@ def _compare_folders(model_dir: Path, ref_dir: Path, chain, ref_chain, by_number
     if not as_json and len(pairs) >= PROGRESS_MIN_PAIRS:
         with click.progressbar(pairs, label="Comparing", file=sys.stderr, show_pos=True) as bar:
             for name, m, r in bar:
-                results[name] = _score(m, r, chain, ref_chain, by_number)
+                results[name] = _score(m, r, chain, ref_chain, by_number, keep_going=True)
     else:
         for name, m, r in pairs:
-            results[name] = _score(m, r, chain, ref_chain, by_number)
+            results[name] = _score(m, r, chain, ref_chain, by_number, keep_going=True)
     ordered = [results[name] for name in sorted(results)]
     n_ok = sum(r["status"] == "ok" for r in ordered)
     n_err = sum(r["status"] == "error" for r in ordered)

@@ -215,3 +215,26 @@ def test_folder_mode_no_pairs_is_an_error(tmp_path):
     (tmp_path / "b").mkdir()
     res = run_distfold("compare", str(tmp_path / "a"), str(tmp_path / "b"))
     assert res.returncode == 1 and res.stderr.startswith("Error: ") and len(res.stderr.splitlines()) == 1
+
+
+def test_folder_mode_goes_on_past_an_unexpected_failure(tmp_path, monkeypatch):
+    import distfold.compare as comp
+
+    real = comp.compare_files
+
+    def flaky(model, *args, **kwargs):
+        if "bad" in str(model):
+            raise RuntimeError("boom")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(comp, "compare_files", flaky)
+    m, r = tmp_path / "m", tmp_path / "r"
+    m.mkdir()
+    r.mkdir()
+    for name in ("bad", "good"):
+        shutil.copy(NMR2, m / f"{name}.pdb.gz")
+        shutil.copy(NMR_BOTH, r / f"{name}.pdb.gz")
+    res = invoke(m, r, "--json")
+    d = json.loads(res.stdout)
+    assert res.exit_code == 0 and [row["status"] for row in d["rows"]] == ["error", "ok"]
+    assert "RuntimeError: boom" in d["rows"][0]["error"]
