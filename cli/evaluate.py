@@ -26,8 +26,9 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
                    "superposed traces in a 3D viewer, distance maps, per-residue confidence and lDDT, the "
                    "chain's scores from metrics.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout; no log lines.")
+@click.pass_context
 @wrap_errors
-def evaluate(dataset_dir, model_dir, split, reconstruct, max_length, no_prior, device, report_dir, html, as_json):
+def evaluate(ctx, dataset_dir, model_dir, split, reconstruct, max_length, no_prior, device, report_dir, html, as_json):
     """Score a model on DATASET_DIR's split (default val) beside the separation prior.
 
     Before reconstruction: distance MAE, RMSE, Pearson, C-alpha lDDT, C-alpha
@@ -37,7 +38,8 @@ def evaluate(dataset_dir, model_dir, split, reconstruct, max_length, no_prior, d
     the dataset's train split. Writes metrics.json (mean and median, by length
     bin), per_chain.tsv, plots (distance maps, error histogram, error by
     separation, calibration, training curves) and structures/<id>.pdb with
-    structures/<id>.ref.pdb.
+    structures/<id>.ref.pdb. A chain that cannot be evaluated (e.g. too long
+    for the available memory) is reported and left out; the exit code is then 1.
     """
     from distfold.evaluate import evaluate as run
 
@@ -50,9 +52,13 @@ def evaluate(dataset_dir, model_dir, split, reconstruct, max_length, no_prior, d
         log(f"index of the report pages: {index.html}", as_json)
     if as_json:
         echo_json({k: v for k, v in metrics.items() if k != "chains"})
-        return
-    click.echo(format_table(metrics))
-    click.echo(f"report: {report_dir}")
+    else:
+        click.echo(format_table(metrics))
+        for f in metrics["failed"]:
+            click.echo(f"failed: {f['id']} (L={f['length']}): {f['error']}")
+        click.echo(f"report: {report_dir}")
+    if metrics["failed"]:
+        ctx.exit(1)
 
 
 ROWS = (("distance MAE (Å)", "mae"), ("distance RMSE (Å)", "rmse"), ("Pearson r", "pearson"),

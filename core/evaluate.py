@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from distfold.errors import InputError
+from distfold.errors import DistfoldError, InputError
 from distfold.fileio import atomic_write
 
 #: Length bins (inclusive lower edge, exclusive upper edge) of the summaries.
@@ -222,9 +222,10 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
     """Evaluate, write the report, return the metrics dict (as in metrics.json)."""
     from distfold import __version__
     from distfold.dataset import Dataset
-    from distfold.predict import (check_distance_output, confidence_distribution, create_reconstructor, load_model,
-                                  model_identity, predict_sequence, reconstruct_and_score, resolve_device)
-    from distfold.windows import predict_windowed
+    from distfold.predict import (_failure_message, check_distance_output, confidence_distribution,
+                                  create_reconstructor, load_model, model_identity, predict_sequence,
+                                  reconstruct_and_score, resolve_device)
+    from distfold.windows import check_length, predict_windowed
     from distfold.sequence import safe_id
     from distfold.structure import write_ca_trace
 
@@ -275,6 +276,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
     sep_acc = _SeparationAccumulator()
     calib_pred: list[np.ndarray] = []
     calib_obs: list[np.ndarray] = []
+    failed: list[dict[str, Any]] = []
     where: dict[str, int] = {}  # chain id -> dataset row, to redraw the maps of three chains at the end
     used_ids: set[str] = set()
     for k, i in enumerate(idx, start=1):
@@ -291,38 +293,46 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
         ref = as_written(sample.coords)
         row: dict[str, Any] = {"id": cid, "length": len(seq), "n_observed": int(mask.sum()),
                                "family": rec.get("family")}
-
-        pred = predict_sequence(model, seq, reconstructor, distribution)
-        m_scores, per_res = score_matrix(pred.distance, true_d, mask)
-        xyz = as_written(pred.coords)
-        m_scores.update(score_coords(xyz, ref))
-        m_scores["stress1"] = pred.diagnostics.get("stress1")
-        m_scores["mirrored"] = pred.diagnostics.get("mirrored")
-        m_scores["handedness_margin"] = pred.diagnostics.get("handedness_margin")
-        m_scores["confidence"] = pred.mean_confidence
+        try:
+            check_length(f"chain {cid!r}", len(seq))
+            pred = predict_sequence(model, seq, reconstructor, distribution)
+            m_scores, per_res = score_matrix(pred.distance, true_d, mask)
+            xyz = as_written(pred.coords)
+            m_scores.update(score_coords(xyz, ref))
+            m_scores.update({"stress1": pred.diagnostics.get("stress1"), "mirrored": pred.diagnostics.get("mirrored"),
+                             "handedness_margin": pred.diagnostics.get("handedness_margin"),
+                             "confidence": pred.mean_confidence})
+            row["model"] = m_scores
+            if prior is not None:
+                prior_d = prior.matrix(len(seq)).astype(np.float32)
+                ppred = reconstruct_and_score(seq, prior_d, None, reconstructor)
+                p_scores, _ = score_matrix(prior_d, true_d, mask)
+                p_scores.update(score_coords(as_written(ppred.coords), ref))
+                p_scores.update({"stress1": ppred.diagnostics.get("stress1"),
+                                 "mirrored": ppred.diagnostics.get("mirrored"),
+                                 "handedness_margin": ppred.diagnostics.get("handedness_margin")})
+                row["prior"] = p_scores
+            bf = np.zeros(len(seq)) if pred.confidence is None else np.round(pred.confidence, 2)
+            write_ca_trace(struct_dir / f"{cid}.pdb", xyz, seq, bf, "pdb")
+            write_reference_trace(struct_dir / f"{cid}.ref.pdb", ref, seq, mask)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one chain must not stop the evaluation
+            msg = _failure_message(exc)
+            failed.append({"id": cid, "length": len(seq), "error": msg})
+            log(f"[{k}/{len(idx)}] {cid}  L={len(seq)}  FAILED: {msg}")
+            continue
+        # only a chain that was scored completely enters the pooled statistics
         if pred.confidence is not None:
             ok = mask & np.isfinite(per_res)
             calib_pred.append(pred.confidence[ok])
             calib_obs.append(100.0 * per_res[ok])
-        row["model"] = m_scores
         hist.add("model", pred.distance, true_d, mask)
         sep_acc.add("model", pred.distance, true_d, mask, count=True)
-        bf = np.zeros(len(seq)) if pred.confidence is None else np.round(pred.confidence, 2)
-        write_ca_trace(struct_dir / f"{cid}.pdb", xyz, seq, bf, "pdb")
-        write_reference_trace(struct_dir / f"{cid}.ref.pdb", ref, seq, mask)
-        where[cid] = i
-
         if prior is not None:
-            prior_d = prior.matrix(len(seq)).astype(np.float32)
-            ppred = reconstruct_and_score(seq, prior_d, None, reconstructor)
-            p_scores, _ = score_matrix(prior_d, true_d, mask)
-            p_scores.update(score_coords(as_written(ppred.coords), ref))
-            p_scores["stress1"] = ppred.diagnostics.get("stress1")
-            p_scores["mirrored"] = ppred.diagnostics.get("mirrored")
-            p_scores["handedness_margin"] = ppred.diagnostics.get("handedness_margin")
-            row["prior"] = p_scores
             hist.add("prior", prior_d, true_d, mask)
             sep_acc.add("prior", prior_d, true_d, mask, count=False)
+        where[cid] = i
         row["seconds"] = round(time.perf_counter() - t0, 3)
         row["model_timings"] = {k_: round(v_, 4) for k_, v_ in pred.timings.items()}
         chains.append(row)
@@ -331,6 +341,8 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
             f"{_fmt(pr.get('lddt'))})  TM {m_scores['tm_score']:.3f} (prior {_fmt(pr.get('tm_score'))})  "
             f"{row['seconds']:.1f} s")
 
+    if not chains:
+        raise DistfoldError(f"no chain could be evaluated; first failure: {failed[0]['id']}: {failed[0]['error']}")
     summary = summarise(chains)
     calib: dict[str, Any] | None = None
     if calib_pred:
@@ -357,7 +369,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
     metrics = {
         "format": "distfold-evaluation", "version": 1, "distfold_version": __version__,
         "dataset": {"path": str(dataset_dir), "fingerprint": ds.fingerprint, "split": split,
-                    "max_length": max_length, "n_chains": len(chains)},
+                    "max_length": max_length, "n_chains": len(chains), "n_failed": len(failed)},
         "model": model_info, "reconstructor": {"name": reconstruct, "config": reconstructor.get_config()
                                                if hasattr(reconstructor, "get_config") else None},
         "prior": None if prior is None else {"fitted_on": "train", "n_chains": len(ds.indices("train")),
@@ -372,7 +384,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
             "hand_right": "tm_score > tm_score_mirror",
             "confidence": "mean per-residue predicted lDDT, 0-100 (distfold.confidence)",
         },
-        "summary": summary, "calibration": calib, "plots": plots,
+        "summary": summary, "calibration": calib, "plots": plots, "failed": failed,
         "total_s": round(time.perf_counter() - t_start, 2),
         "chains": chains,
     }

@@ -221,3 +221,21 @@ def test_training_curves_plot_from_a_training_log(trained_model, tmp_path):
     assert plots.training_curves(tmp_path / "u.png", [{"note": "no numbers"}]) is None
     assert plots.find_training_log(trained_model / "best") == trained_model / "metrics.jsonl"
     assert plots.find_training_log(tmp_path) is None
+
+
+def test_a_chain_that_fails_is_reported_and_left_out(dataset, tmp_path):
+    class FailsOnShort(OracleModel):
+        def predict(self, sequences):
+            if len(sequences[0]) == 96:
+                raise MemoryError("simulated")
+            return super().predict(sequences)
+
+    logs = []
+    metrics = evaluate(dataset, tmp_path, model=FailsOnShort(dataset), reconstruct="classical", with_prior=False,
+                       log=logs.append)
+    assert [c["id"] for c in metrics["chains"]] == ["cb98f573e0d35"]
+    assert metrics["failed"] == [{"id": "c70b106ab8731", "length": 96, "error": metrics["failed"][0]["error"]}]
+    assert metrics["failed"][0]["error"].startswith("out of memory")
+    assert any("c70b106ab8731  L=96  FAILED: out of memory" in line for line in logs)
+    assert not (tmp_path / "structures" / "c70b106ab8731.pdb").exists()
+    assert metrics["summary"]["all"]["n_chains"] == 1
