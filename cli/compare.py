@@ -187,7 +187,7 @@ def _report(html: Path, model: Path, reference: Path, res: dict, chain, ref_chai
     except OSError as exc:
         raise click.ClickException(str(InputError(f"{html}: cannot write ({exc.strerror or exc})")))
     except DistfoldError as exc:
-        raise click.ClickException(f"{html}: {exc}")
+        raise click.ClickException(str(exc))
     log(f"wrote {files.html} ({files.size_bytes / 1e6:.1f} MB) and {len(files.pngs)} PNG plots", as_json)
     return str(files.html)
 
@@ -245,9 +245,12 @@ def _compare_folders(model_dir: Path, ref_dir: Path, chain, ref_chain, by_number
             r = results[name]
             href = None
             if r["status"] == "ok":
-                _report(html / f"{name}.html", Path(r["model"]), Path(r["reference"]), r, chain, ref_chain,
-                        by_number, as_json)
-                href = f"{name}.html"
+                try:
+                    _report(html / f"{name}.html", Path(r["model"]), Path(r["reference"]), r, chain, ref_chain,
+                            by_number, as_json)
+                    href = f"{name}.html"
+                except click.ClickException as exc:  # one page that fails does not stop the others
+                    log(f"  report of {name} not written: {exc.message}", as_json)
             index_rows.append({"name": name, "href": href, "status": r["status"],
                                **{k: r.get(k) for k in LABELS}})
         index = build_index(html / "index.html", index_rows, title=f"distfold compare: {model_dir} vs {ref_dir}")

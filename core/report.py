@@ -415,6 +415,8 @@ def build_report(
     (nothing is written then).
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give the report page a file name (e.g. report.html)")
     if not isinstance(sequence, str) or not sequence:
         raise InputError("sequence: expected a non-empty string of one-letter residue codes")
     n = len(sequence)

@@ -447,3 +447,18 @@ def test_browser_tests_skip_only_outside_ci(monkeypatch):
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         _chromium()
+
+
+def test_compare_html_into_a_directory_is_one_error(tmp_path):
+    """--html naming an existing directory: one-line error, exit 1, nothing written."""
+    from click.testing import CliRunner
+
+    from distfold.cli.main import cli
+
+    small = DATA / "chains" / "c70b106ab8731.pdb.gz"
+    (tmp_path / "dir").mkdir()
+    res = CliRunner().invoke(cli, ["compare", str(small), str(small), "--html", str(tmp_path / "dir")])
+    assert res.exit_code == 1
+    assert res.stderr.strip().splitlines()[-1] == \
+        f"Error: {tmp_path / 'dir'}: is a directory; give the report page a file name (e.g. report.html)"
+    assert "Traceback" not in res.output and list((tmp_path / "dir").iterdir()) == []
