@@ -170,3 +170,12 @@ def test_fasta_from_standard_input(tiny_model, tmp_path):
                                    "--reconstruct", RECON], input=">from_stdin\nACDEFGHIK\n")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "from_stdin.scores.json").is_file()
+
+
+def test_device_cuda_without_cuda_is_a_one_line_error(tiny_model, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    res = invoke("ACDEFGHIK", "-o", tmp_path, "--model", tiny_model, "--device", "cuda")
+    assert res.exit_code == 1 and "Error: --device cuda requested but CUDA is not available" in res.output
