@@ -10,7 +10,9 @@
    Reading rules are those of :mod:`distfold.structure`: first model only,
    alternate locations resolved, MSE -> M, other modified amino acids to their
    parent where known, else X. One sample per protein chain; chains are never
-   concatenated. A file that cannot be parsed is reported as ``failed`` and the
+   concatenated: in PDB files, molecules that share one chain id and repeat its
+   residue numbers (common in simulation and docking files) are split into
+   segments ``A``, ``A#1``, ... (:func:`distfold.structure.split_pdb_chain_segments`). A file that cannot be parsed is reported as ``failed`` and the
    build goes on.
 3. **Missing residues.** Where the file gives the chain's full sequence
    (mmCIF ``_pdbx_poly_seq_scheme``, ``_entity_poly.pdbx_seq_one_letter_code_can``
@@ -277,12 +279,14 @@ def parse_file(path: str) -> dict[str, Any]:
     Returns ``{"path", "chains": [{"chain", "sequence", "coords" (L,3) float32 NaN-masked,
     "breaks", "seqres", "resolution", "method"}], "error": str|None, "notes": [..]}``.
     """
-    from distfold.structure import chains_of, load_structure, polymer_sequences
+    from distfold.structure import chains_of, load_structure_segments, polymer_sequences
 
     out: dict[str, Any] = {"path": path, "chains": [], "error": None, "notes": []}
     try:
-        structure = load_structure(path)
+        structure, labels = load_structure_segments(path)
         chains = chains_of(structure, path)
+        for ch in chains:
+            ch.chain_id = labels.get(ch.chain_id, ch.chain_id)
         if not chains:
             raise InputError(f"{path}: no protein chain with C-alpha atoms")
         try:

@@ -345,3 +345,77 @@ def _cif_sequences(text: str, path: Path) -> dict[str, FullSequence]:
             if chain.strip():
                 out[chain.strip()] = FullSequence(seq)
     return out
+
+
+def split_pdb_chain_segments(text: str) -> tuple[str, dict[str, str]]:
+    """Give each molecule of a PDB chain id that holds several its own chain id.
+
+    Files written by simulation and docking tools often put several molecules under
+    one (often blank) chain id, numbering each from 1; biopython would merge residues
+    whose numbers repeat. Within the first model, a chain restarts a segment where a
+    residue id (number, insertion code) already used in the current segment comes back
+    (other than the residue just before). Segments after the first are written with an
+    unused chain character. Returns the text and {chain character: label}, labels being
+    ``A``, ``A#1``, ``A#2``... (``#k`` for the k-th repeat); {} and the text unchanged when
+    no chain repeats a residue id.
+    """
+    import string
+
+    lines = text.splitlines(keepends=True)
+    used_ids = {ln[21] for ln in lines if ln.startswith(("ATOM  ", "HETATM")) and len(ln) > 21}
+    pool = [c for c in string.ascii_uppercase + string.ascii_lowercase + string.digits if c not in used_ids]
+    seen: dict[str, set] = {}
+    seg: dict[str, int] = {}
+    last: dict[str, tuple] = {}
+    char: dict[tuple[str, int], str] = {}
+    names: dict[str, str] = {}
+    out = []
+    done = False
+    for ln in lines:
+        rec = ln[:6]
+        if rec == "ENDMDL":
+            done = True
+        if not done and rec in ("ATOM  ", "HETATM", "ANISOU") and len(ln) > 26:
+            cid, rid = ln[21], (ln[22:26], ln[26])
+            if rec != "ANISOU":
+                key = (rid, ln[17:20])
+                if cid in last and rid != last[cid][0] and rid in seen.get(cid, set()):
+                    seg[cid] = seg.get(cid, 0) + 1
+                    seen[cid] = set()
+                if cid not in last or key != last[cid]:
+                    seen.setdefault(cid, set()).add(rid)
+                last[cid] = key
+            k = seg.get(cid, 0)
+            if k:
+                if (cid, k) not in char:
+                    if not pool:
+                        return text, {}  # more segments than chain characters: leave the file as it is
+                    char[(cid, k)] = pool.pop(0)
+                    names[char[(cid, k)]] = f"{cid.strip() or ''}#{k}"
+                ln = ln[:21] + char[(cid, k)] + ln[22:]
+        out.append(ln)
+    if not names:
+        return text, {}
+    for cid in seg:
+        names.setdefault(cid, cid.strip())
+    return "".join(out), names
+
+
+def load_structure_segments(path: str | os.PathLike):
+    """Like :func:`load_structure`, with PDB chains split into molecules by
+    :func:`split_pdb_chain_segments`. Returns (structure, {chain id: label}) where the
+    labels differ from the ids only for split chains."""
+    path = Path(path)
+    structure = load_structure(path)  # every check and error message of the plain reader
+    if _is_cif(path):
+        return structure, {}
+    text = read_text(path)
+    new_text, names = split_pdb_chain_segments(text)
+    if not names:
+        return structure, {}
+    from Bio.PDB import PDBParser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        structure = PDBParser(QUIET=True, PERMISSIVE=True).get_structure(path.stem, text_handle(new_text))
+    return structure, names

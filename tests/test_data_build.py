@@ -143,6 +143,16 @@ def test_ambiguous_gap_is_placed_at_the_chain_break(brk, expected):
     assert place_on_sequence(Chain("x", "A", "MKVLWAGTW", _line(9, brk), [(1, "A")] * 9), "MKVLAAAGTW") is None
 
 
+def test_molecules_sharing_a_chain_id_are_split_not_merged():
+    r = _parse("c16db4efb0c0e.pdb.gz")
+    assert [(c["chain"], len(c["sequence"])) for c in r["chains"]] == [("A", 110), ("A#1", 89)]
+    lines = _ca_lines("c16db4efb0c0e.pdb.gz", "A")
+    assert len(lines) == 199  # every C-alpha of both molecules is read once
+    np.testing.assert_allclose(r["chains"][1]["coords"][0], [float(lines[110][30:38]), float(lines[110][38:46]),
+                                                             float(lines[110][46:54])], atol=1e-3)
+    assert r["chains"][1]["sequence"].startswith("K")
+
+
 @pytest.mark.parametrize("content", [b"not a structure\n", b""])
 def test_corrupt_file_is_an_error_not_an_exception(tmp_path, content):
     p = tmp_path / "bad.pdb"
@@ -230,7 +240,8 @@ def test_build_end_to_end(built):
     ds = Dataset(out)
     recs = {r["id"]: r for r in ds.records}
     # one sample per protein chain; P (5 residues) filtered, 7ok9_DP_D merged into 7ok9_D, 2e37_A excluded
-    assert set(recs) == {"1s40_models1-2", "1o6z_A", "2gtl_C_entity_only", "5eep", "7ok9_D", "7ok9_D_noseqres"}
+    assert set(recs) == {"1s40_models1-2", "1o6z_A", "2gtl_C_entity_only", "5eep", "7ok9_D", "7ok9_D_noseqres",
+                         "c16db4efb0c0e_A", "c16db4efb0c0e_A#1"}
     assert recs["7ok9_D"]["duplicates"] == ["7ok9_DP_D"]
     for i, r in enumerate(ds.records):
         s = ds[i]
@@ -254,7 +265,7 @@ def test_build_end_to_end(built):
     assert status[("7ok9_DP.cif.gz", "D")] == ("skipped", "duplicate of 7ok9_D")
     assert not any("notes.txt" in r[0] for r in rows)
     meta = json.loads((out / "dataset.json").read_text())
-    assert meta["params"]["identity"] == 0.3 and meta["build"]["files"] == 10
+    assert meta["params"]["identity"] == 0.3 and meta["build"]["files"] == 11
 
 
 def test_info_counts(built):
@@ -262,10 +273,11 @@ def test_info_counts(built):
     proc = run_distfold("data", "info", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     inf = json.loads(proc.stdout)
-    assert inf["splits"]["all"]["chains"] == 6
-    assert sum(inf["splits"]["all"]["length_bins"].values()) == 6
+    assert inf["splits"]["all"]["chains"] == 8
+    assert sum(inf["splits"]["all"]["length_bins"].values()) == 8
+    assert inf["splits"]["all"]["length_bins"]["64-127"] == 2
     assert inf["splits"]["all"]["length_bins"]["512+"] == 1 and inf["splits"]["all"]["length_bins"]["256-511"] == 2
-    assert sum(inf["splits"][s]["chains"] for s in ("train", "val") if s in inf["splits"]) == 6
+    assert sum(inf["splits"][s]["chains"] for s in ("train", "val") if s in inf["splits"]) == 8
     text = run_distfold("data", "info", str(out))
     assert text.returncode == 0 and "128-255" in text.stdout
 
