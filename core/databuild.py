@@ -613,6 +613,7 @@ def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     log(f"{len(files)} structure files, {len(files) - len(todo)} excluded; parsing with {options.workers} "
         f"worker(s)")
     parsed = _parse_all(todo, options.workers, log)
+    t_parsed = time.perf_counter()
 
     cands: list[dict[str, Any]] = []
     for f, res in zip(todo, parsed):
@@ -676,7 +677,9 @@ def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     log(f"{len(kept)} chains after filters and duplicate merging; clustering at identity {options.identity}")
     ids = [c["record"]["id"] for c in kept]
     seqs = [c["record"]["sequence"] for c in kept]
+    t_fam = time.perf_counter()
     fams, links, n_aligned = families(ids, seqs, options.identity, options.max_evalue, options.workers, log)
+    t_cluster = time.perf_counter()
     fixed = [c["record"].get("dir_split") for c in kept] if options.split_by_dir else None
     splits = split_families(fams, options.val_fraction, options.seed, fixed)
     fam_size: dict[str, int] = {}
@@ -701,7 +704,8 @@ def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     n_skipped = sum(1 for row in report if row[3] == "skipped")
     stats = {"files": len(files), "files_failed": n_failed, "skipped": n_skipped, "chains": len(records),
              "pairs_aligned": n_aligned, "family_joins": len(links), "families_across_splits": len(cross),
-             "build_seconds": round(elapsed, 1)}
+             "build_seconds": round(elapsed, 1), "parse_seconds": round(t_parsed - t0, 1),
+             "family_seconds": round(t_cluster - t_fam, 1)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "dataset.json").unlink(missing_ok=True)
     report.sort(key=lambda row: (row[0], row[1]))

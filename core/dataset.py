@@ -11,12 +11,22 @@ A dataset directory holds:
        "length": int (len(sequence)), "n_observed": int, "weight": float (1 / family size),
        "offset": int (first row in coords.npy), "duplicates": [str, ...], ...}
 
+  Written by ``distfold data build`` (distfold.databuild) as well, all optional for readers:
+  ``"breaks": [int, ...]`` (indices i where residues i-1 and i both have coordinates but
+  their C-alpha atoms are > 4.2 Å apart: residues missing between them that the file does
+  not list), ``"seqres": bool`` (the sequence is the file's full sequence, so unobserved
+  residues are present and masked; False: observed residues only), ``"resolution": float|null``
+  (Å), ``"method": str|null``. ``dataset.json`` then also has ``"build"`` (counts and
+  timings) and ``"families_across_splits"``.
+
 - ``coords.npy``: (sum of lengths, 3) float32 C-alpha coordinates in Å; rows of
   residues without coordinates (unobserved, masked) are NaN. Chain ``k``
   occupies rows ``offset_k .. offset_k + length_k``; its mask is
   ``np.isfinite(rows).all(1)``. Masked residues are excluded from every loss
   and metric; coordinates are never interpolated.
-- ``report.tsv``: every input file with its status (``ok``/``skipped``/``failed``) and reason.
+- ``report.tsv``: tab-separated ``file, chain, id, status, reason``: every input file (``-`` as
+  chain for a file that failed or was excluded as a whole) and every chain, with its status
+  (``ok``/``skipped``/``failed``) and reason.
 """
 
 from __future__ import annotations
