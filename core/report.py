@@ -944,7 +944,10 @@ _PAGE_JS = r"""
     cx.drawImage(c, 0, 0);
     var px = cx.getImageData(0, 0, c.width, c.height).data;
     var mc = hexToRgb(D.colours.model), rc = hexToRgb(D.colours.reference);
-    var nonbg = 0, modelLike = 0, refLike = 0;
+    var bands = D.colours.bands.map(function (b) { return hexToRgb(b[1]); });
+    var nonbg = 0, modelLike = 0, refLike = 0, bandLike = 0;
+    // single mode: model and reference colours; confidence/lDDT modes: band colours (reference is grey)
+    var single = document.getElementById("colour-mode").value === "single";
     function hueClose(r, g, b, ref) {
       // same chromaticity up to shading: compare normalised colour vectors
       var s = r + g + b, t = ref[0] + ref[1] + ref[2];
@@ -956,9 +959,24 @@ _PAGE_JS = r"""
       if (px[k + 3] === 0 || (r > 245 && g > 245 && b > 245)) continue;
       nonbg++;
       if (hueClose(r, g, b, mc)) modelLike++;
-      else if (hueClose(r, g, b, rc)) refLike++;
+      else if (single ? hueClose(r, g, b, rc) : false) refLike++;
+      else if (!single && bands.some(function (bc) { return hueClose(r, g, b, bc); })) bandLike++;
     }
-    out.pixels = px.length / 4; out.nonBackground = nonbg; out.modelColoured = modelLike; out.referenceColoured = refLike;
+    out.pixels = px.length / 4; out.nonBackground = nonbg; out.modelColoured = modelLike;
+    out.referenceColoured = refLike; out.confidenceColoured = bandLike;
+    return out;
+  }
+
+  function colourModeCheck() {
+    // Switch the colouring as a user would (every mode offered), redraw, measure, restore.
+    var sel = document.getElementById("colour-mode"), initial = sel.value, out = {};
+    Array.prototype.forEach.call(sel.options, function (o) {
+      sel.value = o.value; applyStyle();
+      var v = viewerCheck();
+      out[o.value] = {nonBackground: v.nonBackground, modelColoured: v.modelColoured,
+                      confidenceColoured: v.confidenceColoured, referenceColoured: v.referenceColoured};
+    });
+    sel.value = initial; applyStyle();
     return out;
   }
 
@@ -1012,6 +1030,7 @@ _PAGE_JS = r"""
 
   // ------------------------------------------------------------ self-check
   try { selftest.viewer = viewerCheck(); } catch (e) { selftest.errors.push("viewer check: " + e); }
+  try { if (viewer) selftest.colourModes = colourModeCheck(); } catch (e) { selftest.errors.push("colour modes: " + e); }
   document.querySelectorAll("#metrics td.val").forEach(function (td) {
     selftest.table.push({key: td.getAttribute("data-key"), value: td.getAttribute("data-value"), text: td.textContent});
   });

@@ -268,6 +268,9 @@ def test_predict_record_page_renders_in_chromium(tmp_path):
     assert_rendered(st, n_model=len(chain), n_reference=0, maps=("map-pred",))
     # coloured by confidence bands, not the single model colour
     assert st["viewer"]["modelColoured"] < 0.05 * st["viewer"]["nonBackground"], st["viewer"]
+    assert st["viewer"]["confidenceColoured"] > 0.5 * st["viewer"]["nonBackground"], st["viewer"]
+    assert set(st["colourModes"]) == {"single", "confidence"}
+    assert st["colourModes"]["single"]["modelColoured"] > 0.15 * st["viewer"]["nonBackground"], st["colourModes"]
     scores = json.loads((tmp_path / "out" / "helix.scores.json").read_text())
     assert_table_matches(st, {k: v for k, v in scores.items() if k != "sequence"})
     assert st["perResidue"]["series"] == ["confidence"]
@@ -313,6 +316,14 @@ def _check_compare_page(page: Path, result: dict, tmp_path: Path, n: int, screen
     assert_rendered(st, n_model=n, n_reference=n, maps=("map-pred", "map-true", "map-diff"))
     assert_table_matches(st, result)
     assert st["perResidue"] == {"present": True, "series": ["confidence", "lDDT × 100"]}
+    # colouring on demand: model colour by default; by confidence / lDDT the model's
+    # pixels take the band colours instead
+    modes = st["colourModes"]
+    assert set(modes) == {"single", "confidence", "lddt"}
+    assert modes["single"]["modelColoured"] > 200
+    for mode in ("confidence", "lddt"):
+        assert modes[mode]["confidenceColoured"] > 200, modes
+        assert modes[mode]["modelColoured"] < 0.2 * modes["single"]["modelColoured"], modes
     return st
 
 
