@@ -104,6 +104,9 @@ class BuildOptions:
         return {"min_length": self.min_length, "max_unknown": self.max_unknown, "identity": self.identity,
                 "val_fraction": self.val_fraction, "seed": self.seed, "split_by_dir": self.split_by_dir,
                 "excluded_ids": len(self.exclude), "identity_definition": IDENTITY_DEFINITION,
+                "relation_definition": "related = identity >= identity and best local alignment (BLOSUM62, "
+                                       "gap 11/1) Karlin-Altschul E-value <= max_evalue; families = single "
+                                       "linkage over related pairs",
                 "break_distance": BREAK_DISTANCE, "kmer": KMER,
                 "max_evalue": self.max_evalue, "diagonal_band": DIAGONAL_BAND,
                 "min_diagonal_hits": MIN_DIAGONAL_HITS}
@@ -745,6 +748,7 @@ def dataset_info(ds) -> dict[str, Any]:
         out["splits"][split] = {
             "chains": len(recs), "families": len(fam_sizes),
             "largest_families": sizes[:5], "singleton_families": sum(1 for s in sizes if s == 1),
+            "families_by_size": {str(k): sizes.count(k) for k in sorted(set(sizes))},
             "residues": int(sum(r["length"] for r in recs)),
             "observed_residues": int(sum(r.get("n_observed", r["length"]) for r in recs)),
             "chains_with_masked_residues": sum(1 for r in recs if r.get("n_observed", r["length"]) < r["length"]),
