@@ -702,8 +702,10 @@ def write_evaluation_reports(report_dir: str | os.PathLike, metrics: Mapping[str
             if log:
                 log(f"{cid}  report FAILED: {exc}")
         rows.append({"name": cid, "href": href, **chain})
+    for f in metrics.get("failed") or []:  # chains evaluate could not score: listed, no page
+        rows.append({"name": str(f.get("id")), "href": None, "length": f.get("length"), "error": f.get("error")})
     present = {k for row in rows for k, _ in flatten_metrics(row)}
-    columns = [c for c in EVALUATION_COLUMNS if c in present]
+    columns = [c for c in (*EVALUATION_COLUMNS, "error") if c in present]
     ds = metrics.get("dataset") or {}
     info = {"dataset": ds.get("path"), "split": ds.get("split"), "chains": len(rows),
             "model": (metrics.get("model") or {}).get("name")}
