@@ -106,7 +106,7 @@ def save_training_state(path: Path, optimizer: torch.optim.Optimizer, scheduler:
     tensors, opt_meta = optimizer_state_to_flat(optimizer.state_dict())
     tensors["rng/torch"] = torch.get_rng_state().clone()
     save_file(tensors, str(path / STATE_TENSORS), metadata={"format": "pt"})
-    sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+    sched = scheduler.state_dict()  # LambdaLR: lr_lambdas is [None] for plain functions
     doc = dict(trainer)
     doc.update({"optimizer": opt_meta, "scheduler": sched, "sampler_rng": sampler_state})
     with atomic_write(path / STATE_JSON) as fh:

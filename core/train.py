@@ -438,25 +438,10 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
     interrupted = False
     try:
         while step < total:
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for micro in range(opts.grad_accum):
-                batch = sampler.batch(opts.batch_size)
-                size = max(len(s) for s in batch["sequences"])
-                target, pmask = pair_targets(batch["coords"], model.normaliser, size)
-                sync = micro == opts.grad_accum - 1 or dist.world == 1
-                ctx = net.no_sync() if (not sync and hasattr(net, "no_sync")) else _null()
-                with ctx:
-                    out = net(batch["sequences"], batch["lengths"], batch["starts"])
-                    loss = model.head.loss(out, target, pmask) / opts.grad_accum
-                    loss.backward()
-                step_loss += float(loss.detach())
+            step_loss = training_step(net, model, [sampler.batch(opts.batch_size) for _ in range(opts.grad_accum)],
+                                      optimizer, scheduler, params, opts.clip_grad)
             if not math.isfinite(step_loss):
                 raise DistfoldError(f"training diverged at step {step + 1} (loss {step_loss}); lower --lr")
-            if opts.clip_grad > 0:
-                torch.nn.utils.clip_grad_norm_(params, opts.clip_grad)
-            optimizer.step()
-            scheduler.step()
             step += 1
             loss_acc += step_loss
             n_acc += 1
@@ -511,6 +496,31 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
     if dist.world > 1:
         torch.distributed.destroy_process_group()
     return summary
+
+
+def training_step(net: torch.nn.Module, model: DistanceModel, batches: list[dict[str, Any]],
+                  optimizer: torch.optim.Optimizer, scheduler: Any, params: list[torch.nn.Parameter],
+                  clip_grad: float) -> float:
+    """One optimizer step over ``len(batches)`` accumulated micro-batches (from
+    :meth:`CropSampler.batch`); ``net`` is the model or its DDP wrapper. Returns the loss."""
+    optimizer.zero_grad(set_to_none=True)
+    step_loss = 0.0
+    for micro, batch in enumerate(batches):
+        size = max(len(s) for s in batch["sequences"])
+        target, pmask = pair_targets(batch["coords"], model.normaliser, size)
+        last = micro == len(batches) - 1
+        ctx = net.no_sync() if (not last and hasattr(net, "no_sync")) else _null()
+        with ctx:
+            out = net(batch["sequences"], batch["lengths"], batch["starts"])
+            loss = model.head.loss(out, target, pmask) / len(batches)
+            loss.backward()
+        step_loss += float(loss.detach())
+    if math.isfinite(step_loss):
+        if clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(params, clip_grad)
+        optimizer.step()
+        scheduler.step()
+    return step_loss
 
 
 def _rank_weight_spread(model: torch.nn.Module) -> float:
