@@ -739,7 +739,7 @@ def build_index(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], *, t
         cell = f'<a href="{html.escape(str(href), quote=True)}">{name}</a>' if href else name
         tds = "".join(
             f'<td class="val" data-key="{html.escape(c, quote=True)}" data-value="{html.escape(json_value(flat.get(c)), quote=True)}">'
-            f"{html.escape(format_value(flat.get(c)))}</td>" for c in columns)
+            f"{html.escape(format_value(flat[c]) if c in flat else '–')}</td>" for c in columns)
         body.append(f"<tr><td>{cell}</td>{tds}</tr>")
     info_html = "".join(f"<div><span class=\"muted\">{html.escape(str(k))}:</span> {html.escape(str(v))}</div>"
                         for k, v in (info or {}).items())
