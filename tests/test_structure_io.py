@@ -240,3 +240,24 @@ def test_random_text_reads_or_fails_with_input_error(tmp_path, fmt, text):
     ch = _read(tmp_path, fmt, text)
     if ch is not None:
         assert len(ch.sequence) == len(ch.ca) and np.isfinite(ch.ca).all()
+
+
+def test_atomic_write_gives_usual_permissions_and_no_partial_file(tmp_path):
+    import os
+    import stat
+
+    from distfold.fileio import atomic_write
+
+    target = tmp_path / "out.txt"
+    with atomic_write(target) as fh:
+        fh.write("complete")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+    try:
+        with atomic_write(tmp_path / "half.txt") as fh:
+            fh.write("partial")
+            raise RuntimeError("interrupted")
+    except RuntimeError:
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
