@@ -19,6 +19,7 @@ from trainkit import make_dataset
 torch = pytest.importorskip("torch")
 from safetensors.numpy import load_file  # noqa: E402
 
+from distfold.errors import DistfoldError  # noqa: E402
 from distfold.model import DistanceModel  # noqa: E402
 from distfold.train import TrainOptions, lr_factor, train  # noqa: E402
 
@@ -116,27 +117,34 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
         time.sleep(0.02)
 
 
+def _tiny_opts(**kw) -> TrainOptions:
+    base = dict(backbone_params={"preset": "tiny"}, crop=64, batch_size=4, lr=3e-3, warmup=2, log_every=1, seed=0)
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted(dataset, tmp_path):
-    args = [str(dataset), *TINY, "--max-steps", "24", "--save-every", "6", "--keep", "0"]
-    full = _run(*args, "-o", str(tmp_path / "full"))
-    assert full.returncode == 0, full.stderr[-2000:]
+    torch.set_num_threads(1)
+    train(dataset, tmp_path / "full", _tiny_opts(max_steps=24, save_every=6, keep=0), quiet=True)
     part = tmp_path / "part"
-    proc = subprocess.Popen(_cmd(*args, "-o", str(part)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    args = [str(dataset), *TINY, "--max-steps", "24", "--save-every", "6", "--keep", "0", "-o", str(part)]
+    proc = subprocess.Popen(_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     _wait_for(part / "checkpoints" / "step-0000006" / "trainer_state.json", proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     assert not (part / "config.json").exists()  # it really stopped before the end
-    resumed = _run(*args, "-o", str(part), "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming from" in resumed.stderr
+    summary = train(dataset, part, _tiny_opts(max_steps=24, save_every=6, keep=0), resume=True, quiet=True)
+    assert summary["steps"] == 24
     a, b = _weights(tmp_path / "full"), _weights(part)
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
+@pytest.mark.slow
 def test_sigint_saves_checkpoint_then_resume(dataset, tmp_path):
     out = tmp_path / "m"
     args = [str(dataset), *TINY, "--max-steps", "100000", "-o", str(out)]
@@ -150,26 +158,30 @@ def test_sigint_saves_checkpoint_then_resume(dataset, tmp_path):
     ckpts = sorted((out / "checkpoints").iterdir())
     assert len(ckpts) == 1 and (ckpts[0] / "trainer_state.json").is_file()
     step = json.loads((ckpts[0] / "trainer_state.json").read_text())["step"]
-    again = _run(str(dataset), *TINY, "--max-steps", str(step + 2), "-o", str(out), "--resume")
-    assert again.returncode == 0, again.stderr[-2000:]
+    torch.set_num_threads(1)
+    train(dataset, out, _tiny_opts(max_steps=step + 2), resume=True, quiet=True)
     assert json.loads((out / "config.json").read_text())["training"]["step"] == step + 2
 
 
 def test_fresh_run_refuses_existing_checkpoints(trained, dataset):
     out, _ = trained
-    r = _run(str(dataset), *TINY, "--max-steps", "2", "-o", str(out))
-    assert r.returncode == 1
-    assert "--resume" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(DistfoldError, match="--resume"):
+        train(dataset, out, _tiny_opts(max_steps=2), quiet=True)
 
 
 def test_bad_dataset_is_one_line_error(tmp_path):
+    from click.testing import CliRunner
+
+    from distfold.cli.main import cli
+
     (tmp_path / "empty").mkdir()
-    r = _run(str(tmp_path / "empty"), "-o", str(tmp_path / "m"))
-    assert r.returncode == 1
-    assert r.stderr.strip().startswith("Error:") and len(r.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "m").exists()
+    r = CliRunner().invoke(cli, ["train", str(tmp_path / "empty"), "-o", str(tmp_path / "m")])
+    assert r.exit_code == 1
+    assert r.output.strip().startswith("Error:") and len(r.output.strip().splitlines()) == 1
+    assert "dataset" in r.output and not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(dataset, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
