@@ -127,9 +127,90 @@ def test_noisy_helical_chain_gets_the_right_hand():
 def test_negative_eigenvalue_share_reports_non_euclidean_input():
     x = ca(HELICAL)
     d = noisy(cdist(x, x), 0.2, seed=3)
-    share = ClassicalMDS().reconstruct(d).diagnostics["negative_eigenvalue_share"]
-    assert 0.05 < share < 0.6
-    assert ClassicalMDS(negative_share=False).reconstruct(d).diagnostics["negative_eigenvalue_share"] is None
+    diag = ClassicalMDS().reconstruct(d).diagnostics
+    assert 0.05 < diag["negative_eigenvalue_share"] < 0.6
+    assert diag["negative_eigenvalue_share_method"] == "exact"  # 127 residues: below the default threshold
+    off = ClassicalMDS(negative_share=False).reconstruct(d).diagnostics
+    assert off["negative_eigenvalue_share"] is None and off["negative_eigenvalue_share_method"] is None
+
+
+# The estimate's largest error measured by benchmarks/bench_negative_share.py at L = 313
+# (5 real chains, noise 0.05-0.5, 5 probe seeds, default 8 probes x 10 steps) was 0.0071.
+SLQ_TOL = 0.01
+
+
+def _exact_share(d: np.ndarray) -> float:
+    """The textbook definition: every eigenvalue of -1/2 J D^2 J, J formed explicitly."""
+    n = len(d)
+    j = np.eye(n) - 1.0 / n
+    lam = np.linalg.eigvalsh(-0.5 * j @ (d**2) @ j)
+    return float(-lam[lam < 0].sum() / np.abs(lam).sum())
+
+
+def test_exact_share_is_every_eigenvalue_below_the_threshold():
+    x = ca(HELICAL)
+    d = noisy(cdist(x, x), 0.2, seed=3)
+    diag = ClassicalMDS().reconstruct(d).diagnostics
+    assert diag["negative_eigenvalue_share_method"] == "exact"
+    assert abs(diag["negative_eigenvalue_share"] - _exact_share(d)) < 1e-12
+
+
+def test_estimated_share_is_close_to_the_exact_one_on_a_real_noisy_313_residue_chain():
+    x = ca(LONG)
+    assert len(x) == 313
+    d = noisy(cdist(x, x), 0.2, seed=12)
+    exact = _exact_share(d)
+    forced = ClassicalMDS(negative_share_exact_max_length=10**6).reconstruct(d).diagnostics
+    assert forced["negative_eigenvalue_share_method"] == "exact"
+    assert abs(forced["negative_eigenvalue_share"] - exact) < 1e-12
+    estimates = []
+    for seed in range(4):
+        diag = ClassicalMDS(negative_share_exact_max_length=100, seed=seed).reconstruct(d).diagnostics
+        assert diag["negative_eigenvalue_share_method"] == "slq"
+        estimates.append(diag["negative_eigenvalue_share"])
+    assert np.all(np.abs(np.array(estimates) - exact) < SLQ_TOL), (estimates, exact)
+    assert len(set(estimates)) == len(estimates)  # the seed really draws other probes
+    # default config at 313 residues: the estimate, reported as such
+    assert ClassicalMDS().reconstruct(d).diagnostics["negative_eigenvalue_share_method"] == "slq"
+
+
+def test_estimated_share_is_deterministic_and_shared_by_every_reconstructor():
+    x = ca(LONG)
+    d = noisy(cdist(x, x), 0.2, seed=13)
+    cfg = {"negative_share_exact_max_length": 0, "seed": 5}
+    first = ClassicalMDS(**cfg).reconstruct(d).diagnostics
+    again = ClassicalMDS(**cfg).reconstruct(d).diagnostics
+    assert first["negative_eigenvalue_share"] == again["negative_eigenvalue_share"]  # bitwise
+    for factory in (SMACOF, Refine):
+        other = factory(**cfg).reconstruct(d).diagnostics
+        assert other["negative_eigenvalue_share_method"] == "slq"
+        assert other["negative_eigenvalue_share"] == first["negative_eigenvalue_share"]
+    assert abs(first["negative_eigenvalue_share"] - _exact_share(d)) < SLQ_TOL
+
+
+def test_slq_abs_trace_is_exact_when_the_krylov_space_is_exhausted():
+    """For a diagonal matrix z'|A|z = tr|A| for every Rademacher z, and Lanczos
+    with more steps than distinct eigenvalues (here 7 of 40: the probes break
+    down early) integrates |x| exactly; deflated columns drop out. (Products are
+    float32: exact up to its round-off.)"""
+    from distfold.plugins.mds_classical.classical import negative_eigenvalue_share, slq_abs_trace
+
+    vals = np.array([-3.0, -1.0, 0.0, 2.0, 5.0, 8.0, 40.0])[np.arange(40) % 7]
+    a = np.diag(vals)
+    assert np.isclose(slq_abs_trace(a, 3, 15, seed=0), np.abs(vals).sum(), rtol=1e-6)
+    u = np.eye(40)[:, [6, 13]]  # two of the eigenvalue-40 directions
+    assert np.isclose(slq_abs_trace(a, 3, 15, seed=1, deflate=u), np.abs(vals).sum() - 80.0, rtol=1e-6)
+    share, method = negative_eigenvalue_share(a, exact_max_length=0, steps=15, top=(np.array([40.0, 40.0]), u))
+    assert method == "slq"
+    assert np.isclose(share, -vals[vals < 0].sum() / np.abs(vals).sum(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [{"negative_share_probes": 0}, {"negative_share_steps": 0},
+                                 {"negative_share_exact_max_length": -1}])
+@pytest.mark.parametrize("method", ["classical", "smacof", "refine"])
+def test_bad_share_settings_are_refused(method, bad):
+    with pytest.raises(ValueError, match="negative_share"):
+        FACTORIES[method](**bad)
 
 
 # -- against the references ---------------------------------------------------------

@@ -27,6 +27,8 @@ from scipy.spatial.distance import cdist
 
 from distfold.components import Configurable, Reconstruction
 from distfold.distmat import CheckedDistances, check_distances, finish
+from distfold.plugins.mds_classical.classical import (SHARE_EXACT_MAX_LENGTH, SHARE_PROBES, SHARE_STEPS,
+                                                     check_share_settings)
 from distfold.plugins.mds_smacof.smacof import SMACOF, final_stress
 
 
@@ -112,8 +114,9 @@ class Refine(Configurable):
                  lbfgs_max_iter: int = 500,
                  lbfgs_ftol: float = 1e-9, lbfgs_gtol: float = 1e-6, lbfgs_memory: int = 10,
                  max_iter: int = 300, eps: float = 1e-6, relaxation: float = 1.0, block_size: int = 256,
-                 negative_share: bool = True, lanczos_min_length: int = 64, lanczos_tol: float = 1e-10,
-                 seed: int = 0):
+                 negative_share: bool = True, negative_share_exact_max_length: int = SHARE_EXACT_MAX_LENGTH,
+                 negative_share_probes: int = SHARE_PROBES, negative_share_steps: int = SHARE_STEPS,
+                 lanczos_min_length: int = 64, lanczos_tol: float = 1e-10, seed: int = 0):
         self.bond_length = float(bond_length)
         self.bond_weight = float(bond_weight)
         self.clash_distance = float(clash_distance)
@@ -129,15 +132,23 @@ class Refine(Configurable):
         self.relaxation = float(relaxation)
         self.block_size = int(block_size)
         self.negative_share = bool(negative_share)
+        self.negative_share_exact_max_length = int(negative_share_exact_max_length)
+        self.negative_share_probes = int(negative_share_probes)
+        self.negative_share_steps = int(negative_share_steps)
         self.lanczos_min_length = int(lanczos_min_length)
         self.lanczos_tol = float(lanczos_tol)
         self.seed = int(seed)
         if min(self.bond_weight, self.clash_weight) < 0 or self.bond_length < 0 or self.clash_distance < 0:
             raise ValueError("bond/clash weights and lengths must be >= 0")
+        check_share_settings(self.negative_share_exact_max_length, self.negative_share_probes,
+                             self.negative_share_steps)
 
     def _smacof(self) -> SMACOF:
         return SMACOF(max_iter=self.max_iter, eps=self.eps, relaxation=self.relaxation, block_size=self.block_size,
-                      negative_share=self.negative_share, lanczos_min_length=self.lanczos_min_length,
+                      negative_share=self.negative_share,
+                      negative_share_exact_max_length=self.negative_share_exact_max_length,
+                      negative_share_probes=self.negative_share_probes,
+                      negative_share_steps=self.negative_share_steps, lanczos_min_length=self.lanczos_min_length,
                       lanczos_tol=self.lanczos_tol, seed=self.seed)
 
     def reconstruct(self, distances, weights=None) -> Reconstruction:

@@ -30,7 +30,8 @@ from scipy.spatial.distance import cdist
 
 from distfold.components import Configurable, Reconstruction
 from distfold.distmat import CheckedDistances, check_distances, finish, stress
-from distfold.plugins.mds_classical.classical import classical_embedding
+from distfold.plugins.mds_classical.classical import (SHARE_EXACT_MAX_LENGTH, SHARE_PROBES, SHARE_STEPS,
+                                                     check_share_settings, classical_embedding)
 
 
 def weight_laplacian(w: np.ndarray) -> np.ndarray:
@@ -200,18 +201,24 @@ class SMACOF(Configurable):
     eps: stop when the stress decrease relative to sum w |x_i - x_j|^2 falls below it.
     relaxation: update X + a (G(X) - X); 1 plain, 2 over-relaxed (never raises stress).
     block_size: residues per block of the pair loop (speed only; results agree to round-off).
-    negative_share / lanczos_min_length / lanczos_tol / seed: the classical-MDS
-        start (see :class:`distfold.plugins.mds_classical.classical.ClassicalMDS`).
+    negative_share / negative_share_exact_max_length / negative_share_probes /
+        negative_share_steps / lanczos_min_length / lanczos_tol / seed: the
+        classical-MDS start and its negative-eigenvalue share (see
+        :class:`distfold.plugins.mds_classical.classical.ClassicalMDS`).
     """
 
     def __init__(self, max_iter: int = 300, eps: float = 1e-6, relaxation: float = 1.0, block_size: int = 256,
-                 negative_share: bool = True, lanczos_min_length: int = 64, lanczos_tol: float = 1e-10,
-                 seed: int = 0):
+                 negative_share: bool = True, negative_share_exact_max_length: int = SHARE_EXACT_MAX_LENGTH,
+                 negative_share_probes: int = SHARE_PROBES, negative_share_steps: int = SHARE_STEPS,
+                 lanczos_min_length: int = 64, lanczos_tol: float = 1e-10, seed: int = 0):
         self.max_iter = int(max_iter)
         self.eps = float(eps)
         self.relaxation = float(relaxation)
         self.block_size = int(block_size)
         self.negative_share = bool(negative_share)
+        self.negative_share_exact_max_length = int(negative_share_exact_max_length)
+        self.negative_share_probes = int(negative_share_probes)
+        self.negative_share_steps = int(negative_share_steps)
         self.lanczos_min_length = int(lanczos_min_length)
         self.lanczos_tol = float(lanczos_tol)
         self.seed = int(seed)
@@ -219,11 +226,14 @@ class SMACOF(Configurable):
             raise ValueError(f"relaxation must be in (0, 2], got {relaxation}")
         if self.max_iter < 0 or self.block_size < 1:
             raise ValueError("max_iter must be >= 0 and block_size >= 1")
+        check_share_settings(self.negative_share_exact_max_length, self.negative_share_probes,
+                             self.negative_share_steps)
 
     def embed(self, checked: CheckedDistances) -> tuple[np.ndarray, dict[str, Any]]:
         """Coordinates (hand not yet chosen) and diagnostics for checked input."""
         x0, info = classical_embedding(checked, self.negative_share, self.lanczos_min_length,
-                                       self.lanczos_tol, self.seed)
+                                       self.lanczos_tol, self.seed, self.negative_share_exact_max_length,
+                                       self.negative_share_probes, self.negative_share_steps)
         x, loop = smacof_loop(checked, x0, self.max_iter, self.eps, self.relaxation, self.block_size)
         info = {**info, "iterations": loop["iterations"], "converged": loop["converged"],
                 "stress_classical": loop["stress_start"]}
