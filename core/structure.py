@@ -143,6 +143,7 @@ def chains_of(structure, source: str = "") -> list[Chain]:
     out = []
     for ch in model:
         letters, coords, ids, bfs = [], [], [], []
+        named_unk = False  # an explicit UNK (unknown amino acid), e.g. a trace written without a sequence
         for res in ch:
             hetflag, resseq, icode = res.id
             if hetflag == "W":
@@ -160,7 +161,8 @@ def chains_of(structure, source: str = "") -> list[Chain]:
             coords.append(xyz)
             ids.append((int(resseq), str(icode).strip()))
             bfs.append(float(atom.get_bfactor()))
-        if letters and any(l != UNKNOWN for l in letters):
+            named_unk = named_unk or res.get_resname().strip().upper() == "UNK"
+        if letters and (named_unk or any(l != UNKNOWN for l in letters)):
             out.append(Chain(source, ch.id, "".join(letters), np.array(coords, dtype=np.float64).reshape(-1, 3),
                              ids, np.array(bfs)))
     return out
@@ -270,7 +272,7 @@ def _pdb_seqres(text: str) -> dict[str, FullSequence]:
     out = {}
     for chain, resnames in names.items():
         seq = _letters(resnames)
-        if seq and any(c != UNKNOWN for c in seq):
+        if seq and ("UNK" in resnames or any(c != UNKNOWN for c in seq)):
             out[chain] = FullSequence(seq)
     return out
 
@@ -311,7 +313,8 @@ def _cif_sequences(text: str, path: Path) -> dict[str, FullSequence]:
                 except ValueError:
                     pass
                 letters.append(letter)
-            if letters and any(c != UNKNOWN for c in letters):
+            named_unk = any(name.strip().upper() == "UNK" for name, _, _ in by_id.values())
+            if letters and (named_unk or any(c != UNKNOWN for c in letters)):
                 out[chain] = FullSequence("".join(letters), scheme or None)
         if out:
             return out

@@ -157,3 +157,42 @@ def test_unknown_method_is_usage_error_in_a_real_process(tmp_path):
     res = run_distfold("reconstruct", str(tmp_path / "d.txt"), "-o", str(tmp_path / "m.pdb"), "--json")
     assert res.returncode == 0 and res.stderr == ""
     assert json.loads(res.stdout)["length"] == 2
+
+
+@pytest.mark.parametrize("suffix", [".pdb", ".cif"])
+def test_output_without_sequence_reads_back_and_compares_to_itself(files, chain, suffix):
+    """Without --sequence every residue is written as UNK; distfold must read its own file."""
+    tmp, _ = files
+    out = tmp / f"unk{suffix}"
+    res = invoke(tmp / "d.npy", "-o", out)
+    assert res.exit_code == 0, res.output
+    assert "UNK" in out.read_text()
+    back = read_chain(out)
+    assert back.chain_id == "A" and back.sequence == "X" * len(chain.ca)
+    assert rmsd_proper(back.ca, chain.ca) < 0.01
+    # an all-unknown sequence carries nothing to align on: residues pair by number
+    res = CliRunner().invoke(cli, ["compare", str(out), str(out), "--by-number", "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["status"] == "ok" and info["n_aligned"] == len(chain.ca)
+    assert info["rmsd"] < 1e-9 and info["tm_score"] == pytest.approx(1.0)
+
+
+def test_unk_chains_are_read_but_hetero_groups_still_ignored(tmp_path):
+    """UNK residues with a C-alpha make a chain; calcium ions (residue CA, atom CA), a ligand
+    and waters do not, even where they are the only thing in their chain."""
+    def atom(rec, serial, name, resname, chain_id, resseq, x):
+        return (f"{rec:<6}{serial:>5} {name:<4} {resname:>3} {chain_id}{resseq:>4}    "
+                f"{x:8.3f}{0.0:8.3f}{0.0:8.3f}{1.0:6.2f}{0.0:6.2f}          {name[:1] if rec == 'ATOM' else 'CA':>2}")
+    lines = [atom("ATOM", k + 1, "CA", "UNK", "A", k + 1, 3.8 * k) for k in range(4)]
+    lines += [atom("HETATM", 10 + k, "CA", "CA", "B", 100 + k, 50.0 + 5 * k) for k in range(3)]
+    lines += [atom("HETATM", 20, "C1", "HEM", "C", 200, 70.0), atom("HETATM", 21, "O", "HOH", "C", 300, 80.0)]
+    path = tmp_path / "mixed.pdb"
+    path.write_text("\n".join(lines) + "\nEND\n")
+    from distfold.structure import chains_of, load_structure
+
+    chains = chains_of(load_structure(path))
+    assert [(c.chain_id, c.sequence) for c in chains] == [("A", "XXXX")]
+    assert np.allclose(chains[0].ca[:, 0], 3.8 * np.arange(4))
+    with pytest.raises(Exception, match="chain 'B' not found"):
+        read_chain(path, "B")
