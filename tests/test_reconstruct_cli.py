@@ -78,6 +78,7 @@ def test_json_prints_the_diagnostics(files):
                 "handedness_margin"):
         assert key in diag
     assert info["config"]["negative_share"] is True
+    assert diag["negative_eigenvalue_share_method"] == "exact"  # 96 residues
 
 
 def test_sequence_from_fasta_and_weights_file(files, chain):
