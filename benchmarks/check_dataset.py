@@ -38,12 +38,96 @@ def _chunk(args):
     return out
 
 
+def _ca_residues(path: str) -> int:
+    """Distinct (chain, residue number, insertion code, segment) with a CA atom in model 1, by plain text."""
+    from distfold.fileio import read_text
+    from distfold.structure import residue_letter, split_pdb_chain_segments
+
+    text = read_text(path)
+    if path.endswith((".cif", ".cif.gz", ".mmcif", ".mmcif.gz")):
+        return -1
+    text, _ = split_pdb_chain_segments(text)
+    seen = set()
+    for line in text.splitlines():
+        if line.startswith("ENDMDL"):
+            break
+        if line.startswith(("ATOM  ", "HETATM")) and line[12:16] == " CA " and residue_letter(line[17:20]):
+            seen.add((line[21], line[22:27]))
+    return len(seen)
+
+
+def check_sequences(ds, chains_path: str) -> dict:
+    """Compare each reference uid's sequence with the chains the dataset read from its file."""
+    from Bio.Align import PairwiseAligner
+
+    ref = {}
+    with open(chains_path) as fh:
+        for line in fh:
+            r = json.loads(line)
+            ref[r["uid"]] = r
+    by_stem: dict[str, list[dict]] = {}
+    for r in ds.records:
+        by_stem.setdefault(r["id"].split("_")[0], []).append(r)
+        for d in r.get("duplicates", []):
+            by_stem.setdefault(d.split("_")[0], []).append(r)
+    al = PairwiseAligner(mode="global")
+    al.match_score, al.mismatch_score, al.open_gap_score, al.extend_gap_score = 1, -2, -3, -1
+    out = {"identical": 0, "differences": {}, "files": 0, "files_fully_read": 0, "reference_uids_in_dataset": 0}
+    files_seen = set()
+    for uid, q in sorted(ref.items()):
+        recs = by_stem.get(uid)
+        if not recs:
+            continue
+        out["reference_uids_in_dataset"] += 1
+        src = recs[0]["source"]
+        if src not in files_seen and all(r["source"] == src for r in recs):
+            files_seen.add(src)
+        if any(r["sequence"] == q["sequence"] for r in recs):
+            out["identical"] += 1
+            continue
+        best = max(recs, key=lambda r: al.score(q["sequence"], r["sequence"]))
+        a = al.align(q["sequence"], best["sequence"])[0]
+        c = a.counts()
+        ra, oa = a[0], a[1]
+        ref_only = "".join(ra[k] for k in range(len(ra)) if oa[k] == "-")
+        ours_only = "".join(oa[k] for k in range(len(oa)) if ra[k] == "-")
+        item = {"uid": uid, "ref_len": len(q["sequence"]), "ours": best["id"], "ours_len": len(best["sequence"]),
+                "mismatches": c.mismatches, "ref_only": ref_only[:30], "ours_only_n": len(ours_only),
+                "chains_in_file": len({r["id"] for r in recs})}
+        if not ours_only and not c.mismatches and set(ref_only) <= set("HC"):
+            kind = "reference has H/C residues absent from the structure file"
+        elif not ours_only and not c.mismatches:
+            kind = "reference has other residues absent from the structure file"
+        elif not ref_only and not c.mismatches:
+            kind = "reference is part of the file's chain (file holds more)"
+        else:
+            kind = "other"
+        out["differences"].setdefault(kind, []).append(item)
+    # reader completeness: every C-alpha residue of the file read once (PDB files)
+    sources: dict[str, int] = {}
+    for r in ds.records:
+        sources[r["source"]] = sources.get(r["source"], 0) + r["n_observed"]
+    for r in ds.records:
+        for d in r.get("duplicates", []):
+            pass
+    n_ok = n_files = 0
+    for src, n in sources.items():
+        expect = _ca_residues(src)
+        if expect < 0:
+            continue
+        n_files += 1
+        n_ok += expect == n
+    out["files"], out["files_fully_read"] = n_files, n_ok
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("dataset")
     ap.add_argument("--chains", help="reference chains.jsonl (uid, sequence)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", help="write the full result here")
+    ap.add_argument("--no-split", action="store_true", help="skip the cross-split check")
     args = ap.parse_args()
     ds = Dataset(args.dataset)
     params = ds.meta.get("params", {})
@@ -51,31 +135,18 @@ def main() -> None:
     result: dict = {"dataset": args.dataset, "chains": len(ds.records), "identity": thr, "max_evalue": max_ev}
 
     if args.chains:
-        ref = {}
-        with open(args.chains) as fh:
-            for line in fh:
-                r = json.loads(line)
-                ref[r["uid"]] = r
-        same, diff, missing = 0, [], []
-        for r in ds.records:
-            q = ref.get(r["id"])
-            if q is None:
-                missing.append(r["id"])
-            elif q["sequence"] == r["sequence"]:
-                same += 1
-            else:
-                pos = [k for k, (x, y) in enumerate(zip(q["sequence"], r["sequence"])) if x != y]
-                diff.append({"id": r["id"], "len_ref": len(q["sequence"]), "len": len(r["sequence"]),
-                             "positions": pos[:20], "ref": [q["sequence"][k] for k in pos[:20]],
-                             "ours": [r["sequence"][k] for k in pos[:20]]})
-        ids = {r["id"] for r in ds.records} | {d for r in ds.records for d in r.get("duplicates", [])}
-        result["sequences"] = {"identical": same, "different": diff, "not_in_reference": missing,
-                               "reference_uids_absent_from_dataset": sorted(set(ref) - ids)}
-        print(f"sequences: {same} identical to the reference, {len(diff)} different, {len(missing)} ids not in "
-              f"the reference; {len(set(ref) - ids)} reference uids absent from the dataset (excluded or filtered)")
-        for d in diff[:20]:
-            print("  differs:", json.dumps(d))
-
+        result["sequences"] = check_sequences(ds, args.chains)
+        sq = result["sequences"]
+        print(f"sequences: {sq['identical']} of {sq['reference_uids_in_dataset']} reference uids present have an "
+              f"identical chain; {sq['files_fully_read']}/{sq['files']} files: every C-alpha residue of model 1 "
+              f"read exactly once")
+        for kind, items in sq["differences"].items():
+            print(f"  {kind}: {len(items)}  e.g. {items[:3]}")
+    if args.no_split:
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(result, fh, indent=2)
+        return
     seqs = [r["sequence"] for r in ds.records]
     tr = [i for i, r in enumerate(ds.records) if r["split"] == "train"]
     va = [i for i, r in enumerate(ds.records) if r["split"] == "val"]
