@@ -156,21 +156,27 @@ class PairAccumulator:
         covered = self.coverage > 0
         distance = self.M  # reused in place: the accumulator is spent after this
         variance = None
-        if self.has_variance:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                variance = np.where(covered, (self.V + self.S) / self.W, np.float32(np.inf)).astype(np.float32)
+        if self.has_variance:  # (V + S) / W in place, inf where no window saw the pair
+            variance = self.V
+            variance += self.S
+            self.S = None
+            np.divide(variance, self.W, out=variance, where=covered)
+            variance[~covered] = np.inf
         if not covered.all():
             profile = separation_fill(distance, covered) if fill is None else (
                 fill(distance, covered) if callable(fill) else np.asarray(fill, np.float32))
-            sep = _separation_index(self.length)
-            np.copyto(distance, np.asarray(profile, np.float32)[sep], where=~covered)
-            del sep
+            profile = np.asarray(profile, np.float32)
+            idx = np.arange(self.length)
+            for i in range(self.length):  # row by row: no (L, L) separation temporary
+                miss = ~covered[i]
+                if miss.any():
+                    distance[i, miss] = profile[np.abs(idx[miss] - i)]
         _symmetrise(distance)
         np.fill_diagonal(distance, 0.0)
         if variance is not None:
             _symmetrise(variance)
             np.fill_diagonal(variance, 0.0)
-        self.W = self.S = self.V = None  # free memory early
+        self.W = self.S = self.V = self.M = None  # the arrays now belong to the result
         return {"distance": distance, "variance": variance, "coverage": self.coverage}
 
 
@@ -183,11 +189,6 @@ def _symmetrise(a: np.ndarray) -> None:
             blk = (a[i:i + step, j:j + step] + a[j:j + step, i:i + step].T) * np.float32(0.5)
             a[i:i + step, j:j + step] = blk
             a[j:j + step, i:i + step] = blk.T
-
-
-def _separation_index(n: int) -> np.ndarray:
-    idx = np.arange(n, dtype=np.int32)
-    return np.abs(idx[:, None] - idx[None, :])
 
 
 def separation_profile(distance: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
