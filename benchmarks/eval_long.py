@@ -19,6 +19,18 @@ C-alphas, before reconstruction (the matrix: C-alpha lDDT, MAE) and after it
 - ``windowed+prior``: the same windows, uncovered pairs weighted like
   ``crop``'s prior pairs instead of 0 (a low, honest weight).
 
+With ``--segments`` a sixth, experimental prediction is scored:
+
+- ``windowed+segments``: the windows plus two-segment windows -- segments A and
+  B of ``--segment`` residues from distant parts of the chain, joined by a
+  spacer of ``--gap`` masked positions so that every A-B pair sits at an
+  apparent separation >= gap (the head clips separations at 32, so A-B pairs
+  read "far apart", which they are), with the separation prior fed at the
+  true separations -- merged by inverse variance like the windows. This needs
+  the model's internals (backbone.tokenize/model, head, normaliser, prior), so
+  it is not part of :mod:`distfold.windows`; it measures whether non-local
+  windows would help.
+
 The reconstructor is the same for all (default ``smacof``). Usage::
 
     python benchmarks/eval_long.py DATASET_DIR [--model DIR] [--split val] [--min-length 300] [--max-length 600]
@@ -63,6 +75,72 @@ def prior_variance(ds, prior, split: str = "train") -> np.ndarray:
     return var
 
 
+def predict_segments(model, seq: str, segs, gap: int, length: int | None = None):
+    """Two (or more) segments of ``seq`` joined by ``gap`` masked spacer positions.
+
+    Returns (idx (n,) residue indices, distance (n, n) Å, variance (n, n) Å^2). With
+    contiguous segments and gap 0 this equals ``model.predict`` on that window."""
+    import torch
+
+    n_full = len(seq) if length is None else length
+    parts, idx, real = [], [], []
+    for k, (s, e) in enumerate(segs):
+        if k:
+            parts.append("X" * gap)
+            real += [False] * gap
+        parts.append(seq[s:e])
+        idx += list(range(s, e))
+        real += [True] * (e - s)
+    text = "".join(parts)
+    bb = model.backbone
+    with torch.no_grad():
+        ids, mask = bb.tokenize([text])
+        mask = mask & torch.tensor(real)[None]
+        out = bb.model(input_ids=ids, attention_mask=mask.long(), use_cache=False)
+        feats = (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]).float()
+        pos = np.zeros(len(text), dtype=np.int64)
+        p_idx = np.flatnonzero(real)
+        pos[p_idx] = idx
+        for j in range(len(text)):
+            if not real[j]:
+                pos[j] = pos[j - 1]
+        row = model.prior.row(n_full)
+        sep = np.minimum(np.abs(pos[:, None] - pos[None, :]), len(row) - 1)
+        prior = np.asarray(model.normaliser.encode(row[sep].astype(np.float32)), np.float32)
+        o = model.head(feats, mask, prior=torch.from_numpy(prior)[None])
+        o["mask"] = mask
+        d = model.head.distance_angstrom(o, model.normaliser)[0].float().numpy()
+        v = model.head.variance_angstrom(o, model.normaliser)[0].float().numpy()
+    d = d[np.ix_(p_idx, p_idx)]
+    v = v[np.ix_(p_idx, p_idx)]
+    d = 0.5 * (d + d.T)
+    v = np.maximum(0.5 * (v + v.T), 0.0)
+    np.fill_diagonal(d, 0.0)
+    np.fill_diagonal(v, 0.0)
+    return np.asarray(idx), d.astype(np.float32), v.astype(np.float32)
+
+
+def predict_with_segments(model, seq: str, window: int, stride: int, segment: int, gap: int):
+    """Windows plus every pair of segments (stride ``segment``) at least ``window - stride``
+    apart, merged by inverse variance (:class:`distfold.windows.PairAccumulator`)."""
+    from distfold.windows import PairAccumulator, model_prior_fill, plan_windows
+
+    n = len(seq)
+    acc = PairAccumulator(n)
+    for s, e in plan_windows(n, window, stride):
+        out = model.predict([seq[s:e]], lengths=[n])[0]
+        acc.add(slice(s, e), out["distance"], out["variance"])
+    starts = list(range(0, n - segment + 1, segment))
+    if starts[-1] + segment < n:
+        starts.append(n - segment)
+    for a in starts:
+        for b in starts:
+            if b - a >= window - stride:
+                idx, d, v = predict_segments(model, seq, [(a, a + segment), (b, b + segment)], gap, n)
+                acc.add(idx, d, v)
+    return acc.result(model_prior_fill(model, n))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset")
@@ -73,6 +151,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reconstruct", default="smacof")
     ap.add_argument("--window", type=int, default=None, help="default: the model's crop")
     ap.add_argument("--stride", type=int, default=None)
+    ap.add_argument("--segments", action="store_true", help="also score windowed+segments (experimental)")
+    ap.add_argument("--segment", type=int, default=48, help="residues per segment of a two-segment window")
+    ap.add_argument("--gap", type=int, default=32, help="masked spacer positions between the two segments")
     ap.add_argument("--json", default=None, help="also write per-chain results to this JSON file")
     args = ap.parse_args(argv)
 
@@ -97,7 +178,8 @@ def main(argv=None) -> int:
           f"{args.min_length}-{args.max_length}; reconstructor {args.reconstruct}", file=sys.stderr)
 
     rows = []
-    methods = ("prior", "whole", "crop", "windowed", "windowed+prior")
+    methods = ("prior", "whole", "crop", "windowed", "windowed+prior") + (
+        ("windowed+segments",) if args.segments else ())
     for i in idx:
         sample = ds[i]
         seq = sample.sequence
@@ -134,6 +216,11 @@ def main(argv=None) -> int:
         d2 = d.copy()
         d2[unc] = p_d[unc]
         cands["windowed+prior"] = (d2, v2, secs)
+        if args.segments:
+            t = time.perf_counter()
+            seg_out = predict_with_segments(model, seq, window, stride, args.segment, args.gap)
+            d, v = check_distance_output(seg_out, n)
+            cands["windowed+segments"] = (d, v, time.perf_counter() - t)
 
         row = {"id": sample.record.get("id"), "length": n, "n_observed": int(mask.sum()),
                "windows": len(out["windows"]), "uncovered_pair_fraction": float(unc.sum() / (n * (n - 1)))}
