@@ -19,6 +19,8 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
 @click.option("--no-prior", is_flag=True, help="Do not fit and score the separation prior.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where the model runs.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for the model, reconstruction and scoring (default: torch's choice).")
 @click.option("-o", "--outdir", "report_dir", required=True, type=click.Path(file_okay=False),
               help="Report folder: metrics.json, per_chain.tsv, PNG plots, structures/.")
 @click.option("--html", "html", is_flag=True,
@@ -28,7 +30,8 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout; no log lines.")
 @click.pass_context
 @wrap_errors
-def evaluate(ctx, dataset_dir, model_dir, split, reconstruct, max_length, no_prior, device, report_dir, html, as_json):
+def evaluate(ctx, dataset_dir, model_dir, split, reconstruct, max_length, no_prior, device, threads, report_dir, html,
+             as_json):
     """Score a model on DATASET_DIR's split (default val) beside the separation prior.
 
     Before reconstruction: distance MAE, RMSE, Pearson, C-alpha lDDT, C-alpha
@@ -42,9 +45,11 @@ def evaluate(ctx, dataset_dir, model_dir, split, reconstruct, max_length, no_pri
     for the available memory) is reported and left out; the exit code is then 1.
     """
     from distfold.evaluate import evaluate as run
+    from distfold.predict import cpu_threads
 
-    metrics = run(dataset_dir, report_dir, model_dir=model_dir, split=split, reconstruct=reconstruct,
-                  max_length=max_length, device=device, with_prior=not no_prior, log=lambda m: log(m, as_json))
+    with cpu_threads(threads):
+        metrics = run(dataset_dir, report_dir, model_dir=model_dir, split=split, reconstruct=reconstruct,
+                      max_length=max_length, device=device, with_prior=not no_prior, log=lambda m: log(m, as_json))
     if html:
         from distfold.report import write_evaluation_reports
 

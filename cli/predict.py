@@ -30,6 +30,9 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
               help="Residues per prediction window for longer chains (default: the model's training crop).")
 @click.option("--stride", type=click.IntRange(min=1), default=None,
               help="Residues between window starts (default: half the window).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for the model and the reconstruction (default: torch's choice; "
+                   "1 is much faster on a busy machine, and torchrun sets 1 per process).")
 @click.option("--overwrite", is_flag=True, help="Redo records whose outputs already exist (default: skip them).")
 @click.option("--html", "html", is_flag=True,
               help="Also write <id>.html per record: a self-contained page (3D model coloured by confidence, "
@@ -39,7 +42,7 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
 @click.pass_context
 @wrap_errors
 def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, max_length, window, stride,
-            overwrite, html, as_json):
+            threads, overwrite, html, as_json):
     """Predict C-alpha structures from SEQUENCE (id `query`) or a FASTA file.
 
     Writes, per record, the structure with per-residue confidence (predicted
@@ -60,15 +63,16 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
 
     if (sequence is None) == (fasta is None):
         raise UsageError("give either a SEQUENCE argument or -i FASTA (exactly one)")
-    from distfold.predict import run_predict
+    from distfold.predict import cpu_threads, run_predict
     from distfold.sequence import parse_fasta, query_record
 
     if sequence is not None and os.path.isfile(sequence):
         raise UsageError(f"SEQUENCE {sequence!r} is a file; read a FASTA file with -i {sequence}")
     records = [query_record(sequence)] if sequence is not None else parse_fasta(fasta)
-    summary = run_predict(records, outdir, model_dir=model_dir, reconstruct=reconstruct, fmt=fmt, device=device,
-                          overwrite=overwrite, max_length=max_length, log=lambda m: log(m, quiet=as_json),
-                          window=window, stride=stride)
+    with cpu_threads(threads):
+        summary = run_predict(records, outdir, model_dir=model_dir, reconstruct=reconstruct, fmt=fmt,
+                              device=device, overwrite=overwrite, max_length=max_length,
+                              log=lambda m: log(m, quiet=as_json), window=window, stride=stride)
     failed = [r for r in summary["records"] if r["status"] == "failed"]
     if html:  # pages from the records' files (ok and skipped records)
         from distfold.report import write_prediction_reports

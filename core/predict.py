@@ -22,6 +22,7 @@ records were shared out.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -100,6 +101,26 @@ def resolve_device(device: str, local_rank: int = 0) -> str:
     if device == "cuda":
         raise InputError("--device cuda requested but CUDA is not available")
     return "cpu"
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None):
+    """Limit torch's intra-op threads and the BLAS/OpenMP pools to ``n`` for the
+    block (no limit when None). On a busy machine one thread per process was
+    about 10x faster than two (measured; see the README)."""
+    if not n:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        with threadpool_limits(limits=int(n)):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- model --------------------------------------------------------------------

@@ -189,7 +189,7 @@ def test_evaluate_command_with_a_trained_checkpoint(dataset, trained_model, tmp_
 
     out = tmp_path / "report"
     res = CliRunner().invoke(cli, ["evaluate", str(dataset), "--model", str(trained_model / "best"), "-o", str(out),
-                                   "--max-length", "100", "--reconstruct", "classical", "--json"])
+                                   "--max-length", "100", "--reconstruct", "classical", "--json", "--threads", "1"])
     assert res.exit_code == 0, res.output
     assert res.stderr == ""
     summary = json.loads(res.stdout)

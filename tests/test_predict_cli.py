@@ -76,8 +76,12 @@ def test_format_cif_and_overwrite(tiny_model, tmp_path):
     args = ("ACDEFGHIKLM", "-o", tmp_path, "--model", tiny_model, "--reconstruct", RECON, "--format", "cif")
     assert invoke(*args).exit_code == 0
     assert (tmp_path / "query.cif").is_file() and not (tmp_path / "query.pdb").exists()
-    res = invoke(*args, "--overwrite", "--json")
+    import torch
+
+    before = torch.get_num_threads()
+    res = invoke(*args, "--overwrite", "--json", "--threads", "1")
     assert json.loads(res.stdout)["counts"]["ok"] == 1
+    assert torch.get_num_threads() == before  # the limit holds only while predicting
 
 
 @pytest.mark.parametrize("args, code, message", [
