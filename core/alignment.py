@@ -109,8 +109,13 @@ def match_residue_numbers(model_ids, ref_ids, model_seq: str = "", ref_seq: str 
 
 
 def correspond(model_chain, ref_chain, by_number: bool = False) -> Correspondence:
-    """Correspondence between two :class:`distfold.structure.Chain` objects."""
-    if by_number:
+    """Correspondence between two :class:`distfold.structure.Chain` objects.
+
+    A chain whose residues are all unknown (X, e.g. a trace written without a
+    sequence) cannot be aligned by sequence, so it is paired by residue number.
+    """
+    unknown = any(set(c.sequence) <= {"X"} for c in (model_chain, ref_chain))
+    if by_number or unknown:
         return match_residue_numbers(model_chain.residue_ids, ref_chain.residue_ids,
                                      model_chain.sequence, ref_chain.sequence)
     return align_sequences(model_chain.sequence, ref_chain.sequence)

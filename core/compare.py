@@ -41,7 +41,8 @@ def compare_structures(model_chain: Chain, ref_chain: Chain, by_number: bool = F
     if corr.n_aligned == 0:
         how = "residue numbers" if by_number else "sequence alignment"
         raise InputError(f"no residue of model {_label(model_chain)} corresponds to reference "
-                         f"{_label(ref_chain)} by {how}")
+                         f"{_label(ref_chain)} by {how}"
+                         + ("" if by_number else "; if they share residue numbering, try --by-number"))
     model_full = np.full_like(ref_chain.ca, np.nan, dtype=np.float64)
     model_full[corr.ref_index] = model_chain.ca[corr.model_index]
     out = {"status": "ok"}
