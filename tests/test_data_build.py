@@ -209,6 +209,21 @@ def test_kmer_prefilter_finds_homologs_and_families_never_cross_the_split():
     assert all(split[i] == split[j] for i, j in related)
 
 
+def test_enforce_split_catches_a_related_pair_the_prefilter_missed():
+    from distfold.databuild import enforce_split
+
+    # two 30-residue zinc fingers: identity 0.40, E 8e-7, but only 2 shared 3-mers on one diagonal
+    a, b = "KTYQCQYCEYRSADSSNLKTHIKTKHSKEK", "RPYHCSYCNFSFKTKGNLTKHMKSKAHSKK"  # PDB 5ZNF, 3ZNF
+    other = "MSDNELQQLVEKAIAEGKSPEEIAKEFGVSKATVYRWLKK"
+    assert (0, 1) not in set(candidate_pairs([a, b, other]))
+    fams, splits, stuck, n = enforce_split(["a", "b", "c"], [a, b, other], ["a", "b", "c"], ["train", "val", "val"],
+                                           0.3)
+    assert fams[:2] == ["a", "a"] and splits == ["train", "train", "val"] and stuck == [] and n == 3
+    fams, splits, stuck, _ = enforce_split(["a", "b", "c"], [a, b, other], ["a", "b", "c"], ["train", "val", "val"],
+                                           0.3, fixed=["train", "val", None])
+    assert splits == ["train", "val", "val"] and [x[:2] for x in stuck] == [("a", "b")] and fams[1] == "a"
+
+
 def test_split_by_dir_fixed_chains_keep_their_split():
     fams = ["a", "a", "b", "c", "c"]
     split = split_families(fams, 0.5, 0, fixed=["val", None, "train", None, None])
