@@ -285,7 +285,16 @@ def parse_file(path: str) -> dict[str, Any]:
 
     Returns ``{"path", "chains": [{"chain", "sequence", "coords" (L,3) float32 NaN-masked,
     "breaks", "seqres", "resolution", "method"}], "error": str|None, "notes": [..]}``.
+    Never raises for a bad file: one file must not stop a build.
     """
+    try:
+        return _parse_file(path)
+    except Exception as exc:  # noqa: BLE001
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        return {"path": path, "chains": [], "error": f"{type(exc).__name__}: {msg}".strip(), "notes": []}
+
+
+def _parse_file(path: str) -> dict[str, Any]:
     from distfold.structure import chains_of, load_structure_segments, polymer_sequences
 
     out: dict[str, Any] = {"path": path, "chains": [], "error": None, "notes": []}
@@ -316,7 +325,7 @@ def parse_file(path: str) -> dict[str, Any]:
     if res is not None and not (0 < res < 100):
         res = None
     method = str(header.get("structure_method") or "").strip()
-    method = None if method.lower() in ("", "unknown") else method
+    method = None if method.lower() in ("", "unknown") else method.upper()
     for ch in chains:
         ca = np.asarray(ch.ca, dtype=np.float32)
         entry = {"chain": ch.chain_id, "resolution": res, "method": method, "seqres": False}
