@@ -373,3 +373,16 @@ def check_head_loss_masking(head: Any) -> None:
     assert torch.allclose(again, loss.detach(), atol=1e-5), "pairs outside pair_mask change the loss"
     head.zero_grad(set_to_none=True)
     head.eval()
+
+
+@_check("distance_head")
+def check_head_padding_invariant(head: Any) -> None:
+    import torch
+
+    head.eval()
+    norm = _bind_normaliser(head)
+    feats, mask, prior_a = _head_inputs(head, (5, 3))
+    with torch.no_grad():
+        batched = head(feats, mask, prior=norm.encode(prior_a))["distance"][1, :3, :3]
+        alone = head(feats[1:, :3], mask[1:, :3], prior=norm.encode(prior_a[1:, :3, :3]))["distance"][0]
+    assert torch.allclose(batched, alone, atol=1e-5), "a chain's distances depend on the padding of its batch"

@@ -433,13 +433,15 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
 
     t_start = time.time()
     t_log, seen_log = time.time(), 0
-    loss_acc, n_acc = 0.0, 0
+    loss_acc, n_acc, gnorm_acc = 0.0, 0, 0.0
+    stats: dict[str, float] = {}
     step = start_step
     interrupted = False
     try:
         while step < total:
             step_loss = training_step(net, model, [sampler.batch(opts.batch_size) for _ in range(opts.grad_accum)],
-                                      optimizer, scheduler, params, opts.clip_grad)
+                                      optimizer, scheduler, params, opts.clip_grad, stats)
+            gnorm_acc += stats.get("grad_norm", 0.0)
             if not math.isfinite(step_loss):
                 raise DistfoldError(f"training diverged at step {step + 1} (loss {step_loss}); lower --lr")
             step += 1
@@ -450,13 +452,14 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
                 dt = time.time() - t_log
                 rec = {"kind": "train", "step": step, "epoch": round(step / steps_per_epoch, 3),
                        "loss": loss_acc / n_acc, "lr": scheduler.get_last_lr()[0],
+                       "grad_norm": round(gnorm_acc / n_acc, 4),
                        "samples_per_s": round(seen_log / max(dt, 1e-9), 3),
                        "elapsed_s": round(time.time() - t_start, 1)}
                 if dist.main:
                     _append_jsonl(metrics_path, rec)
-                _log(f"step {step}/{total} loss {rec['loss']:.4f} lr {rec['lr']:.2e} "
+                _log(f"step {step}/{total} loss {rec['loss']:.4f} lr {rec['lr']:.2e} |g| {rec['grad_norm']:.3g} "
                      f"{rec['samples_per_s']:.1f} samples/s", quiet)
-                t_log, seen_log, loss_acc, n_acc = time.time(), 0, 0.0, 0
+                t_log, seen_log, loss_acc, n_acc, gnorm_acc = time.time(), 0, 0.0, 0, 0.0
             if opts.eval_every and step % opts.eval_every == 0 and step < total:
                 model.eval()
                 validate(step)
@@ -500,7 +503,7 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
 
 def training_step(net: torch.nn.Module, model: DistanceModel, batches: list[dict[str, Any]],
                   optimizer: torch.optim.Optimizer, scheduler: Any, params: list[torch.nn.Parameter],
-                  clip_grad: float) -> float:
+                  clip_grad: float, stats: dict[str, float] | None = None) -> float:
     """One optimizer step over ``len(batches)`` accumulated micro-batches (from
     :meth:`CropSampler.batch`); ``net`` is the model or its DDP wrapper. Returns the loss."""
     optimizer.zero_grad(set_to_none=True)
@@ -517,7 +520,9 @@ def training_step(net: torch.nn.Module, model: DistanceModel, batches: list[dict
         step_loss += float(loss.detach())
     if math.isfinite(step_loss):
         if clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(params, clip_grad)
+            norm = torch.nn.utils.clip_grad_norm_(params, clip_grad)
+            if stats is not None:
+                stats["grad_norm"] = float(norm)
         optimizer.step()
         scheduler.step()
     return step_loss

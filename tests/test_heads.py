@@ -77,20 +77,35 @@ def test_regression_needs_prior_when_built_with_it():
     assert RegressionHead(hidden_size=16, use_prior=False)(feats, mask)["distance"].shape == (1, 6, 6)
 
 
+@pytest.mark.parametrize("decouple", [False, True])
 @pytest.mark.parametrize("kind", ["laplace", "gaussian"])
-def test_regression_nll_value(kind):
-    head = RegressionHead(hidden_size=16, use_prior=False, loss=kind)
+def test_regression_nll_value(kind, decouple):
+    head = RegressionHead(hidden_size=16, use_prior=False, loss=kind, decouple=decouple)
     mu = torch.full((1, 3, 3), 0.5)
     scale = torch.full((1, 3, 3), 0.2)
     target = torch.full((1, 3, 3), 0.7)
     pm = ~torch.eye(3, dtype=torch.bool)[None]
     got = float(head.loss({"distance": mu, "scale": scale}, target, pm))
     want = (0.2 / 0.2 + math.log(0.2)) if kind == "laplace" else (0.5 * 1.0 + math.log(0.2))
+    if decouple:
+        want += 0.2 if kind == "laplace" else 0.5 * 0.2**2
     assert got == pytest.approx(want, rel=1e-5)
 
 
+def test_decoupled_point_gradient_ignores_the_scale():
+    head = RegressionHead(hidden_size=16, use_prior=False, decouple=True)
+    grads = []
+    for b in (0.01, 1.0):
+        mu = torch.full((1, 2, 2), 0.5, requires_grad=True)
+        head.loss({"distance": mu, "scale": torch.full((1, 2, 2), b)}, torch.full((1, 2, 2), 0.7),
+                  ~torch.eye(2, dtype=torch.bool)[None]).backward()
+        grads.append(mu.grad[0, 0, 1].item())
+    assert grads[0] == pytest.approx(grads[1]) != 0  # a confident pair does not dominate
+
+
 def test_local_weight_emphasises_short_range_pairs():
-    head = RegressionHead(hidden_size=16, use_prior=False, local_range=1, local_weight=3.0)
+    head = RegressionHead(hidden_size=16, use_prior=False, local_range=1, local_weight=3.0,
+                          decouple=False)
     mu = torch.zeros(1, 3, 3)
     scale = torch.ones(1, 3, 3)
     target = torch.tensor([[[0, 1.0, 5.0], [1.0, 0, 1.0], [5.0, 1.0, 0]]])

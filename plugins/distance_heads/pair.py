@@ -52,8 +52,10 @@ class PairStack(nn.Module):
             nn.init.zeros_(conv2.bias)
             conv2.weight.data.mul_(0.1)  # start each block near the identity
             self.blocks.append(nn.ModuleList([conv1, conv2]))
+        # pre-norm residual blocks: without a norm the stack drifts and training collapses back to the prior
+        self.block_norms = nn.ModuleList(nn.LayerNorm(c) for _ in range(int(n_blocks)))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
-        self.out_norm = nn.GroupNorm(1, c)
+        self.out_norm = nn.LayerNorm(c)  # per pair, over channels: independent of padding
         self.out = nn.Conv2d(c, n_out, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -72,14 +74,22 @@ class PairStack(nn.Module):
             z = z + self.prior_proj(prior.float()[..., None])
         pm = (mask[:, :, None] & mask[:, None, :]).to(z.dtype)[:, None]  # (B, 1, L, L)
         z = z.permute(0, 3, 1, 2) * pm  # (B, C, L, L)
-        for conv1, conv2 in self.blocks:
-            h = conv1(F.gelu(z))
+        for (conv1, conv2), norm in zip(self.blocks, self.block_norms):
+            h = conv1(F.gelu(_channel_norm(z, norm)))
             if self.dropout is not None:
                 h = self.dropout(h)
             z = (z + conv2(F.gelu(h))) * pm
-        y = self.out(F.gelu(self.out_norm(z)))  # (B, n_out, L, L)
+        z = self.out_norm(z.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        y = self.out(F.gelu(z))  # (B, n_out, L, L)
         y = 0.5 * (y + y.transpose(-1, -2))
         return y.permute(0, 2, 3, 1)  # (B, L, L, n_out)
+
+
+def _channel_norm(z: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    """LayerNorm over the channels of every pair of a (B, C, L, L) map (padding-independent)."""
+    mean = z.mean(1, keepdim=True)
+    var = z.var(1, keepdim=True, unbiased=False)
+    return (z - mean) * torch.rsqrt(var + norm.eps) * norm.weight[:, None, None] + norm.bias[:, None, None]
 
 
 def separation(n: int, device=None) -> torch.Tensor:

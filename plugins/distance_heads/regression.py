@@ -28,6 +28,11 @@ class RegressionHead(Configurable, PairHeadBase):
     loss: ``laplace`` (|t - mu| / b + log b; variance 2 b^2) or ``gaussian``
         ((t - mu)^2 / (2 s^2) + log s; variance s^2), in the normaliser's space.
     min_scale: floor of b (or s), normalised units.
+    decouple: train the point estimate by the plain absolute (laplace) or squared
+        (gaussian) error and the scale by the NLL of the detached residual. The full NLL
+        weights each pair's error by 1 / b, so the easiest pairs (i, i+1, with tiny b)
+        dominate the gradient and, after clipping, starve the rest; decoupling keeps
+        the same optimum (median or mean) without that. False: the plain NLL.
     local_range, local_weight: pairs with 0 < |i - j| <= local_range weigh
         1 + local_weight in the loss (an auxiliary short-range emphasis; 0 = off).
     dropout: dropout inside the pair stack.
@@ -36,7 +41,7 @@ class RegressionHead(Configurable, PairHeadBase):
 
     def __init__(self, hidden_size: int = 64, pair_dim: int = 32, n_blocks: int = 4,
                  dilations: list[int] | None = None, max_separation: int = 32, use_prior: bool = True,
-                 loss: str = "laplace", min_scale: float = 1e-3, local_range: int = 0,
+                 loss: str = "laplace", min_scale: float = 1e-3, decouple: bool = True, local_range: int = 0,
                  local_weight: float = 0.0, dropout: float = 0.0, seed: int = 0):
         PairHeadBase.__init__(self)
         if loss not in LOSSES:
@@ -49,6 +54,7 @@ class RegressionHead(Configurable, PairHeadBase):
         self.use_prior = bool(use_prior)
         self.loss_name = loss
         self.min_scale = float(min_scale)
+        self.decouple = bool(decouple)
         self.local_range = int(local_range)
         self.local_weight = float(local_weight)
         self.dropout = float(dropout)
@@ -77,13 +83,20 @@ class RegressionHead(Configurable, PairHeadBase):
         return {"distance": mu * off, "variance": var * off, "scale": scale}
 
     def loss(self, output: dict, target: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
-        """Mean NLL over pairs in ``pair_mask`` (per chain, then over chains), scalar."""
+        """Mean over pairs in ``pair_mask`` (per chain, then over chains) of the NLL (plus,
+        when decoupled, the point error), scalar."""
         mu, scale = output["distance"], output["scale"]
         t = torch.nan_to_num(target.float())
+        err = (t - mu).abs()
+        if self.decouple:
+            point = err if self.loss_name == "laplace" else 0.5 * err**2
+            err = err.detach()
         if self.loss_name == "laplace":
-            nll = (t - mu).abs() / scale + torch.log(scale)
+            nll = err / scale + torch.log(scale)
         else:
-            nll = 0.5 * ((t - mu) / scale) ** 2 + torch.log(scale)
+            nll = 0.5 * (err / scale) ** 2 + torch.log(scale)
+        if self.decouple:
+            nll = nll + point
         n = mu.shape[-1]
         pm = pair_mask & ~torch.eye(n, dtype=torch.bool, device=mu.device)
         return masked_pair_mean(nll, pm, local_weights(n, self.local_range, self.local_weight, mu.device))
