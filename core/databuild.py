@@ -511,13 +511,15 @@ def _names(ids: list[str], uf: UnionFind) -> list[str]:
 
 def families(ids: list[str], seqs: list[str], identity: float, max_evalue: float = MAX_EVALUE, workers: int = 1,
              progress: Callable[[str], None] | None = None,
-             scored: set[tuple[int, int]] | None = None) -> tuple[list[str], list[tuple[int, int, float]], int]:
+             scored: dict[tuple[int, int], float] | None = None
+             ) -> tuple[list[str], list[tuple[int, int, float]], int]:
     """Family name per chain (single linkage over related pairs), the links found, pairs scored.
 
     Candidate pairs are scored in batches, most shared diagonal 3-mers first; a pair whose
     chains are already in one family is not aligned (it cannot change single-linkage
     families), so big families cost little. ``links`` therefore holds the related pairs
-    that joined families, not every related pair. Pairs scored are added to ``scored``.
+    that joined families, not every related pair. Pairs scored go into ``scored``
+    (pair -> identity when related, else -1).
     """
     scores = diagonal_kmer_scores(seqs)
     pairs = sorted((p for p, c in scores.items() if c >= MIN_DIAGONAL_HITS), key=lambda p: (-scores[p], p))
@@ -534,9 +536,9 @@ def families(ids: list[str], seqs: list[str], identity: float, max_evalue: float
             todo = [(i, j) for i, j in pairs[start:start + batch] if uf.find(i) != uf.find(j)]
             rel = _score(seqs, todo, max_evalue, ex, workers)
             n_scored += len(todo)
-            if scored is not None:
-                scored.update(todo)
             for (i, j), (v, ev) in zip(todo, rel):
+                if scored is not None:
+                    scored[(i, j)] = v if (v >= identity and ev <= max_evalue) else -1.0
                 if v >= identity and ev <= max_evalue:
                     if uf.find(i) != uf.find(j):
                         links.append((i, j, v))
@@ -552,26 +554,27 @@ def families(ids: list[str], seqs: list[str], identity: float, max_evalue: float
 
 def enforce_split(ids: list[str], seqs: list[str], fams: list[str], splits: list[str], identity: float,
                   max_evalue: float = MAX_EVALUE, fixed: list[str | None] | None = None, workers: int = 1,
-                  scored: set[tuple[int, int]] | None = None, progress: Callable[[str], None] | None = None
+                  scored: dict[tuple[int, int], float] | None = None,
+                  progress: Callable[[str], None] | None = None
                   ) -> tuple[list[str], list[str], list[tuple[str, str, float]], int]:
-    """Check every train x val pair of different families (no prefilter) and repair the split.
+    """Check every train x val pair (no prefilter) and repair the split.
 
     The k-mer prefilter of :func:`families` can miss a related pair (measured: 1 of 99,330
     cross-split pairs on the shared data, two 30-residue zinc fingers). Here each such pair
-    not scored before is scored; a related pair merges the two families, and the merged
-    family's val chains move to train (chains whose split is ``fixed`` stay; a related pair
-    of two fixed chains in different splits is returned). Repeats until no related pair
-    crosses the split. Returns (families, splits, related fixed pairs across the split, pairs scored).
+    not scored before (``scored``: pair -> identity if related else -1) is scored; a related
+    pair merges the two families, and the merged family's val chains move to train (chains
+    whose split is ``fixed`` stay). Repeats until no related pair crosses the split. Returns
+    (families, splits, every related pair across the split that could not be repaired because
+    both chains are fixed, pairs scored here).
     """
     n = len(seqs)
     fixed = fixed or [None] * n
-    scored = scored if scored is not None else set()
+    scored = scored if scored is not None else {}
     uf = UnionFind(n)
     first: dict[str, int] = {}
     for i, f in enumerate(fams):
         uf.union(first.setdefault(f, i), i)
     splits = list(splits)
-    stuck: list[tuple[str, str, float]] = []
     n_scored = 0
     ex = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
@@ -580,25 +583,26 @@ def enforce_split(ids: list[str], seqs: list[str], fams: list[str], splits: list
             va = [j for j in range(n) if splits[j] == "val"]
             todo = []
             for i in tr:
-                ri = uf.find(i)
                 for j in va:
                     p = (i, j) if i < j else (j, i)
-                    if p not in scored and uf.find(j) != ri:
+                    if p not in scored:
                         todo.append(p)
             if not todo:
                 break
             if progress:
                 progress(f"checking {len(todo)} train x val pairs exhaustively")
             rel = _score(seqs, todo, max_evalue, ex, workers)
-            scored.update(todo)
             n_scored += len(todo)
-            related = [(i, j, v) for (i, j), (v, ev) in zip(todo, rel) if v >= identity and ev <= max_evalue]
+            related = []
+            for (i, j), (v, ev) in zip(todo, rel):
+                ok = v >= identity and ev <= max_evalue
+                scored[(i, j)] = v if ok else -1.0
+                if ok:
+                    related.append((i, j, v))
             if not related:
                 break
             for i, j, v in related:
                 uf.union(i, j)
-                if fixed[i] and fixed[j] and fixed[i] != fixed[j]:
-                    stuck.append((ids[i], ids[j], round(v, 4)))
             moved = 0
             for k in range(n):
                 if splits[k] == "val" and not fixed[k]:
@@ -614,6 +618,8 @@ def enforce_split(ids: list[str], seqs: list[str], fams: list[str], splits: list
     finally:
         if ex:
             ex.shutdown()
+    stuck = sorted((ids[i], ids[j], round(v, 4)) for (i, j), v in scored.items()
+                   if v >= 0 and splits[i] != splits[j] and fixed[i] and fixed[j])
     return _names(ids, uf), splits, stuck, n_scored
 
 
@@ -775,7 +781,7 @@ def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     ids = [c["record"]["id"] for c in kept]
     seqs = [c["record"]["sequence"] for c in kept]
     t_fam = time.perf_counter()
-    scored: set[tuple[int, int]] = set()
+    scored: dict[tuple[int, int], float] = {}
     fams, links, n_aligned = families(ids, seqs, options.identity, options.max_evalue, options.workers, log,
                                       scored=scored)
     t_cluster = time.perf_counter()
