@@ -611,7 +611,7 @@ def enforce_split(ids: list[str], seqs: list[str], fams: list[str], splits: list
                         splits[k] = "train"
                         moved += 1
             if progress:
-                progress(f"{len(related)} related train x val pairs missed by the prefilter: families merged, "
+                progress(f"{len(related)} related train x val pairs found by the exhaustive check: families merged, "
                          f"{moved} chains moved to train")
             if not moved:
                 break
