@@ -175,7 +175,8 @@ def main() -> None:
     print(f"cross-split: {cs['pairs']} train x val pairs in {cs['seconds']} s; {len(related)} related "
           f"(identity >= {thr} and E <= {max_ev:g}); {len(above_nonsig)} with identity >= {thr} but E > {max_ev:g}; "
           f"max identity among significant pairs {cs['max_identity_significant']:.3f}; the not-significant ones: "
-          f"shorter chain <= {cs['not_significant_shorter_length_max']} residues, E >= {cs['not_significant_min_evalue']}")
+          f"shorter chain <= {cs['not_significant_shorter_length_max']} residues, "
+          f"E >= {cs['not_significant_min_evalue']}")
     for x in cs["related_pairs"][:20]:
         print("  related:", x)
     for x in cs["examples_not_significant"]:

@@ -12,7 +12,8 @@
    parent where known, else X. One sample per protein chain; chains are never
    concatenated: in PDB files, molecules that share one chain id and repeat its
    residue numbers (common in simulation and docking files) are split into
-   segments ``A``, ``A#1``, ... (:func:`distfold.structure.split_pdb_chain_segments`). A file that cannot be parsed is reported as ``failed`` and the
+   segments ``A``, ``A#1``, ... (:func:`distfold.structure.split_pdb_chain_segments`).
+   A file that cannot be parsed is reported as ``failed`` and the
    build goes on.
 3. **Missing residues.** Where the file gives the chain's full sequence
    (mmCIF ``_pdbx_poly_seq_scheme``, ``_entity_poly.pdbx_seq_one_letter_code_can``
