@@ -49,9 +49,9 @@
    chains are already in one family is not aligned. A family is named after
    its first member id (sorted).
 7. **Split.** Whole families go to ``val`` (in an order shuffled with ``seed``)
-   while the val count stays within ``val_fraction`` of the chains. Then every
-   train x val pair of different families that the prefilter did not pass is
-   scored too (:func:`enforce_split`, no prefilter); a related pair found there
+   while the val count stays within round(``val_fraction`` x chains), at least
+   one chain when ``val_fraction`` > 0. Then every train x val pair not
+   scored yet is scored too (:func:`enforce_split`, no prefilter); a related pair found there
    merges the two families and moves the val side to train, until no related
    pair crosses the split: the guarantee does not rest on the prefilter. With
    ``split_by_dir``, a chain whose path has a parent folder named ``train`` or
@@ -631,7 +631,7 @@ def split_families(fams: list[str], val_fraction: float, seed: int,
     ``fixed``: a split per chain or None; a family with fixed members takes the majority
     of their splits for its unfixed members (fixed chains keep theirs). Families with no
     fixed member go to val, in an order shuffled with ``seed``, while the val count stays
-    within ``val_fraction`` of all chains.
+    within round(``val_fraction`` x chains), at least 1 when ``val_fraction`` > 0.
     """
     n = len(fams)
     fixed = fixed or [None] * n
@@ -648,13 +648,14 @@ def split_families(fams: list[str], val_fraction: float, seed: int,
                 split[i] = split[i] or major
         else:
             free.append(f)
-    target = val_fraction * n
+    # at least one chain in val when val_fraction > 0 (small datasets), never more than asked for otherwise
+    target = max(1, round(val_fraction * n)) if val_fraction > 0 else 0
     n_val = sum(1 for s in split if s == "val")
     rng = random.Random(seed)
     rng.shuffle(free)
     for f in free:
         mem = by_fam[f]
-        go_val = n_val + len(mem) <= target + 1e-9
+        go_val = n_val + len(mem) <= target
         for i in mem:
             split[i] = "val" if go_val else "train"
         if go_val:

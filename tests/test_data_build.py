@@ -225,6 +225,12 @@ def test_enforce_split_catches_a_related_pair_the_prefilter_missed():
     assert splits == ["train", "val", "val"] and [x[:2] for x in stuck] == [("a", "b")] and fams[1] == "a"
 
 
+def test_small_dataset_still_gets_one_val_family():
+    split = split_families(["a", "b", "b", "c"], 0.1, seed=0)
+    assert split.count("val") == 1 and split[1] == split[2] == "train"
+    assert split_families(["a", "b"], 0.0, seed=0) == ["train", "train"]
+
+
 def test_split_by_dir_fixed_chains_keep_their_split():
     fams = ["a", "a", "b", "c", "c"]
     split = split_families(fams, 0.5, 0, fixed=["val", None, "train", None, None])
