@@ -63,6 +63,8 @@ class PairStack(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         b, n, _ = features.shape
         x = self.norm(features.float())
+        if self.dropout is not None:
+            x = self.dropout(x)  # residue-feature dropout: against memorising training chains
         z = self.left(x)[:, :, None, :] + self.right(x)[:, None, :, :]
         z = z + self.prod_a(x)[:, :, None, :] * self.prod_b(x)[:, None, :, :]
         idx = torch.arange(n, device=features.device)

@@ -35,7 +35,7 @@ class RegressionHead(Configurable, PairHeadBase):
         the same optimum (median or mean) without that. False: the plain NLL.
     local_range, local_weight: pairs with 0 < |i - j| <= local_range weigh
         1 + local_weight in the loss (an auxiliary short-range emphasis; 0 = off).
-    dropout: dropout inside the pair stack.
+    dropout: dropout on the residue features entering the pair stack and inside its blocks.
     seed: initialisation seed.
     """
 
