@@ -71,6 +71,17 @@ def test_predict_contract(model):
         model.predict([""])
 
 
+def test_predict_window_uses_the_full_chain_length(prior):
+    model = DistanceModel.build(("qwen", {"preset": "tiny"}), ("regression", {"pair_dim": 8, "n_blocks": 1}),
+                                ("log1p", {"scale": 5.0}), prior=prior, crop=64).eval()
+    seq = "MKTAYIAKQRQISFVKSHFSRQ"
+    alone = model.predict([seq])[0]["distance"]
+    window = model.predict([seq], lengths=[300])[0]["distance"]
+    assert window.shape == alone.shape
+    assert not np.array_equal(window, alone)  # another length bucket of the separation prior
+    np.testing.assert_array_equal(model.predict([seq], lengths=[len(seq)])[0]["distance"], alone)
+
+
 def test_predict_runs_without_grad(model):
     out = model.forward(["MKTAY"])
     assert out["distance"].requires_grad  # training path keeps the graph
@@ -127,3 +138,17 @@ def test_unknown_config_keys_warn(model, tmp_path, capsys):
 def test_default_model_path_is_package_data():
     path = default_model_path()
     assert path.name == "default_model" and path.parent.name in ("core", "distfold")
+
+
+def test_shipped_default_model_loads_and_predicts():
+    path = default_model_path()
+    config = json.loads((path / "config.json").read_text())
+    assert config["components"]["backbone"]["params"]["base_model"] is None  # from scratch, self-contained
+    files = {p.name for p in path.iterdir()}
+    assert {"config.json", "backbone.safetensors", "head.safetensors", "DATA_CARD.md"} <= files
+    assert sum(p.stat().st_size for p in path.iterdir()) <= 25 * 2**20
+    model = DistanceModel.load(path)
+    seq = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQHDFSAGEGLYTHMKALRPDEDRLSPLHSVYVDQWDWERVMGDGERQFSTLKSTVEAIWAGIKATEAAVSEEFGLAPFLPDQIHFVHSQELLSRYPDLDAKGRERAIAKDLGAVFLVGIGGKLSDGHRHDVRAPDYDDWSTPSELGHAGLNGDILVWNPVLEDAFELSSMGIRVDADTLKHQLALTGDEDRLELEWHQALLRGEMPQTIGGGIGQSRLTMLLLQLPHIGQVQCGVWPAACRESVPALLAK"
+    d = model.predict([seq])[0]["distance"]
+    assert np.isfinite(d).all() and np.all(np.diag(d) == 0)
+    assert 3.3 < float(np.median(np.diagonal(d, 1))) < 4.3  # consecutive C-alpha atoms, about 3.8 A
