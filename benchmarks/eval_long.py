@@ -12,12 +12,16 @@ C-alphas, before reconstruction (the matrix: C-alpha lDDT, MAE) and after it
 - ``whole``: the model run on the whole chain at once, no windows (it sees
   separations and lengths beyond its training crop), weights 1/variance;
 - ``crop``: the model run on the first ``crop`` residues only (truncation);
-  every other pair takes the prior, weighted by 1/(the prior's variance at
-  that separation, measured on the train split);
+  every other pair takes the prior, weighted like uncovered pairs of
+  ``windowed`` (1 / (UNCOVERED_CV * d_prior)^2);
 - ``windowed``: ``distfold predict``'s path (:func:`distfold.windows.predict_windowed`,
-  window = crop, stride = crop / 2): pairs no window covers get weight 0;
-- ``windowed+prior``: the same windows, uncovered pairs weighted like
-  ``crop``'s prior pairs instead of 0 (a low, honest weight).
+  window = crop, stride = crop / 2, weights from
+  :func:`distfold.windows.reconstruction_variance`): pairs no window covers take
+  the prior's distance with the prior's uncertainty (UNCOVERED_CV * d_prior)^2;
+- ``windowed-w0``: the same windows, uncovered pairs weight 0;
+- ``windowed+pvar``: the same windows, uncovered pairs weighted by the prior's
+  variance measured per separation and length bucket on the train split
+  (:func:`prior_variance`), to check the UNCOVERED_CV rule against it.
 
 With ``--segments`` a sixth, experimental prediction is scored:
 
@@ -162,7 +166,7 @@ def main(argv=None) -> int:
     from distfold.predict import (check_distance_output, confidence_distribution, create_reconstructor, load_model,
                                   reconstruct_and_score)
     from distfold.prior import SeparationPrior
-    from distfold.windows import predict_windowed, resolve_window
+    from distfold.windows import UNCOVERED_CV, predict_windowed, reconstruction_variance, resolve_window
 
     ds = Dataset(args.dataset)
     idx = [i for i in ds.indices(args.split) if args.min_length <= ds.records[i]["length"] <= args.max_length]
@@ -174,11 +178,11 @@ def main(argv=None) -> int:
     crop = int(model.config.get("crop") or window)
     dist = confidence_distribution(model.config)
     rec = create_reconstructor(args.reconstruct)
-    print(f"model {path} crop {crop}; window {window} stride {stride}; {len(idx)} {args.split} chains "
+    print(f"model {path} crop {crop}; window {window} stride {stride}; UNCOVERED_CV {UNCOVERED_CV}; {len(idx)} {args.split} chains "
           f"{args.min_length}-{args.max_length}; reconstructor {args.reconstruct}", file=sys.stderr)
 
     rows = []
-    methods = ("prior", "whole", "crop", "windowed", "windowed+prior") + (
+    methods = ("prior", "whole", "crop", "windowed", "windowed-w0", "windowed+pvar") + (
         ("windowed+segments",) if args.segments else ())
     for i in idx:
         sample = ds[i]
@@ -192,43 +196,48 @@ def main(argv=None) -> int:
         p_d = prior.table[b][np.minimum(sep, prior.table.shape[1] - 1)].astype(np.float32)
         p_v = pvar[b][np.minimum(sep, pvar.shape[1] - 1)].astype(np.float32)
 
-        cands: dict[str, tuple[np.ndarray, np.ndarray | None, float]] = {}
-        cands["prior"] = (p_d, None, 0.0)
+        # name -> (distance, variance for confidence, variance for weights or None = same, model seconds)
+        cands: dict[str, tuple] = {}
+        cands["prior"] = (p_d, None, None, 0.0)
         t = time.perf_counter()
         d, v = check_distance_output(model.predict([seq])[0], n)
-        cands["whole"] = (d, v, time.perf_counter() - t)
+        cands["whole"] = (d, v, None, time.perf_counter() - t)
         t = time.perf_counter()
         c = model.predict([seq[:crop]], lengths=[n])[0]
         d = p_d.copy()
-        v = p_v.copy()
+        v = np.full((n, n), np.inf, np.float32)
         d[:crop, :crop] = c["distance"]
         v[:crop, :crop] = c["variance"]
-        cands["crop"] = (d, v, time.perf_counter() - t)
+        cov = np.zeros((n, n), np.uint16)
+        cov[:crop, :crop] = 1
+        cands["crop"] = (d, v, reconstruction_variance({"distance": d, "variance": v, "coverage": cov}),
+                         time.perf_counter() - t)
         t = time.perf_counter()
         out = predict_windowed(model, seq, window, stride)
         secs = time.perf_counter() - t
         d, v = check_distance_output(out, n)
-        cands["windowed"] = (d, v, secs)
+        out = {**out, "distance": d, "variance": v}
+        cands["windowed"] = (d, v, reconstruction_variance(out), secs)
+        cands["windowed-w0"] = (d, v, None, secs)
         unc = out["coverage"] == 0
         np.fill_diagonal(unc, False)
         v2 = v.copy()
         v2[unc] = p_v[unc]
-        d2 = d.copy()
-        d2[unc] = p_d[unc]
-        cands["windowed+prior"] = (d2, v2, secs)
+        cands["windowed+pvar"] = (d, v, v2, secs)
         if args.segments:
             t = time.perf_counter()
             seg_out = predict_with_segments(model, seq, window, stride, args.segment, args.gap)
             d, v = check_distance_output(seg_out, n)
-            cands["windowed+segments"] = (d, v, time.perf_counter() - t)
+            seg_out = {**seg_out, "distance": d, "variance": v}
+            cands["windowed+segments"] = (d, v, reconstruction_variance(seg_out), time.perf_counter() - t)
 
         row = {"id": sample.record.get("id"), "length": n, "n_observed": int(mask.sum()),
                "windows": len(out["windows"]), "uncovered_pair_fraction": float(unc.sum() / (n * (n - 1)))}
         for name in methods:
-            d, v, secs = cands[name]
+            d, v, wv, secs = cands[name]
             m, _ = score_matrix(d, true_d, mask)
             t = time.perf_counter()
-            pred = reconstruct_and_score(seq, d, v, rec, dist)
+            pred = reconstruct_and_score(seq, d, v, rec, dist, weight_variance=wv)
             rs = time.perf_counter() - t
             s = score_coords(as_written(pred.coords), ref)
             row[name] = {"lddt_matrix": m["lddt"], "mae": m["mae"], "lddt_coords": s["lddt_coords"],

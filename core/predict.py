@@ -233,16 +233,21 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 
 def reconstruct_and_score(sequence: str, distance: np.ndarray, variance: np.ndarray | None, reconstructor: Any,
-                          distribution: str = "laplace", coverage: np.ndarray | None = None) -> Prediction:
+                          distribution: str = "laplace", coverage: np.ndarray | None = None,
+                          weight_variance: np.ndarray | None = None) -> Prediction:
     """Coordinates (weights 1/variance where the reconstructor takes them) and confidence.
 
     coverage: (L, L) windows that saw each pair (:mod:`distfold.windows`); without a
-    variance, pairs no window saw get weight 0 and the others 1."""
+    variance, pairs no window saw get weight 0 and the others 1. weight_variance:
+    the variance to weight by when it differs from ``variance`` (pairs no window saw
+    are weighted by the prior's uncertainty, :func:`distfold.windows.reconstruction_variance`,
+    but get no confidence)."""
     from distfold.confidence import predicted_lddt, weights_from_variance
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    weights = weights_from_variance(variance) if takes_weights(reconstructor) else None
+    wv = variance if weight_variance is None else weight_variance
+    weights = weights_from_variance(wv) if takes_weights(reconstructor) else None
     if weights is None and coverage is not None and takes_weights(reconstructor) and not (coverage > 0).all():
         weights = (coverage > 0).astype(np.float64)
         np.fill_diagonal(weights, 0.0)
@@ -268,14 +273,16 @@ def predict_sequence(model: Any, sequence: str, reconstructor: Any, distribution
     """Predict the distances of one sequence (window by window when it is longer
     than ``window``, default the model's crop, :func:`distfold.windows.predict_windowed`),
     rebuild coordinates, compute confidence."""
-    from distfold.windows import predict_windowed
+    from distfold.windows import predict_windowed, reconstruction_variance
 
     t = time.perf_counter()
     out = predict_windowed(model, sequence, window, stride)
     d, v = check_distance_output(out, len(sequence))
     model_s = time.perf_counter() - t
     coverage = out.get("coverage")
-    pred = reconstruct_and_score(sequence, d, v, reconstructor, distribution, coverage)
+    wv = reconstruction_variance({**out, "distance": d, "variance": v}) if v is not None and coverage is not None \
+        else None
+    pred = reconstruct_and_score(sequence, d, v, reconstructor, distribution, coverage, wv)
     pred.timings = {"model_s": model_s, **pred.timings}
     pred.diagnostics["windows"] = len(out.get("windows", [])) or 1
     if coverage is not None and len(sequence) > 1:  # share of pairs i < j that no window saw

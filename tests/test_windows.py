@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from distfold.errors import InputError, UsageError
-from distfold.windows import (PairAccumulator, check_length, memory_max_length, pair_weights, plan_windows,
-                              predict_windowed, separation_fill)
+from distfold.windows import (UNCOVERED_CV, PairAccumulator, check_length, memory_max_length, pair_weights,
+                              plan_windows, predict_windowed, reconstruction_variance, separation_fill)
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -138,12 +138,18 @@ def test_predict_windowed_merges_by_inverse_variance(length):
 def test_uncovered_pairs_get_zero_weight_and_a_finite_fill():
     model = WindowDependentModel(200, 40)
     res = predict_windowed(model, model.sequence, window=40, stride=20)
-    w = pair_weights(res)
     unc = res["coverage"] == 0
     np.fill_diagonal(unc, False)
     assert unc.any()
-    assert (w[unc] == 0).all() and (w[~unc & ~np.eye(200, dtype=bool)] > 0).all()
-    assert np.isinf(res["variance"][unc]).all()
+    assert np.isinf(res["variance"][unc]).all()  # no confidence invented
+    w0 = pair_weights(res, cv=None)
+    assert (w0[unc] == 0).all() and (w0[~unc & ~np.eye(200, dtype=bool)] > 0).all()
+    # for reconstruction: the prior's uncertainty, (0.5 d)^2, a low weight
+    w = pair_weights(res)
+    np.testing.assert_allclose(w[unc], 1 / (UNCOVERED_CV * res["distance"][unc]) ** 2, rtol=1e-5)
+    rv = reconstruction_variance(res)
+    np.testing.assert_array_equal(rv[~unc], res["variance"][~unc])
+    assert w[unc].max() < np.median(w[~unc & ~np.eye(200, dtype=bool)])
     # filler is finite, positive and at least the typical distance at the edge of coverage
     assert np.isfinite(res["distance"][unc]).all() and (res["distance"][unc] > 0).all()
 

@@ -83,8 +83,11 @@ def check_basic(res, n):
     assert (np.diag(d) == 0).all() and np.isfinite(d).all() and (d >= 0).all()
     off = ~np.eye(n, dtype=bool)
     assert (v[off & (cov > 0)] > 0).all() and np.isfinite(v[cov > 0]).all()
-    w = pair_weights(res)
+    w = pair_weights(res, cv=None)
     assert (w[cov == 0] == 0).all() and (w[off & (cov > 0)] > 0).all()
+    w = pair_weights(res)  # reconstruction: uncovered pairs at the prior's uncertainty (0.5 d)^2
+    unc = off & (cov == 0)
+    np.testing.assert_allclose(w[unc], 1 / (0.5 * d[unc]) ** 2, rtol=1e-5)
 
 
 def test_model_reports_its_crop(model):
@@ -173,3 +176,30 @@ def test_predict_cli_length_guard_and_bad_window(tmp_path, model_dir):
                 "--device", "cpu", "--window", "8", "--stride", "9")
     assert r.exit_code == 2
     assert "stride must be between 1 and the window (8), got 9" in r.stderr
+
+
+def test_predict_sequence_weights_uncovered_pairs_by_the_prior_uncertainty(model):
+    from distfold.components import Reconstruction
+    from distfold.predict import predict_sequence
+
+    class Spy:
+        def reconstruct(self, distances, weights=None):
+            self.distances, self.weights = distances, weights
+            n = len(distances)
+            return Reconstruction(np.c_[np.arange(n) * 3.8, np.zeros((n, 2))], {"mirrored": False})
+
+    n = 3 * CROP
+    spy = Spy()
+    pred = predict_sequence(model, seq_of(n, 6), spy, window=CROP, stride=CROP // 2)
+    res = predict_windowed(model, seq_of(n, 6), CROP, CROP // 2)
+    unc = res["coverage"] == 0
+    w = spy.weights
+    assert (w[unc] > 0).all()
+    # relative weights follow 1 / variance, uncovered pairs at (0.5 d)^2
+    i, j = np.argwhere(unc)[0]
+    a, b = np.argwhere(np.triu(res["coverage"] > 0, 1))[0]
+    assert w[i, j] / w[a, b] == pytest.approx(res["variance"][a, b] / (0.5 * res["distance"][i, j]) ** 2, rel=1e-4)
+    # confidence ignores them: equal to the confidence computed with uncovered pairs left out
+    from distfold.confidence import predicted_lddt
+
+    np.testing.assert_allclose(pred.confidence, predicted_lddt(res["distance"], res["variance"]), rtol=1e-6)
