@@ -19,8 +19,8 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
 @click.option("--no-prior", is_flag=True, help="Do not fit and score the separation prior.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where the model runs.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for the model, reconstruction and scoring (default: torch's choice).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU threads for the model, reconstruction and scoring (1: the same numbers as predict's default).")
 @click.option("-o", "--outdir", "report_dir", required=True, type=click.Path(file_okay=False),
               help="Report folder: metrics.json, per_chain.tsv, PNG plots, structures/.")
 @click.option("--html", "html", is_flag=True,

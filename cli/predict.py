@@ -30,9 +30,10 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
               help="Residues per prediction window for longer chains (default: the model's training crop).")
 @click.option("--stride", type=click.IntRange(min=1), default=None,
               help="Residues between window starts (default: half the window).")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for the model and the reconstruction (default: torch's choice; "
-                   "1 is much faster on a busy machine, and torchrun sets 1 per process).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU threads per process for the model and the reconstruction. The default keeps the files "
+                   "identical however a run is split over processes (torchrun); more threads can change the "
+                   "last bits of float results.")
 @click.option("--overwrite", is_flag=True, help="Redo records whose outputs already exist (default: skip them).")
 @click.option("--html", "html", is_flag=True,
               help="Also write <id>.html per record: a self-contained page (3D model coloured by confidence, "

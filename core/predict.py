@@ -106,8 +106,11 @@ def resolve_device(device: str, local_rank: int = 0) -> str:
 @contextlib.contextmanager
 def cpu_threads(n: int | None):
     """Limit torch's intra-op threads and the BLAS/OpenMP pools to ``n`` for the
-    block (no limit when None). On a busy machine one thread per process was
-    about 10x faster than two (measured; see the README)."""
+    block (no limit when None). The thread count changes how reductions are split,
+    and so the last bits of float results: the CLI's default of 1 makes a
+    single-process run write the same files as any torchrun split (torchrun
+    processes get 1 too). On this project's busy 2-core machine one thread was
+    also faster than two (measured; see the README)."""
     if not n:
         yield
         return
