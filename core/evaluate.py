@@ -366,6 +366,9 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
 
     plots = _write_plots(report_dir, chains, true_and_predicted, hist, sep_acc, calib, calib_pred, calib_obs,
                          model_info)
+    if plots.get("training_curves") is None:
+        log("no training log (metrics.jsonl) in the checkpoint folder or the run folder above it: "
+            "no training curves plot")
     metrics = {
         "format": "distfold-evaluation", "version": 1, "distfold_version": __version__,
         "dataset": {"path": str(dataset_dir), "fingerprint": ds.fingerprint, "split": split,
