@@ -157,7 +157,7 @@ def read_metrics_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 _X_KEYS = ("step", "global_step", "epoch", "samples")
 _SKIP_KEYS = {"time", "wall_s", "elapsed_s", "eval_s", "seconds", "samples_per_s", "timestamp", "n_chains",
-              "lr", "learning_rate"}
+              "lr", "learning_rate", "world_size", "rank", "max_rank_weight_diff"}
 _GROUP_KEYS = ("kind", "split")
 
 
@@ -165,6 +165,8 @@ def _panel(key: str) -> str:
     name = key.rsplit("/", 1)[-1]
     if "loss" in name:
         return "loss"
+    if "grad" in name:
+        return "gradient norm"
     if "mae" in name or "rmse" in name:
         return "distance error (Å)"
     return "score"
@@ -174,8 +176,9 @@ def training_curves(path, rows: Sequence[dict[str, Any]]) -> Path | None:
     """Every numeric series of a training log (``metrics.jsonl``: one JSON object
     per line, e.g. ``{"kind": "train", "step": 10, "loss": ...}`` and
     ``{"kind": "val", "step": 250, "mae": ..., "lddt": ..., "prior_mae": ...}``)
-    against step (or epoch, or row number), one panel each for losses, distance
-    errors and scores; series are named ``<kind>/<key>``. Returns None when no
+    against step (or epoch, or row number), one panel each for losses, gradient
+    norms, distance errors and scores; series are named ``<kind>/<key>``
+    (bookkeeping such as world size is left out). Returns None when no
     row has a numeric value to plot."""
     xkey = next((k for k in _X_KEYS if any(isinstance(r.get(k), (int, float)) for r in rows)), None)
     series: dict[str, tuple[list[float], list[float]]] = {}
@@ -198,7 +201,7 @@ def training_curves(path, rows: Sequence[dict[str, Any]]) -> Path | None:
     panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
     for k, v in series.items():
         panels.setdefault(_panel(k), {})[k] = v
-    order = [p for p in ("loss", "distance error (Å)", "score") if p in panels]
+    order = [p for p in ("loss", "gradient norm", "distance error (Å)", "score") if p in panels]
     fig = _figure(4.2 * len(order) + 1.0, 4.0)
     axes = fig.subplots(1, len(order), squeeze=False)[0]
     for ax, title in zip(axes, order):
