@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stride", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch threads in each child")
     ap.add_argument("--no-fixed", action="store_true", help="skip the length-0 child (fixed cost)")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
+    ap.add_argument("--out", default=None, help="also write the JSON rows to this file")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child is not None:
@@ -128,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                     r["cpu_exponent_vs_previous"] = round(
                         math.log(r["cpu_s_above_fixed"] / prev["cpu_s_above_fixed"]) / ratio, 2)
             prev = r
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(rows, fh, indent=2, sort_keys=True)
     if args.json:
         print(json.dumps(rows, indent=2, sort_keys=True))
         return 0

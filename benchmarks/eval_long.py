@@ -12,8 +12,10 @@ C-alphas, before reconstruction (the matrix: C-alpha lDDT, MAE) and after it
 - ``whole``: the model run on the whole chain at once, no windows (it sees
   separations and lengths beyond its training crop), weights 1/variance;
 - ``crop``: the model run on the first ``crop`` residues only (truncation);
-  every other pair takes the prior, weighted like uncovered pairs of
-  ``windowed`` (1 / (UNCOVERED_CV * d_prior)^2);
+  every other pair takes the prior, weighted by 1 / (the prior's variance
+  measured per separation and length bucket on the train split,
+  :func:`prior_variance`) -- truncation's best variant: with the
+  UNCOVERED_CV rule, which under-weights short separations, it scored lower;
 - ``windowed``: ``distfold predict``'s path (:func:`distfold.windows.predict_windowed`,
   window = crop, stride = crop / 2, weights from
   :func:`distfold.windows.reconstruction_variance`): pairs no window covers take
@@ -158,6 +160,9 @@ def main(argv=None) -> int:
     ap.add_argument("--segments", action="store_true", help="also score windowed+segments (experimental)")
     ap.add_argument("--segment", type=int, default=48, help="residues per segment of a two-segment window")
     ap.add_argument("--gap", type=int, default=32, help="masked spacer positions between the two segments")
+    ap.add_argument("--cv", type=float, default=None, help="uncovered pairs' coefficient of variation "
+                    "(default distfold.windows.UNCOVERED_CV)")
+    ap.add_argument("--only", nargs="+", default=None, help="score only these methods")
     ap.add_argument("--json", default=None, help="also write per-chain results to this JSON file")
     args = ap.parse_args(argv)
 
@@ -178,12 +183,15 @@ def main(argv=None) -> int:
     crop = int(model.config.get("crop") or window)
     dist = confidence_distribution(model.config)
     rec = create_reconstructor(args.reconstruct)
-    print(f"model {path} crop {crop}; window {window} stride {stride}; UNCOVERED_CV {UNCOVERED_CV}; {len(idx)} {args.split} chains "
-          f"{args.min_length}-{args.max_length}; reconstructor {args.reconstruct}", file=sys.stderr)
+    cv = UNCOVERED_CV if args.cv is None else args.cv
+    print(f"model {path} crop {crop}; window {window} stride {stride}; uncovered cv {cv}; {len(idx)} {args.split} "
+          f"chains {args.min_length}-{args.max_length}; reconstructor {args.reconstruct}", file=sys.stderr)
 
     rows = []
     methods = ("prior", "whole", "crop", "windowed", "windowed-w0", "windowed+pvar") + (
         ("windowed+segments",) if args.segments else ())
+    if args.only:
+        methods = tuple(m for m in methods if m in args.only)
     for i in idx:
         sample = ds[i]
         seq = sample.sequence
@@ -208,16 +216,15 @@ def main(argv=None) -> int:
         v = np.full((n, n), np.inf, np.float32)
         d[:crop, :crop] = c["distance"]
         v[:crop, :crop] = c["variance"]
-        cov = np.zeros((n, n), np.uint16)
-        cov[:crop, :crop] = 1
-        cands["crop"] = (d, v, reconstruction_variance({"distance": d, "variance": v, "coverage": cov}),
-                         time.perf_counter() - t)
+        wv = p_v.copy()
+        wv[:crop, :crop] = c["variance"]
+        cands["crop"] = (d, v, wv, time.perf_counter() - t)
         t = time.perf_counter()
         out = predict_windowed(model, seq, window, stride)
         secs = time.perf_counter() - t
         d, v = check_distance_output(out, n)
         out = {**out, "distance": d, "variance": v}
-        cands["windowed"] = (d, v, reconstruction_variance(out), secs)
+        cands["windowed"] = (d, v, reconstruction_variance(out, cv), secs)
         cands["windowed-w0"] = (d, v, None, secs)
         unc = out["coverage"] == 0
         np.fill_diagonal(unc, False)
@@ -229,7 +236,7 @@ def main(argv=None) -> int:
             seg_out = predict_with_segments(model, seq, window, stride, args.segment, args.gap)
             d, v = check_distance_output(seg_out, n)
             seg_out = {**seg_out, "distance": d, "variance": v}
-            cands["windowed+segments"] = (d, v, reconstruction_variance(seg_out), time.perf_counter() - t)
+            cands["windowed+segments"] = (d, v, reconstruction_variance(seg_out, cv), time.perf_counter() - t)
 
         row = {"id": sample.record.get("id"), "length": n, "n_observed": int(mask.sum()),
                "windows": len(out["windows"]), "uncovered_pair_fraction": float(unc.sum() / (n * (n - 1)))}
@@ -262,8 +269,12 @@ def main(argv=None) -> int:
         print("| mean | | " + " | ".join(
             " / ".join(f"{np.mean([r[k][m] for r in rows]):.3f}" for m in ("lddt_matrix", "lddt_coords", "tm_score"))
             for k in methods) + " |")
-        wins = {k: sum(r["windowed"]["lddt_coords"] > r[k]["lddt_coords"] and r["windowed"]["tm_score"] > r[k]["tm_score"]
-                       for r in rows) for k in methods if k != "windowed"}
+
+        def beats(r, k):
+            return r["windowed"]["lddt_coords"] > r[k]["lddt_coords"] and r["windowed"]["tm_score"] > r[k]["tm_score"]
+
+        wins = {} if "windowed" not in methods else {
+            k: sum(beats(r, k) for r in rows) for k in methods if k != "windowed"}
         print("windowed beats (lDDT and TM both higher), chains of " + str(len(rows)) + ": " +
               ", ".join(f"{k} {v}" for k, v in wins.items()))
     return 0

@@ -57,8 +57,10 @@ MIN_VARIANCE = 1e-4
 #: prior's median is 0.45-0.56 times that median at separations 128-400 in every
 #: length bucket (the default dataset, measured with benchmarks/eval_long.py's
 #: prior_variance). Uncovered pairs are weighted 1 / (UNCOVERED_CV * d_prior)^2:
-#: on 8 val chains of 300-580 residues this lifted coordinate lDDT from 0.201
-#: (weight 0) to 0.229 (see benchmarks/eval_long.py).
+#: on the 8 val chains of 300-580 residues this lifted the coordinates' C-alpha
+#: lDDT from 0.201 (weight 0) to 0.228 and TM-score from 0.157 to 0.180, the same
+#: as weighting by the measured per-separation variance (0.229, 0.189)
+#: (benchmarks/eval_long.py, shipped default model, smacof).
 UNCOVERED_CV = 0.5
 
 # -- window plan ---------------------------------------------------------------
@@ -379,10 +381,15 @@ def pair_weights(result: dict[str, Any], cv: float | None = UNCOVERED_CV) -> np.
 
 # -- memory guard ------------------------------------------------------------------
 
-#: Bytes of peak process memory per residue pair (L^2) for predict + weighted
-#: reconstruction, measured by benchmarks/bench_long.py (see its docstring).
+#: Bytes of peak process memory per residue pair (L^2) for the whole of
+#: ``distfold predict`` (windows, merge, weights, reconstruction, confidence).
+#: benchmarks/bench_long.py measured 101-128 bytes per pair above the fixed cost
+#: at L = 1024-4096 with smacof and 110-126 with refine (default model); 160 leaves
+#: headroom.
 BYTES_PER_PAIR = 160
-#: Fixed memory for the interpreter, torch and the model, in bytes.
+#: Fixed memory for the interpreter, torch and the model, in bytes (measured 0.38
+#: GiB with the default model; a bigger backbone adds its weights, 4 bytes per
+#: fp32 parameter, which the 0.8 share of the available memory has to absorb).
 BASE_BYTES = 1 << 30
 #: Share of the available memory distfold plans to use.
 MEMORY_SHARE = 0.8
