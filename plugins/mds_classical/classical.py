@@ -205,7 +205,36 @@ def check_share_settings(exact_max_length: int, probes: int, steps: int) -> None
                          f"negative_share_steps >= 1; got {exact_max_length}, {probes}, {steps}")
 
 
-class ClassicalMDS(Configurable):
+class ClassicalStart:
+    """The classical-MDS parameters (see :class:`ClassicalMDS`), shared by every
+    reconstructor that computes or starts from a classical embedding."""
+
+    CLASSICAL_PARAMS = ("negative_share", "negative_share_exact_max_length", "negative_share_probes",
+                        "negative_share_steps", "lanczos_min_length", "lanczos_tol", "seed")
+
+    def _init_classical(self, negative_share, negative_share_exact_max_length, negative_share_probes,
+                        negative_share_steps, lanczos_min_length, lanczos_tol, seed) -> None:
+        self.negative_share = bool(negative_share)
+        self.negative_share_exact_max_length = int(negative_share_exact_max_length)
+        self.negative_share_probes = int(negative_share_probes)
+        self.negative_share_steps = int(negative_share_steps)
+        self.lanczos_min_length = int(lanczos_min_length)
+        self.lanczos_tol = float(lanczos_tol)
+        self.seed = int(seed)
+        check_share_settings(self.negative_share_exact_max_length, self.negative_share_probes,
+                             self.negative_share_steps)
+
+    def _classical_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.CLASSICAL_PARAMS}
+
+    def _classical_start(self, checked: CheckedDistances) -> tuple[np.ndarray, dict[str, Any]]:
+        """Classical-MDS coordinates (hand not yet chosen) and their diagnostics."""
+        return classical_embedding(checked, self.negative_share, self.lanczos_min_length, self.lanczos_tol,
+                                   self.seed, self.negative_share_exact_max_length, self.negative_share_probes,
+                                   self.negative_share_steps)
+
+
+class ClassicalMDS(ClassicalStart, Configurable):
     """Classical (Torgerson) MDS: closed form, no iterations.
 
     negative_share: report sum|lambda-| / sum|lambda| of B
@@ -229,22 +258,13 @@ class ClassicalMDS(Configurable):
     def __init__(self, negative_share: bool = True, negative_share_exact_max_length: int = SHARE_EXACT_MAX_LENGTH,
                  negative_share_probes: int = SHARE_PROBES, negative_share_steps: int = SHARE_STEPS,
                  lanczos_min_length: int = 64, lanczos_tol: float = 1e-10, seed: int = 0):
-        self.negative_share = bool(negative_share)
-        self.negative_share_exact_max_length = int(negative_share_exact_max_length)
-        self.negative_share_probes = int(negative_share_probes)
-        self.negative_share_steps = int(negative_share_steps)
-        self.lanczos_min_length = int(lanczos_min_length)
-        self.lanczos_tol = float(lanczos_tol)
-        self.seed = int(seed)
-        check_share_settings(self.negative_share_exact_max_length, self.negative_share_probes,
-                             self.negative_share_steps)
+        self._init_classical(negative_share, negative_share_exact_max_length, negative_share_probes,
+                             negative_share_steps, lanczos_min_length, lanczos_tol, seed)
 
     def reconstruct(self, distances, weights=None) -> Reconstruction:
         """(L, L) distances in Å (weights: only their zeros matter) -> Reconstruction, (L, 3) Å."""
         checked = check_distances(distances, weights)
-        x, info = classical_embedding(checked, self.negative_share, self.lanczos_min_length,
-                                      self.lanczos_tol, self.seed, self.negative_share_exact_max_length,
-                                      self.negative_share_probes, self.negative_share_steps)
+        x, info = self._classical_start(checked)
         raw, s1 = stress(x, checked)
         diagnostics = {"method": "classical", "stress": raw, "stress1": s1, "iterations": 0,
                        "converged": True, "max_asymmetry": checked.max_asymmetry, **info}

@@ -28,7 +28,7 @@ from scipy.spatial.distance import cdist
 from distfold.components import Configurable, Reconstruction
 from distfold.distmat import CheckedDistances, check_distances, finish
 from distfold.plugins.mds_classical.classical import (SHARE_EXACT_MAX_LENGTH, SHARE_PROBES, SHARE_STEPS,
-                                                     check_share_settings)
+                                                     ClassicalStart)
 from distfold.plugins.mds_smacof.smacof import SMACOF, final_stress
 
 
@@ -96,7 +96,7 @@ class ChainEnergy:
         return energy, grad.ravel()
 
 
-class Refine(Configurable):
+class Refine(ClassicalStart, Configurable):
     """SMACOF (same parameters as ``smacof``), then L-BFGS on stress + 3.8 Å bonds + clashes.
 
     bond_length: target consecutive C-alpha distance, Å.
@@ -131,25 +131,14 @@ class Refine(Configurable):
         self.eps = float(eps)
         self.relaxation = float(relaxation)
         self.block_size = int(block_size)
-        self.negative_share = bool(negative_share)
-        self.negative_share_exact_max_length = int(negative_share_exact_max_length)
-        self.negative_share_probes = int(negative_share_probes)
-        self.negative_share_steps = int(negative_share_steps)
-        self.lanczos_min_length = int(lanczos_min_length)
-        self.lanczos_tol = float(lanczos_tol)
-        self.seed = int(seed)
         if min(self.bond_weight, self.clash_weight) < 0 or self.bond_length < 0 or self.clash_distance < 0:
             raise ValueError("bond/clash weights and lengths must be >= 0")
-        check_share_settings(self.negative_share_exact_max_length, self.negative_share_probes,
-                             self.negative_share_steps)
+        self._init_classical(negative_share, negative_share_exact_max_length, negative_share_probes,
+                             negative_share_steps, lanczos_min_length, lanczos_tol, seed)
 
     def _smacof(self) -> SMACOF:
         return SMACOF(max_iter=self.max_iter, eps=self.eps, relaxation=self.relaxation, block_size=self.block_size,
-                      negative_share=self.negative_share,
-                      negative_share_exact_max_length=self.negative_share_exact_max_length,
-                      negative_share_probes=self.negative_share_probes,
-                      negative_share_steps=self.negative_share_steps, lanczos_min_length=self.lanczos_min_length,
-                      lanczos_tol=self.lanczos_tol, seed=self.seed)
+                      **self._classical_params())
 
     def reconstruct(self, distances, weights=None) -> Reconstruction:
         """(L, L) distances in Å, optional (L, L) weights >= 0 -> Reconstruction, (L, 3) Å."""

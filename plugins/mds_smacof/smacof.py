@@ -26,12 +26,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.spatial.distance import cdist
 
 from distfold.components import Configurable, Reconstruction
 from distfold.distmat import CheckedDistances, check_distances, finish, stress
 from distfold.plugins.mds_classical.classical import (SHARE_EXACT_MAX_LENGTH, SHARE_PROBES, SHARE_STEPS,
-                                                     check_share_settings, classical_embedding)
+                                                     ClassicalStart)
 
 
 def weight_laplacian(w: np.ndarray) -> np.ndarray:
@@ -194,7 +193,7 @@ def final_stress(x: np.ndarray, checked: CheckedDistances) -> tuple[float, float
     return stress(x, checked)
 
 
-class SMACOF(Configurable):
+class SMACOF(ClassicalStart, Configurable):
     """Stress majorisation from classical MDS, with optional per-pair weights.
 
     max_iter: Guttman transforms at most.
@@ -215,25 +214,16 @@ class SMACOF(Configurable):
         self.eps = float(eps)
         self.relaxation = float(relaxation)
         self.block_size = int(block_size)
-        self.negative_share = bool(negative_share)
-        self.negative_share_exact_max_length = int(negative_share_exact_max_length)
-        self.negative_share_probes = int(negative_share_probes)
-        self.negative_share_steps = int(negative_share_steps)
-        self.lanczos_min_length = int(lanczos_min_length)
-        self.lanczos_tol = float(lanczos_tol)
-        self.seed = int(seed)
         if not 0.0 < self.relaxation <= 2.0:
             raise ValueError(f"relaxation must be in (0, 2], got {relaxation}")
         if self.max_iter < 0 or self.block_size < 1:
             raise ValueError("max_iter must be >= 0 and block_size >= 1")
-        check_share_settings(self.negative_share_exact_max_length, self.negative_share_probes,
-                             self.negative_share_steps)
+        self._init_classical(negative_share, negative_share_exact_max_length, negative_share_probes,
+                             negative_share_steps, lanczos_min_length, lanczos_tol, seed)
 
     def embed(self, checked: CheckedDistances) -> tuple[np.ndarray, dict[str, Any]]:
         """Coordinates (hand not yet chosen) and diagnostics for checked input."""
-        x0, info = classical_embedding(checked, self.negative_share, self.lanczos_min_length,
-                                       self.lanczos_tol, self.seed, self.negative_share_exact_max_length,
-                                       self.negative_share_probes, self.negative_share_steps)
+        x0, info = self._classical_start(checked)
         x, loop = smacof_loop(checked, x0, self.max_iter, self.eps, self.relaxation, self.block_size)
         info = {**info, "iterations": loop["iterations"], "converged": loop["converged"],
                 "stress_classical": loop["stress_start"]}
