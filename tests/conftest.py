@@ -42,3 +42,14 @@ def fake_plugin(tmp_path):
         return make_fake_plugin(tmp_path / "site", dist, ep_name, module, source)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_blas_thread():
+    """Thin (L, L) x (L, 4) products gain nothing from BLAS threads, and on a
+    shared, loaded machine OpenBLAS's spinning threads slow them a hundredfold.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_blas_thread")``."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        yield

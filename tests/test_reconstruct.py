@@ -26,17 +26,7 @@ EXACT_TOL = {"classical": 0.01, "smacof": 0.01, "refine": 0.1}
 FACTORIES = {"classical": ClassicalMDS, "smacof": SMACOF, "refine": Refine}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Thin (L, L) x (L, 4) products gain nothing from BLAS threads, and on a
-    shared, loaded machine OpenBLAS's spinning threads slow them a hundredfold."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @lru_cache(maxsize=None)

@@ -17,15 +17,7 @@ from conftest import run_distfold
 CHAIN = Path(__file__).parent / "data" / "chains" / "c70b106ab8731.pdb.gz"  # 1MR1 D, 96 residues
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")
