@@ -123,3 +123,58 @@ def test_variance_angstrom_delta_method():
     slope = 4.0 * math.exp(0.6 * 4.0)  # d/dy expm1(4 y)
     assert float(va[0, 0, 1]) == pytest.approx(1e-4 * slope**2, rel=1e-3)
     assert float(va[0, 0, 0]) == 0.0
+
+
+def _perturb_out(head, seed=3):
+    """Give the zero-initialised read-out weights so that both outputs depend on the stack."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        head.stack.out.weight.copy_(0.1 * torch.randn(head.stack.out.weight.shape, generator=g))
+
+
+@pytest.mark.parametrize("decouple", [False, True])
+def test_scale_gradient_reaches_the_stack_only_when_not_decoupled(decouple):
+    head = RegressionHead(hidden_size=16, use_prior=False, decouple=decouple)
+    _perturb_out(head)
+    feats, mask, _ = _inputs()
+    out = head(feats, mask)
+    out["scale"].sum().backward()  # only the uncertainty output
+    stack_grad = sum(float(p.grad.abs().sum()) for n, p in head.stack.named_parameters()
+                     if p.grad is not None and not n.startswith("out."))
+    assert head.stack.out.weight.grad[1].abs().sum() > 0  # the scale's own read-out still learns
+    assert (stack_grad > 0) == (not decouple)
+
+
+def test_decoupled_distance_output_is_unchanged_by_the_gradient_stop():
+    feats, mask, _ = _inputs()
+    outs = []
+    for decouple in (False, True):
+        head = RegressionHead(hidden_size=16, use_prior=False, decouple=decouple).eval()
+        _perturb_out(head)
+        with torch.no_grad():
+            outs.append(head(feats, mask))
+    for key in ("distance", "scale"):
+        assert torch.allclose(outs[0][key], outs[1][key])
+
+
+@pytest.mark.parametrize("head_cls", [RegressionHead, DistogramHead])
+def test_sequence_convolution_ignores_padding(head_cls):
+    head = head_cls(hidden_size=16, use_prior=False, seq_kernel=5, seq_dim=8).eval()
+    _perturb_out(head)
+    with torch.no_grad():
+        head.stack.seq_out.weight.normal_(0, 0.1)  # zero-initialised: make it matter
+    feats, mask, _ = _inputs(n=6)
+    padded = torch.cat([feats, 100 * torch.ones(1, 3, 16)], 1)
+    pmask = torch.cat([mask, torch.zeros(1, 3, dtype=torch.bool)], 1)
+    with torch.no_grad():
+        a = head(feats, mask)["distance"]
+        b = head(padded, pmask)["distance"][:, :6, :6]
+        c = head_cls(hidden_size=16, use_prior=False).eval()(feats, mask)["distance"]
+    assert torch.allclose(a, b, atol=1e-5)
+    assert head.stack.seq_conv.kernel_size == (5,)
+    assert c.shape == a.shape
+
+
+def test_sequence_convolution_width_must_be_odd():
+    with pytest.raises(ValueError, match="odd"):
+        RegressionHead(hidden_size=16, seq_kernel=4)

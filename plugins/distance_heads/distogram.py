@@ -27,7 +27,8 @@ class DistogramHead(Configurable, PairHeadBase):
     hidden_size: backbone feature width.
     n_bins, min_distance, max_distance: equal-width bins over [min, max] Å, plus a beyond bin.
     beyond_distance: Å value the beyond bin stands for (floor; the prior raises it).
-    pair_dim, n_blocks, dilations, max_separation, use_prior, dropout: the pair stack.
+    pair_dim, n_blocks, dilations, max_separation, use_prior, dropout, seq_kernel, seq_dim: the pair
+        stack (see ``PairStack``).
     local_range, local_weight: extra loss weight for 0 < |i - j| <= local_range.
     seed: initialisation seed.
     """
@@ -36,7 +37,8 @@ class DistogramHead(Configurable, PairHeadBase):
                  max_distance: float = 22.0, beyond_distance: float = 30.0, pair_dim: int = 32,
                  n_blocks: int = 4, dilations: list[int] | None = None, max_separation: int = 32,
                  use_prior: bool = True, local_range: int = 0, local_weight: float = 0.0,
-                 dropout: float = 0.0, seed: int = 0):
+                 dropout: float = 0.0, seq_kernel: int = 0, seq_dim: int = 64,
+                 seed: int = 0):
         PairHeadBase.__init__(self)
         if not (n_bins >= 2 and max_distance > min_distance >= 0):
             raise ValueError("distogram needs n_bins >= 2 and 0 <= min_distance < max_distance")
@@ -53,6 +55,8 @@ class DistogramHead(Configurable, PairHeadBase):
         self.local_range = int(local_range)
         self.local_weight = float(local_weight)
         self.dropout = float(dropout)
+        self.seq_kernel = int(seq_kernel)
+        self.seq_dim = int(seq_dim)
         self.seed = int(seed)
         edges = torch.linspace(self.min_distance, self.max_distance, self.n_bins + 1, dtype=torch.float64)
         self.register_buffer("edges", edges.float(), persistent=False)
@@ -60,7 +64,8 @@ class DistogramHead(Configurable, PairHeadBase):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.stack = PairStack(self.hidden_size, self.n_bins + 1, self.pair_dim, self.n_blocks,
-                                   tuple(self.dilations), self.max_separation, self.use_prior, self.dropout)
+                                   tuple(self.dilations), self.max_separation, self.use_prior, self.dropout,
+                                   seq_kernel=self.seq_kernel, seq_dim=self.seq_dim)
 
     def _bin_values(self, prior_angstrom: torch.Tensor | None, shape) -> torch.Tensor:
         """(B, L, L, n_bins + 1) Å value of every bin (the beyond bin may vary per pair)."""

@@ -28,16 +28,35 @@ class PairStack(nn.Module):
     n_blocks: residual conv blocks; block k uses dilation dilations[k % len(dilations)].
     max_separation: signed sequence separation j - i is clipped to +-max_separation and embedded.
     use_prior: add the separation prior (already in the normaliser's space) as an input channel.
+    seq_kernel: when > 0, a residual 1D convolution of this width (odd) over the residue
+        features runs before the pair map is formed: each residue sees its sequence
+        neighbours directly, the local signal (helix vs strand) a from-scratch backbone is slow
+        to find on its own; ``seq_dim`` channels wide. 0 = off.
+    n_detached: the last ``n_detached`` output channels are read from the stack's final map
+        with its gradient stopped, so they train their own read-out but never shape the stack
+        (the regression head's uncertainty: see ``RegressionHead``).
     """
 
     def __init__(self, hidden_size: int, n_out: int, pair_dim: int = 32, n_blocks: int = 4,
                  dilations: tuple[int, ...] = (1, 2, 4, 8), max_separation: int = 32,
-                 use_prior: bool = True, dropout: float = 0.0):
+                 use_prior: bool = True, dropout: float = 0.0, n_detached: int = 0, seq_kernel: int = 0,
+                 seq_dim: int = 64):
         super().__init__()
+        if int(seq_kernel) < 0 or (int(seq_kernel) > 0 and int(seq_kernel) % 2 == 0):
+            raise ValueError(f"seq_kernel must be 0 or an odd width, not {seq_kernel}")
+        if not 0 <= int(n_detached) <= int(n_out):
+            raise ValueError(f"n_detached must be in 0..{n_out}, not {n_detached}")
+        self.n_detached = int(n_detached)
         self.max_separation = int(max_separation)
         self.use_prior = bool(use_prior)
         c = int(pair_dim)
         self.norm = nn.LayerNorm(hidden_size)
+        self.seq_conv = self.seq_out = None
+        if int(seq_kernel) > 0:
+            self.seq_conv = nn.Conv1d(hidden_size, int(seq_dim), int(seq_kernel), padding=int(seq_kernel) // 2)
+            self.seq_out = nn.Linear(int(seq_dim), hidden_size)
+            nn.init.zeros_(self.seq_out.weight)
+            nn.init.zeros_(self.seq_out.bias)
         self.left = nn.Linear(hidden_size, c)
         self.right = nn.Linear(hidden_size, c, bias=False)
         self.prod_a = nn.Linear(hidden_size, c, bias=False)
@@ -63,6 +82,9 @@ class PairStack(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         b, n, _ = features.shape
         x = self.norm(features.float())
+        if self.seq_conv is not None:
+            xm = x * mask[..., None].to(x.dtype)  # padding must not leak into real residues
+            x = x + self.seq_out(F.gelu(self.seq_conv(xm.transpose(1, 2)).transpose(1, 2)))
         if self.dropout is not None:
             x = self.dropout(x)  # residue-feature dropout: against memorising training chains
         z = self.left(x)[:, :, None, :] + self.right(x)[:, None, :, :]
@@ -77,12 +99,20 @@ class PairStack(nn.Module):
         pm = (mask[:, :, None] & mask[:, None, :]).to(z.dtype)[:, None]  # (B, 1, L, L)
         z = z.permute(0, 3, 1, 2) * pm  # (B, C, L, L)
         for (conv1, conv2), norm in zip(self.blocks, self.block_norms):
-            h = conv1(F.gelu(_channel_norm(z, norm)))
+            # mask the conv inputs too: a normalised zero pair is norm.bias, not 0, and padding must
+            # look like the convolution's own zero border (a batch's padding must not change a chain)
+            h = conv1(F.gelu(_channel_norm(z, norm)) * pm)
             if self.dropout is not None:
                 h = self.dropout(h)
-            z = (z + conv2(F.gelu(h))) * pm
+            z = (z + conv2(F.gelu(h) * pm)) * pm
         z = self.out_norm(z.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        y = self.out(F.gelu(z))  # (B, n_out, L, L)
+        g = F.gelu(z)
+        k = self.out.out_channels - self.n_detached
+        if self.n_detached:
+            y = torch.cat([F.conv2d(g, self.out.weight[:k], self.out.bias[:k]),
+                           F.conv2d(g.detach(), self.out.weight[k:], self.out.bias[k:])], 1)
+        else:
+            y = self.out(g)  # (B, n_out, L, L)
         y = 0.5 * (y + y.transpose(-1, -2))
         return y.permute(0, 2, 3, 1)  # (B, L, L, n_out)
 
