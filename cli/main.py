@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reconstruct": ("distfold.cli.reconstruct:reconstruct", "Turn a distance matrix into C-alpha coordinates."),
     "evaluate": ("distfold.cli.evaluate:evaluate", "Score a model on a dataset split, with plots."),
     "train": ("distfold.cli.train:train", "Train a model on a dataset."),
+    "calibrate": ("distfold.cli.calibrate:calibrate", "Fit a model's confidence calibration on held-out chains."),
     "data": ("distfold.cli.data:data", "Build and inspect training datasets."),
     "plugins": ("distfold.cli.plugins:plugins", "List installed components and plugin problems."),
 }

@@ -222,7 +222,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
     """Evaluate, write the report, return the metrics dict (as in metrics.json)."""
     from distfold import __version__
     from distfold.dataset import Dataset
-    from distfold.predict import (_failure_message, check_distance_output, confidence_distribution,
+    from distfold.predict import (_failure_message, check_distance_output, confidence_calibration, confidence_distribution,
                                   create_reconstructor, load_model, model_identity, predict_sequence,
                                   reconstruct_and_score, resolve_device)
     from distfold.windows import check_length, predict_windowed
@@ -267,6 +267,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
     else:
         model_info = {"name": type(model).__name__, "path": None, "sha256": None, "device": None}
     distribution = confidence_distribution(getattr(model, "config", None))
+    calibration = confidence_calibration(getattr(model, "config", None))
     log(f"model {model_info['name']} loaded in {time.perf_counter() - t:.1f} s; "
         f"{len(idx)} {split} chains; reconstructor {reconstruct}")
     reconstructor = create_reconstructor(reconstruct)
@@ -295,7 +296,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
                                "family": rec.get("family")}
         try:
             check_length(f"chain {cid!r}", len(seq))
-            pred = predict_sequence(model, seq, reconstructor, distribution)
+            pred = predict_sequence(model, seq, reconstructor, distribution, calibration=calibration)
             m_scores, per_res = score_matrix(pred.distance, true_d, mask)
             xyz = as_written(pred.coords)
             m_scores.update(score_coords(xyz, ref))

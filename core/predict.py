@@ -176,6 +176,16 @@ def confidence_distribution(model_config: dict[str, Any] | None) -> str:
     return "gaussian" if isinstance(head, dict) and head.get("name") == "distogram" else "laplace"
 
 
+def confidence_calibration(model_config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The model's confidence calibration (:mod:`distfold.calibration`), or None."""
+    from distfold.calibration import from_config
+
+    try:
+        return from_config(model_config)
+    except ValueError as exc:
+        raise DistfoldError(str(exc)) from None
+
+
 def create_reconstructor(name: str):
     from distfold.registry import get_registry
 
@@ -237,14 +247,17 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 def reconstruct_and_score(sequence: str, distance: np.ndarray, variance: np.ndarray | None, reconstructor: Any,
                           distribution: str = "laplace", coverage: np.ndarray | None = None,
-                          weight_variance: np.ndarray | None = None) -> Prediction:
-    """Coordinates (weights 1/variance where the reconstructor takes them) and confidence.
+                          weight_variance: np.ndarray | None = None,
+                          calibration: dict[str, Any] | None = None) -> Prediction:
+    """Coordinates (weights 1/variance where the reconstructor takes them) and confidence
+    (mapped through the model's ``calibration``, :mod:`distfold.calibration`, when it has one).
 
     coverage: (L, L) windows that saw each pair (:mod:`distfold.windows`); without a
     variance, pairs no window saw get weight 0 and the others 1. weight_variance:
     the variance to weight by when it differs from ``variance`` (pairs no window saw
     are weighted by the prior's uncertainty, :func:`distfold.windows.reconstruction_variance`,
     but get no confidence)."""
+    from distfold.calibration import apply as calibrate
     from distfold.confidence import predicted_lddt, weights_from_variance
 
     timings: dict[str, float] = {}
@@ -260,7 +273,7 @@ def reconstruct_and_score(sequence: str, distance: np.ndarray, variance: np.ndar
         rec = reconstructor.reconstruct(distance.astype(np.float64))
     timings["reconstruct_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    conf = predicted_lddt(distance, variance, distribution)
+    conf = calibrate(predicted_lddt(distance, variance, distribution), calibration)
     timings["confidence_s"] = time.perf_counter() - t
     coords = np.asarray(rec.coords, dtype=np.float64)
     if coords.shape != (len(sequence), 3) or not np.all(np.isfinite(coords)):
@@ -272,7 +285,8 @@ def reconstruct_and_score(sequence: str, distance: np.ndarray, variance: np.ndar
 
 
 def predict_sequence(model: Any, sequence: str, reconstructor: Any, distribution: str = "laplace",
-                     window: int | None = None, stride: int | None = None) -> Prediction:
+                     window: int | None = None, stride: int | None = None,
+                     calibration: dict[str, Any] | None = None) -> Prediction:
     """Predict the distances of one sequence (window by window when it is longer
     than ``window``, default the model's crop, :func:`distfold.windows.predict_windowed`),
     rebuild coordinates, compute confidence."""
@@ -285,7 +299,7 @@ def predict_sequence(model: Any, sequence: str, reconstructor: Any, distribution
     coverage = out.get("coverage")
     wv = reconstruction_variance({**out, "distance": d, "variance": v}) if v is not None and coverage is not None \
         else None
-    pred = reconstruct_and_score(sequence, d, v, reconstructor, distribution, coverage, wv)
+    pred = reconstruct_and_score(sequence, d, v, reconstructor, distribution, coverage, wv, calibration)
     pred.timings = {"model_s": model_s, **pred.timings}
     pred.diagnostics["windows"] = len(out.get("windows", [])) or 1
     if coverage is not None and len(sequence) > 1:  # share of pairs i < j that no window saw
@@ -387,6 +401,7 @@ def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *,
         else:
             model_info = {"name": type(model).__name__, "path": None, "sha256": None, "device": None}
         distribution = confidence_distribution(getattr(model, "config", None))
+        calibration = confidence_calibration(getattr(model, "config", None))
         window, stride = resolve_window(model, window, stride)
         load_s = time.perf_counter() - t
         log(f"{prefix}model {model_info['name']} loaded in {load_s:.1f} s; reconstructor {reconstruct}; "
@@ -417,14 +432,16 @@ def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *,
         try:
             check_length(f"record {rec.id!r}", len(rec.sequence), max_length)
             paths["scores"].unlink(missing_ok=True)  # the record is incomplete until rewritten
-            pred = predict_sequence(model, rec.sequence, reconstructor, distribution, window, stride)
+            pred = predict_sequence(model, rec.sequence, reconstructor, distribution, window, stride, calibration)
             total = time.perf_counter() - t0
             scores = {
                 "id": rec.id, "raw_id": rec.raw_id, "description": rec.description, "length": len(rec.sequence),
                 "sequence": rec.sequence, "mean_confidence": pred.mean_confidence,
                 "confidence": None if pred.confidence is None else [round(float(c), 2) for c in pred.confidence],
                 "confidence_method": None if pred.confidence is None else
-                f"predicted C-alpha lDDT (0-100) under a {distribution} per-pair error model",
+                f"predicted C-alpha lDDT (0-100) under a {distribution} per-pair error model" + (
+                    f", calibrated on {calibration.get('n_chains')} {calibration.get('split')} chains"
+                    if calibration else ", uncalibrated"),
                 "reconstructor": rec_info, "reconstruction": pred.diagnostics,
                 "handedness": handedness_of(pred.diagnostics), "model": model_info,
                 "timings": {**{k_: round(v_, 4) for k_, v_ in pred.timings.items()}, "total_s": round(total, 4)},
