@@ -70,6 +70,12 @@ def child(length: int, model_dir: str | None, reconstruct: str, window: int | No
     return out
 
 
+def _ms_per_iteration(row: dict) -> str:
+    """Reconstruction time per iteration (it includes the one-off start: classical MDS, V+)."""
+    it = row.get("reconstruct_iterations")
+    return f"{1000 * row['reconstruct_s'] / it:.0f}" if it else "-"
+
+
 def run_child(length: int, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", str(length), "--reconstruct", args.reconstruct]
     for flag, value in (("--model", args.model), ("--window", args.window), ("--stride", args.stride),
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, sort_keys=True))
         return 0
-    head = (f"{'L':>5} {'windows':>7} {'model s':>8} {'recon s':>8} {'iters':>5} {'conf s':>7} {'total s':>8} "
+    head = (f"{'L':>5} {'windows':>7} {'model s':>8} {'recon s':>8} {'iters':>5} {'ms/iter':>7} {'conf s':>7} {'total s':>8} "
             f"{'exp':>5} {'cpu s':>7} {'cpu exp':>7} {'peak GiB':>8} {'B/pair':>7}")
     print(head)
     for r in rows:
@@ -143,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['length']:>5} failed: {r['error']}")
             continue
         if r["length"] == 0:
-            print(f"{0:>5} {'-':>7} {'-':>8} {'-':>8} {'-':>5} {'-':>7} {'-':>8} {'-':>5} {r['cpu_s']:>7.1f} "
+            print(f"{0:>5} {'-':>7} {'-':>8} {'-':>8} {'-':>5} {'-':>7} {'-':>7} {'-':>8} {'-':>5} {r['cpu_s']:>7.1f} "
                   f"{'-':>7} {r['peak_rss_bytes'] / 2**30:>8.2f} {'-':>7}   (model loaded, nothing predicted)")
             continue
         print(f"{r['length']:>5} {r['windows']:>7} {r['model_s']:>8.1f} {r['reconstruct_s']:>8.1f} "
-              f"{str(r.get('reconstruct_iterations', '-')):>5} {r['confidence_s']:>7.1f} {r['predict_total_s']:>8.1f} "
+              f"{str(r.get('reconstruct_iterations', '-')):>5} {_ms_per_iteration(r):>7} {r['confidence_s']:>7.1f} {r['predict_total_s']:>8.1f} "
               f"{r.get('time_exponent_vs_previous', '-'):>5} {r['cpu_s']:>7.1f} "
               f"{r.get('cpu_exponent_vs_previous', '-'):>7} {r['peak_rss_bytes'] / 2**30:>8.2f} "
               f"{r.get('bytes_per_pair_above_fixed', '-'):>7}")

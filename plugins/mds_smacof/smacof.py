@@ -168,7 +168,11 @@ def smacof_loop(checked: CheckedDistances, x0: np.ndarray, max_iter: int, eps: f
         x = g if relaxation == 1.0 else x + relaxation * (g - x)
         x -= x.mean(0)
         rx, cross = kernel(x)
-        den = sum_wd2(x)
+        if weighted and relaxation == 1.0:
+            # V x = V V^+ B(X) X = B(X) X (its columns sum to zero): saves a dense pass over V
+            den = float(np.einsum("ij,ij->", x, bx))
+        else:
+            den = sum_wd2(x)
         new = den - 2.0 * cross + const
         if den <= 0 or (old - new) / den < eps:
             converged = True
