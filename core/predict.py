@@ -255,8 +255,8 @@ def reconstruct_and_score(sequence: str, distance: np.ndarray, variance: np.ndar
     coverage: (L, L) windows that saw each pair (:mod:`distfold.windows`); without a
     variance, pairs no window saw get weight 0 and the others 1. weight_variance:
     the variance to weight by when it differs from ``variance`` (pairs no window saw
-    are weighted by the prior's uncertainty, :func:`distfold.windows.reconstruction_variance`,
-    but get no confidence)."""
+    take the prior's uncertainty, :func:`distfold.windows.reconstruction_variance`); the
+    confidence uses it too."""
     from distfold.calibration import apply as calibrate
     from distfold.confidence import predicted_lddt, weights_from_variance
 
@@ -273,7 +273,9 @@ def reconstruct_and_score(sequence: str, distance: np.ndarray, variance: np.ndar
         rec = reconstructor.reconstruct(distance.astype(np.float64))
     timings["reconstruct_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    conf = calibrate(predicted_lddt(distance, variance, distribution), calibration)
+    # pairs no window saw count with the prior's uncertainty: they may be contacts the model
+    # never looked at, so they lower the confidence instead of being skipped
+    conf = calibrate(predicted_lddt(distance, wv, distribution), calibration)
     timings["confidence_s"] = time.perf_counter() - t
     coords = np.asarray(rec.coords, dtype=np.float64)
     if coords.shape != (len(sequence), 3) or not np.all(np.isfinite(coords)):

@@ -15,23 +15,36 @@ def _helix(n):
 @pytest.mark.parametrize("distribution", ["laplace", "gaussian"])
 def test_predicted_lddt_is_the_expected_lddt_under_the_error_model(distribution):
     """Monte Carlo: draw true distances around the prediction with the stated
-    distribution and variance; the mean lDDT (pairs chosen by the predicted
-    distance, as documented) matches the closed form."""
+    distribution and variance; per residue, the expected number of scored pairs
+    (true distance < 15 Å) that fall within each threshold, over the expected
+    number of scored pairs, matches the closed form."""
     rng = np.random.default_rng(0)
     d = distance_matrix(_helix(30))
-    var = rng.uniform(0.05, 9.0, d.shape)
+    var = rng.uniform(0.05, 40.0, d.shape)
     var = 0.5 * (var + var.T)
     conf = predicted_lddt(d, var, distribution)
     n = len(d)
-    incl = (d < 15) & ~np.eye(n, dtype=bool)
     draws = 4000
     if distribution == "laplace":
         err = rng.laplace(0.0, np.sqrt(var / 2.0), (draws, n, n))
     else:
         err = rng.normal(0.0, np.sqrt(var), (draws, n, n))
-    frac = np.mean([(np.abs(err) < t) for t in (0.5, 1, 2, 4)], axis=0).mean(0)  # (n, n)
-    mc = 100 * np.where(incl, frac, 0).sum(1) / incl.sum(1)
+    scored = ((d + err) < 15) & ~np.eye(n, dtype=bool)  # the true pair set is uncertain too
+    hit = np.mean([(np.abs(err) < t) for t in (0.5, 1, 2, 4)], axis=0)  # (draws, n, n)
+    mc = 100 * (scored * hit).sum((0, 2)) / scored.sum((0, 2))
     assert np.abs(conf - mc).max() < 1.0
+
+
+def test_a_wide_pair_just_beyond_15_angstrom_lowers_confidence():
+    """Pairs predicted beyond 15 Å with a wide distribution may be true contacts the model
+    misses: they lower the confidence (pairs chosen by the predicted distance would not)."""
+    d = distance_matrix(_helix(12))
+    var = np.full(d.shape, 0.3)
+    base = predicted_lddt(d, var)
+    far = d >= 15
+    assert far.any()
+    wide = np.where(far, 100.0, var)
+    assert (predicted_lddt(d, wide)[far.any(1)] < base[far.any(1)] - 1).all()
 
 
 def test_confidence_equals_observed_lddt_of_a_certain_prediction():
@@ -57,7 +70,9 @@ def test_no_variance_means_no_confidence_and_single_residue_is_zero():
 def test_uncovered_pairs_with_infinite_variance_are_left_out():
     d = distance_matrix(_helix(10))
     var = np.full(d.shape, 1.0)
-    ref = predicted_lddt(d, var)
+    gone = d.copy()
+    gone[0, 9] = gone[9, 0] = 1e6  # a pair that cannot be a contact adds nothing
+    ref = predicted_lddt(gone, var)
     var[0, 9] = var[9, 0] = np.inf  # as distfold.windows marks pairs no window covered
     d2 = d.copy()
     d2[0, 9] = d2[9, 0] = 5.0  # a filler distance under 15 Å must not count

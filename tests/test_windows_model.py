@@ -199,7 +199,11 @@ def test_predict_sequence_weights_uncovered_pairs_by_the_prior_uncertainty(model
     i, j = np.argwhere(unc)[0]
     a, b = np.argwhere(np.triu(res["coverage"] > 0, 1))[0]
     assert w[i, j] / w[a, b] == pytest.approx(res["variance"][a, b] / (0.5 * res["distance"][i, j]) ** 2, rel=1e-4)
-    # confidence ignores them: equal to the confidence computed with uncovered pairs left out
+    # confidence counts them with the prior's uncertainty: possible contacts nobody predicted, so the
+    # confidence is lower than with those pairs left out (no confidence is invented for them)
     from distfold.confidence import predicted_lddt
+    from distfold.windows import reconstruction_variance
 
-    np.testing.assert_allclose(pred.confidence, predicted_lddt(res["distance"], res["variance"]), rtol=1e-6)
+    np.testing.assert_allclose(pred.confidence, predicted_lddt(res["distance"], reconstruction_variance(res)),
+                               rtol=1e-6)
+    assert pred.confidence.mean() < predicted_lddt(res["distance"], res["variance"]).mean()
