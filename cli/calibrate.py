@@ -23,7 +23,7 @@ def calibrate(dataset_dir, model_dir, split, max_length, dry_run, threads, as_js
     """Fit the map from raw to calibrated confidence on DATASET_DIR's split.
 
     The raw confidence is the lDDT the head's per-pair error distributions
-    expect; it runs high (it cannot see the contacts the model misses). This
+    expect, so it runs high or low as far as those distributions are off. This
     fits a monotone map from it to the observed per-residue C-alpha lDDT of the
     predicted distances (isotonic regression) and stores the map in the model's
     config.json; `predict` and `evaluate` then report calibrated confidence.

@@ -73,8 +73,9 @@ def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params,
 
     \b
     From scratch (the shipped default model's exact command is in its DATA_CARD.md):
-      distfold train DATA -o MODEL --preset small --crop 128 --max-steps 4000 --eval-every 250
-        --weight-decay 0.05 --head-params '{"pair_dim": 16, "local_range": 8, "local_weight": 2.0, "dropout": 0.2}'
+      distfold train DATA -o MODEL --preset small --crop 128 --max-steps 3000 --eval-every 250
+        --weight-decay 0.05 --head-params '{"pair_dim": 16, "local_range": 8, "local_weight": 2.0,
+        "dropout": 0.2, "seq_kernel": 15}'
     LoRA on a local pretrained Qwen2.5:
       distfold train DATA -o MODEL --base-model ./Qwen2.5-0.5B --lr 1e-4 --grad-accum 8
     Data-parallel on one machine (DDP; gloo on CPU):

@@ -2,8 +2,8 @@
 
 The raw confidence (:func:`distfold.confidence.predicted_lddt`) is the lDDT the
 head's own per-pair error distributions expect; it is only as right as those
-distributions (the shipped model's, on val chains <= 256: mean 30.5 against an
-observed 31.1, see the module). A model whose uncertainty is off can be given a
+distributions (the shipped model's, on val chains <= 256: mean 29.4 against an
+observed 30.0, see that module). A model whose uncertainty is off can be given a
 calibration: a monotone map raw -> observed, fitted by
 isotonic regression (``scipy.optimize.isotonic_regression``) on the residues of
 a held-out split (the validation split, which selected the model; never the

@@ -17,12 +17,14 @@ merges the window predictions into one (L, L) matrix:
 - pairs that no window covers (only pairs with ``|i - j| > window - stride``
   can be uncovered) get the model's separation prior for the chain's length as
   their distance (:func:`separation_fill` for a model without a prior), so
-  that every entry is finite, variance ``inf`` and coverage 0: no confidence
-  is invented for them (the predicted lDDT leaves them out);
-- for reconstruction only, :func:`reconstruction_variance` gives those pairs
-  the prior's own uncertainty, ``(UNCOVERED_CV * prior distance)^2``, a low
-  but non-zero weight. Weight 0 leaves the arrangement of distant segments
-  unconstrained and measured clearly worse (see :data:`UNCOVERED_CV`).
+  that every entry is finite, variance ``inf`` and coverage 0: nothing
+  measured them;
+- :func:`reconstruction_variance` gives those pairs the prior's own
+  uncertainty, ``(UNCOVERED_CV * prior distance)^2``: a low but non-zero
+  reconstruction weight (weight 0 leaves the arrangement of distant segments
+  unconstrained and measured clearly worse, see :data:`UNCOVERED_CV`), and in
+  the confidence a wide distribution that may hide a contact, so they lower
+  it instead of being skipped (:mod:`distfold.confidence`).
 
 Each window is predicted with the full chain's length where the model's
 ``predict`` takes ``lengths`` (the separation prior's length bucket), as the
@@ -60,7 +62,7 @@ MIN_VARIANCE = 1e-4
 #: on the 8 val chains of 300-580 residues this lifted the coordinates' C-alpha
 #: lDDT from 0.201 (weight 0) to 0.228 and TM-score from 0.157 to 0.180, the same
 #: as weighting by the measured per-separation variance (0.229, 0.189)
-#: (benchmarks/eval_long.py, shipped default model, smacof).
+#: (benchmarks/eval_long.py, smacof, the default model shipped at the time).
 UNCOVERED_CV = 0.5
 
 # -- window plan ---------------------------------------------------------------
