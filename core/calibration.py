@@ -95,26 +95,24 @@ def collect(model: Any, dataset: Any, split: str = "val", max_length: int | None
     does (windows beyond the model's crop)."""
     from distfold.confidence import predicted_lddt
     from distfold.metrics import lddt
-    from distfold.predict import check_distance_output, confidence_distribution
-    from distfold.windows import predict_windowed, reconstruction_variance
+    from distfold.predict import confidence_distribution, predict_distances
 
     distribution = confidence_distribution(getattr(model, "config", None))
     rows = []
     idx = [i for i in dataset.indices(split) if max_length is None or len(dataset[i].sequence) <= max_length]
     for k, i in enumerate(idx, 1):
         s = dataset[i]
-        out = predict_windowed(model, s.sequence)
-        d, v = check_distance_output(out, len(s.sequence))
-        if v is None:
+        p = predict_distances(model, s.sequence)
+        if p["variance"] is None:
             raise ValueError("this model's head gives no uncertainty, so it has no confidence to calibrate")
-        if out.get("coverage") is not None:  # as predict does: uncovered pairs take the prior's uncertainty
-            v = reconstruction_variance({**out, "distance": d, "variance": v})
-        raw = predicted_lddt(d, v, distribution)
-        _, per_res = lddt(d, s.distances(), s.mask)
+        raw = predicted_lddt(p["distance"], p["weight_variance"], distribution)
+        _, per_res = lddt(p["distance"], s.distances(), s.mask)
         ok = s.mask & np.isfinite(per_res)
-        rows.append({"id": s.record.get("id"), "family": s.record.get("family", s.record.get("id")), "raw": raw[ok], "observed": 100.0 * per_res[ok]})
+        cid = s.record.get("id")
+        rows.append({"id": cid, "family": s.record.get("family", cid), "raw": raw[ok],
+                     "observed": 100.0 * per_res[ok]})
         if log:
-            log(f"[{k}/{len(idx)}] {s.record.get('id')}  L={len(s.sequence)}  raw {raw[ok].mean():.1f}  "
+            log(f"[{k}/{len(idx)}] {cid}  L={len(s.sequence)}  raw {raw[ok].mean():.1f}  "
                 f"observed {100.0 * per_res[ok].mean():.1f}")
     return rows
 

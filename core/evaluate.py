@@ -222,10 +222,10 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
     """Evaluate, write the report, return the metrics dict (as in metrics.json)."""
     from distfold import __version__
     from distfold.dataset import Dataset
-    from distfold.predict import (_failure_message, check_distance_output, confidence_calibration, confidence_distribution,
-                                  create_reconstructor, load_model, model_identity, predict_sequence,
-                                  reconstruct_and_score, resolve_device)
-    from distfold.windows import check_length, predict_windowed
+    from distfold.predict import (_failure_message, confidence_calibration, confidence_distribution,
+                                  create_reconstructor, load_model, model_identity, predict_distances,
+                                  predict_sequence, reconstruct_and_score, resolve_device)
+    from distfold.windows import check_length
     from distfold.sequence import safe_id
     from distfold.structure import write_ca_trace
 
@@ -360,8 +360,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
 
     def true_and_predicted(cid: str) -> dict[str, np.ndarray]:
         sample = ds[where[cid]]
-        out = predict_windowed(model, sample.sequence)
-        d, _ = check_distance_output(out, len(sample.sequence))
+        d = predict_distances(model, sample.sequence)["distance"]  # again, for the 3 chains plotted
         m = sample.mask
         return {"pred": d, "true": np.where(m[:, None] & m[None, :], sample.distances(), np.nan)}
 

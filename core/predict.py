@@ -286,24 +286,38 @@ def reconstruct_and_score(sequence: str, distance: np.ndarray, variance: np.ndar
     return Prediction(sequence, distance, variance, coords, conf, diag, timings)
 
 
+def predict_distances(model: Any, sequence: str, window: int | None = None,
+                      stride: int | None = None) -> dict[str, Any]:
+    """The model's checked (L, L) prediction of one sequence, window by window when it
+    is longer than ``window`` (default the model's crop, :func:`distfold.windows.predict_windowed`):
+    ``distance``; ``variance`` (None without one); ``weight_variance``, the variance that
+    reconstruction weights and confidence use (pairs no window saw at the prior's
+    uncertainty, :func:`distfold.windows.reconstruction_variance`); ``coverage`` (None for
+    a model without windows) and ``windows`` (how many)."""
+    from distfold.windows import predict_windowed, reconstruction_variance
+
+    out = predict_windowed(model, sequence, window, stride)
+    d, v = check_distance_output(out, len(sequence))
+    coverage = out.get("coverage")
+    wv = reconstruction_variance({**out, "distance": d, "variance": v}) if v is not None and coverage is not None \
+        else v
+    return {"distance": d, "variance": v, "weight_variance": wv, "coverage": coverage,
+            "windows": len(out.get("windows", [])) or 1}
+
+
 def predict_sequence(model: Any, sequence: str, reconstructor: Any, distribution: str = "laplace",
                      window: int | None = None, stride: int | None = None,
                      calibration: dict[str, Any] | None = None) -> Prediction:
-    """Predict the distances of one sequence (window by window when it is longer
-    than ``window``, default the model's crop, :func:`distfold.windows.predict_windowed`),
-    rebuild coordinates, compute confidence."""
-    from distfold.windows import predict_windowed, reconstruction_variance
-
+    """Predict the distances of one sequence (:func:`predict_distances`), rebuild
+    coordinates, compute confidence."""
     t = time.perf_counter()
-    out = predict_windowed(model, sequence, window, stride)
-    d, v = check_distance_output(out, len(sequence))
+    p = predict_distances(model, sequence, window, stride)
     model_s = time.perf_counter() - t
-    coverage = out.get("coverage")
-    wv = reconstruction_variance({**out, "distance": d, "variance": v}) if v is not None and coverage is not None \
-        else None
-    pred = reconstruct_and_score(sequence, d, v, reconstructor, distribution, coverage, wv, calibration)
+    coverage = p["coverage"]
+    pred = reconstruct_and_score(sequence, p["distance"], p["variance"], reconstructor, distribution, coverage,
+                                 p["weight_variance"], calibration)
     pred.timings = {"model_s": model_s, **pred.timings}
-    pred.diagnostics["windows"] = len(out.get("windows", [])) or 1
+    pred.diagnostics["windows"] = p["windows"]
     if coverage is not None and len(sequence) > 1:  # share of pairs i < j that no window saw
         pred.diagnostics["uncovered_pair_fraction"] = round(
             float((coverage == 0).sum() / (len(sequence) * (len(sequence) - 1))), 6)
