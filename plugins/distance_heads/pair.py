@@ -105,8 +105,7 @@ class PairStack(nn.Module):
             if self.dropout is not None:
                 h = self.dropout(h)
             z = (z + conv2(F.gelu(h) * pm)) * pm
-        z = self.out_norm(z.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        g = F.gelu(z)
+        g = F.gelu(_channel_norm(z, self.out_norm))
         k = self.out.out_channels - self.n_detached
         if self.n_detached:
             y = torch.cat([F.conv2d(g, self.out.weight[:k], self.out.bias[:k]),
