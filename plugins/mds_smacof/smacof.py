@@ -5,10 +5,12 @@ transform (de Leeuw 1977; Borg & Groenen, *Modern Multidimensional Scaling*,
 ch. 8):
 
 - unweighted: X <- B(X) X / L, with B(X) = diag(R 1) - R, R_ij = d_ij / |x_i - x_j|;
-- weighted: X <- V^+ B(X) X, R_ij = w_ij d_ij / |x_i - x_j|, V = diag(W 1) - W,
-  its pseudo-inverse computed once (V^+ = (V + 11'/L)^-1 - 11'/L when the
-  weight graph is connected, ``scipy.linalg.pinvh`` otherwise). Weights that
-  are equal on every pair take the unweighted path.
+- weighted: X <- V^+ B(X) X, R_ij = w_ij d_ij / |x_i - x_j|, V = diag(W 1) - W.
+  When the weight graph is connected, V^+ B(X) X = (V + 11'/L)^-1 B(X) X (the
+  columns of B(X) X sum to zero), solved with one Cholesky factorisation made
+  once (L^3 / 3 flops, about 7x fewer than an explicit inverse) and two
+  triangular solves per iteration; otherwise V^+ comes from ``scipy.linalg.pinvh``.
+  Weights that are equal on every pair take the unweighted path.
 
 Each iteration is one pass of :class:`GuttmanKernel` over the pairs i < j;
 stress comes from sum_{i<j} w |x_i - x_j|^2 (L sum |x_i - x_c|^2, or tr X'VX),
@@ -40,19 +42,26 @@ def weight_laplacian(w: np.ndarray) -> np.ndarray:
     return v
 
 
-def weight_laplacian_pinv(w: np.ndarray) -> np.ndarray:
-    """Moore-Penrose pseudo-inverse of V = diag(W 1) - W, (L, L)."""
+def laplacian_solver(w: np.ndarray):
+    """A function b -> V^+ b for (L, k) right-hand sides whose columns sum to zero
+    (as B(X) X does), V = diag(W 1) - W. One (L, L) factor is held."""
     n = len(w)
-    v = weight_laplacian(w)
     from scipy.sparse.csgraph import connected_components
 
     ncomp, _ = connected_components(w > 0, directed=False)
-    if ncomp == 1:
-        # V is PSD with null space span(1): (V + 11'/n)^-1 = V^+ + 11'/n
-        return np.linalg.inv(v + 1.0 / n) - 1.0 / n
-    from scipy.linalg import pinvh
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve, pinvh
 
-    return pinvh(v)
+    if ncomp == 1:
+        a = weight_laplacian(w)
+        a += 1.0 / n  # V + 11'/n: positive definite, and equal to V on zero-sum vectors
+        try:
+            factor = cho_factor(a, lower=True, overwrite_a=True, check_finite=False)
+            return lambda b: cho_solve(factor, b, check_finite=False)
+        except LinAlgError:  # numerically singular (weights spanning many orders of magnitude)
+            del a
+
+    vplus = pinvh(weight_laplacian(w))
+    return lambda b: vplus @ b
 
 
 class GuttmanKernel:
@@ -141,15 +150,15 @@ def smacof_loop(checked: CheckedDistances, x0: np.ndarray, max_iter: int, eps: f
     weighted = w is not None and not _constant_offdiag(w)
     if weighted:
         wd = w * d
-        vplus = weight_laplacian_pinv(w)
-        v = weight_laplacian(w)
+        solve = laplacian_solver(w)
+        wsum = w.sum(1)
     else:
         wd = d if w is None else w[0, 1] * d  # a constant weight scales the stress only
     const = float(np.dot(wd.ravel(), d.ravel())) / 2.0
 
     def sum_wd2(x):  # sum_{i<j} w_ij |x_i - x_j|^2 without an (L, L) pass
-        if weighted:
-            return float(np.einsum("ij,ij->", x, v @ x))
+        if weighted:  # x'(diag(W 1) - W) x
+            return float(np.einsum("i,ij,ij->", wsum, x, x) - np.einsum("ij,ij->", x, w @ x))
         scale = 1.0 if w is None else float(w[0, 1])
         return scale * n * float(np.einsum("ij,ij->", x, x))  # x is centred
 
@@ -162,7 +171,7 @@ def smacof_loop(checked: CheckedDistances, x0: np.ndarray, max_iter: int, eps: f
     for it in range(1, max_iter + 1):
         bx = rx[:, 3:4] * x - rx[:, :3]  # B(X) X
         if weighted:
-            g = vplus @ bx
+            g = solve(bx)
         else:
             g = bx / (n if w is None else n * float(w[0, 1]))
         x = g if relaxation == 1.0 else x + relaxation * (g - x)
