@@ -62,13 +62,16 @@ def _json_params(ctx, param, value):
               help="Validate on val chains of at most this many residues.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads per process.")
+@click.option("--init", "init_from", type=click.Path(file_okay=False, exists=True), default=None, metavar="MODEL",
+              help="Start from this model's weights (fine-tuning; e.g. core/default_model at a longer --crop). "
+                   "Its components, normaliser scale and prior are kept; optimizer and schedule start afresh.")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the output directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON; no progress.")
 @wrap_errors
 def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params, head, head_params, normaliser,
           epochs, max_steps, lr, warmup, weight_decay, batch_size, grad_accum, crop, precision,
-          gradient_checkpointing, eval_every, save_every, log_every, keep, select, val_max_length, seed, threads, resume,
-          as_json):
+          gradient_checkpointing, eval_every, save_every, log_every, keep, select, val_max_length, seed, threads, init_from,
+          resume, as_json):
     """Train a distance model on DATASET_DIR (see `distfold data`).
 
     \b
@@ -76,6 +79,8 @@ def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params,
       distfold train DATA -o MODEL --preset small --crop 128 --max-steps 3000 --eval-every 250
         --weight-decay 0.05 --head-params '{"pair_dim": 16, "local_range": 8, "local_weight": 2.0,
         "dropout": 0.2, "seq_kernel": 15}'
+    Fine-tuning a saved model (architecture, normaliser and prior kept):
+      distfold train DATA -o MODEL --init core/default_model --crop 256 --max-steps 1000 --lr 3e-4
     LoRA on a local pretrained Qwen2.5:
       distfold train DATA -o MODEL --base-model ./Qwen2.5-0.5B --lr 1e-4 --grad-accum 8
     Data-parallel on one machine (DDP; gloo on CPU):
@@ -83,7 +88,17 @@ def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params,
     """
     import torch
 
+    from distfold.errors import InputError
     from distfold.train import TrainOptions
+
+    if init_from is not None:
+        ctx = click.get_current_context()
+        given = [f"--{name.replace('_', '-')}" for name in ("backbone", "base_model", "preset", "backbone_params", "head",
+                                                             "head_params", "normaliser", "precision",
+                                                             "gradient_checkpointing")
+                 if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise InputError(f"--init {init_from}: the architecture comes from that model; drop {', '.join(given)}")
     from distfold.train import train as run_training
 
     if threads:
@@ -100,7 +115,7 @@ def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params,
                         normaliser=normaliser, epochs=epochs, max_steps=max_steps, lr=lr, warmup=warmup,
                         weight_decay=weight_decay, batch_size=batch_size, grad_accum=grad_accum, crop=crop,
                         eval_every=eval_every, save_every=save_every, log_every=log_every, keep=keep, seed=seed,
-                        val_max_length=val_max_length, select=select)
+                        val_max_length=val_max_length, select=select, init=init_from)
     summary = run_training(dataset_dir, model_dir, opts, resume=resume, quiet=as_json)
     if as_json:
         echo_json(summary)

@@ -14,7 +14,10 @@ linearly and then follows a cosine to ``min_lr_ratio * lr``.
 MODEL_DIR receives ``metrics.jsonl`` (one JSON object per log/validation event),
 ``checkpoints/step-N/`` (model + resume state, the ``keep`` newest), ``best/``
 (the checkpoint with the best validation score) and, at the end, the final model
-itself (``config.json`` etc. in MODEL_DIR). ``resume=True`` continues from the newest
+itself (``config.json`` etc. in MODEL_DIR). ``init`` starts from a saved model's weights
+instead of a fresh one (fine-tuning, e.g. at a longer crop or on new data): its
+components, normaliser scale and separation prior are kept, with a new optimizer and
+schedule. ``resume=True`` continues from the newest
 checkpoint with optimizer, scheduler and RNG state, so an interrupted run ends
 with the same weights as an uninterrupted one. SIGINT/SIGTERM save a checkpoint
 before exiting.
@@ -72,6 +75,7 @@ class TrainOptions:
     seed: int = 0
     val_max_length: int = 256
     select: str = "lddt"
+    init: str | None = None  # start from this model directory's weights (fine-tuning)
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -282,6 +286,31 @@ def _build_model(opts: TrainOptions, dataset: Dataset, train_idx: list[int], qui
     return model
 
 
+def _init_model(opts: TrainOptions, dataset: Dataset, quiet: bool) -> tuple[DistanceModel, TrainOptions]:
+    """The model in ``opts.init`` ready to train on ``dataset``, and ``opts`` with the
+    architecture fields it really has (the checkpoint's, not the command line's)."""
+    from dataclasses import replace
+
+    path = Path(opts.init)
+    if not (path / "config.json").is_file():
+        raise InputError(f"--init {path}: not a model directory (no config.json)")
+    model = DistanceModel.load(path)
+    if not model.trainable_parameters():
+        raise InputError(f"--init {path}: the model has no trainable parameters")
+    comps = model.config["components"]
+    opts = replace(opts, backbone=comps["backbone"]["name"], backbone_params=dict(comps["backbone"]["params"]),
+                   head=comps["distance_head"]["name"], head_params=dict(comps["distance_head"]["params"]),
+                   normaliser=comps["normaliser"]["name"], normaliser_params=dict(comps["normaliser"]["params"]))
+    previous = model.config.get("training") or {}
+    model.config["init"] = {"from": str(path), "dataset_fingerprint": model.config.get("dataset_fingerprint"),
+                            "crop": model.config.get("crop"), "step": previous.get("step")}
+    model.config["dataset_fingerprint"] = dataset.fingerprint
+    model.config["crop"] = opts.crop
+    _log(f"starting from the weights of {path} (trained {previous.get('step', '?')} steps, crop "
+         f"{model.config['init']['crop']})", quiet)
+    return model, opts
+
+
 def _param_groups(model: DistanceModel, weight_decay: float) -> list[dict[str, Any]]:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -335,7 +364,10 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
         if dist.main and (model_dir / "checkpoints").exists() and any((model_dir / "checkpoints").iterdir()):
             raise DistfoldError(f"{model_dir} already holds checkpoints; pass --resume to continue, or use a new directory")
         torch.manual_seed(opts.seed)
-        model = _build_model(opts, dataset, train_idx, quiet)
+        if opts.init:
+            model, opts = _init_model(opts, dataset, quiet)
+        else:
+            model = _build_model(opts, dataset, train_idx, quiet)
         model.train()
 
     per_step = opts.batch_size * opts.grad_accum * dist.world

@@ -169,6 +169,42 @@ def test_fresh_run_refuses_existing_checkpoints(trained, dataset):
         train(dataset, out, _tiny_opts(max_steps=2), quiet=True)
 
 
+def test_init_starts_from_a_saved_models_weights(trained, dataset, tmp_path):
+    src, _ = trained
+    out = tmp_path / "tuned"
+    torch.set_num_threads(1)
+    # a learning rate so small that the two steps cannot move the weights visibly
+    train(dataset, out, TrainOptions(init=str(src), crop=48, batch_size=2, lr=1e-12, warmup=0, max_steps=2,
+                                     log_every=1, seed=5), quiet=True)
+    before, after = _weights(src), _weights(out)
+    assert before.keys() == after.keys()
+    for k in before:
+        np.testing.assert_allclose(after[k], before[k], atol=1e-6, err_msg=k)
+    src_config, config = (json.loads((d / "config.json").read_text()) for d in (src, out))
+    assert config["components"] == src_config["components"]
+    assert config["normaliser_scale"] == src_config["normaliser_scale"]
+    assert config["crop"] == 48 and config["init"] == {"from": str(src), "crop": 64, "step": 40,
+                                                        "dataset_fingerprint": src_config["dataset_fingerprint"]}
+    options = config["training"]["options"]  # what the run really trained, not the defaults
+    assert options["init"] == str(src) and options["backbone_params"]["preset"] == "tiny"
+    assert options["head_params"] == src_config["components"]["distance_head"]["params"]
+
+
+def test_init_rejects_architecture_options_and_missing_models(trained, dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from distfold.cli.main import cli
+
+    src, _ = trained
+    r = CliRunner().invoke(cli, ["train", str(dataset), "-o", str(tmp_path / "m"), "--init", str(src),
+                                 "--head-params", '{"pair_dim": 8}', "--max-steps", "1"])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
+    assert "--init" in r.output and "--head-params" in r.output and not (tmp_path / "m").exists()
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(cli, ["train", str(dataset), "-o", str(tmp_path / "m"), "--init", str(tmp_path / "empty")])
+    assert r.exit_code == 1 and "not a model directory" in r.output and len(r.output.strip().splitlines()) == 1
+
+
 def test_bad_dataset_is_one_line_error(tmp_path):
     from click.testing import CliRunner
 
