@@ -33,6 +33,8 @@ def test_predicted_lddt_is_the_expected_lddt_under_the_error_model(distribution)
     hit = np.mean([(np.abs(err) < t) for t in (0.5, 1, 2, 4)], axis=0)  # (draws, n, n)
     mc = 100 * (scored * hit).sum((0, 2)) / scored.sum((0, 2))
     assert np.abs(conf - mc).max() < 1.0
+    for rows in (1, 7, 64):  # the row blocking is for speed only
+        np.testing.assert_array_equal(predicted_lddt(d, var, distribution, block=rows), conf)
 
 
 def test_a_wide_pair_just_beyond_15_angstrom_lowers_confidence():
