@@ -37,7 +37,7 @@ MODEL_FORMAT = "distfold-model"
 MODEL_FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 KNOWN_KEYS = {"format", "format_version", "distfold_version", "components", "base_model", "normaliser_scale",
-              "dataset_fingerprint", "crop", "prior", "training", "confidence_calibration"}
+              "dataset_fingerprint", "crop", "prior", "training", "confidence_calibration", "init"}
 
 
 def default_model_path() -> Path:

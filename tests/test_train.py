@@ -169,7 +169,7 @@ def test_fresh_run_refuses_existing_checkpoints(trained, dataset):
         train(dataset, out, _tiny_opts(max_steps=2), quiet=True)
 
 
-def test_init_starts_from_a_saved_models_weights(trained, dataset, tmp_path):
+def test_init_starts_from_a_saved_models_weights(trained, dataset, tmp_path, capsys):
     src, _ = trained
     out = tmp_path / "tuned"
     torch.set_num_threads(1)
@@ -188,6 +188,9 @@ def test_init_starts_from_a_saved_models_weights(trained, dataset, tmp_path):
     options = config["training"]["options"]  # what the run really trained, not the defaults
     assert options["init"] == str(src) and options["backbone_params"]["preset"] == "tiny"
     assert options["head_params"] == src_config["components"]["distance_head"]["params"]
+    capsys.readouterr()
+    DistanceModel.load(out)  # the fine-tuned model is a plain model of this format version
+    assert "unknown keys" not in capsys.readouterr().err
 
 
 def test_init_rejects_architecture_options_and_missing_models(trained, dataset, tmp_path):
