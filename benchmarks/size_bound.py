@@ -74,8 +74,8 @@ def main() -> None:
     ext = a[:, 0] >= args.extended
     print(f"model {path}; {args.split} chains <= {args.max_length} residues; mean distance MAE (A)")
     for split in ("train", args.split):
-        r = [compactness(ds[i]) for i in ds.indices(split) if len(ds[i].sequence) <= args.max_length
-             and ds[i].mask.sum() >= 2]
+        chains = (ds[i] for i in ds.indices(split))
+        r = [compactness(c) for c in chains if len(c.sequence) <= args.max_length and c.mask.sum() >= 2]
         q = np.quantile(r, [0.1, 0.5, 0.9])
         print(f"{split}: {len(r)} chains, Rg ratio 10/50/90 %: {q[0]:.2f} / {q[1]:.2f} / {q[2]:.2f}, "
               f"extended: {np.mean(np.array(r) >= args.extended):.0%}")

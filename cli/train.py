@@ -90,6 +90,7 @@ def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params,
 
     from distfold.errors import InputError
     from distfold.train import TrainOptions
+    from distfold.train import train as run_training
 
     if init_from is not None:
         ctx = click.get_current_context()
@@ -99,7 +100,6 @@ def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params,
                  if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise InputError(f"--init {init_from}: the architecture comes from that model; drop {', '.join(given)}")
-    from distfold.train import train as run_training
 
     if threads:
         torch.set_num_threads(threads)

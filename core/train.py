@@ -44,7 +44,7 @@ from distfold.checkpoint import (checkpoint_name, load_training_state, newest_ch
 from distfold.dataset import Dataset
 from distfold.errors import DistfoldError, InputError
 from distfold.metrics import distance_errors, lddt
-from distfold.model import DistanceModel
+from distfold.model import CONFIG_NAME, DistanceModel
 from distfold.prior import SeparationPrior
 
 
@@ -292,8 +292,8 @@ def _init_model(opts: TrainOptions, dataset: Dataset, quiet: bool) -> tuple[Dist
     from dataclasses import replace
 
     path = Path(opts.init)
-    if not (path / "config.json").is_file():
-        raise InputError(f"--init {path}: not a model directory (no config.json)")
+    if not (path / CONFIG_NAME).is_file():  # named as --init, before load's own message
+        raise InputError(f"--init {path}: not a model directory (no {CONFIG_NAME})")
     model = DistanceModel.load(path)
     if not model.trainable_parameters():
         raise InputError(f"--init {path}: the model has no trainable parameters")
