@@ -2,16 +2,16 @@
 
 Each length runs in a fresh child process that loads the model, predicts a
 synthetic sequence of that length window by window
-(:func:`distfold.windows.predict_windowed`), reconstructs it with the chosen
+(:func:`distfold.pipeline.windows.predict_windowed`), reconstructs it with the chosen
 reconstructor (weights 1/variance, as ``distfold predict`` does) and computes the
-per-residue confidence -- :func:`distfold.predict.predict_sequence`, the same
+per-residue confidence -- :func:`distfold.pipeline.predict.predict_sequence`, the same
 function ``distfold predict`` calls. The child reports its own peak resident
 memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the whole process:
 interpreter, torch, model and every array), so lengths do not share a peak.
 
 A ``--lengths 0`` child loads the model and predicts nothing: its peak is the
 fixed cost. ``(peak - fixed) / L^2`` is the quadratic cost per residue pair
-that :data:`distfold.windows.BYTES_PER_PAIR` should not undershoot.
+that :data:`distfold.pipeline.windows.BYTES_PER_PAIR` should not undershoot.
 
 Usage::
 
@@ -44,7 +44,7 @@ def child(length: int, model_dir: str | None, reconstruct: str, window: int | No
 
     if threads:
         torch.set_num_threads(threads)
-    from distfold.predict import confidence_distribution, create_reconstructor, load_model, predict_sequence
+    from distfold.pipeline.predict import confidence_distribution, create_reconstructor, load_model, predict_sequence
 
     model, path = load_model(model_dir, "cpu")
     rec = create_reconstructor(reconstruct)

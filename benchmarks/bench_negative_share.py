@@ -35,7 +35,7 @@ from bench_reconstruct import load_catalogue, matrix_for_length, noisy  # noqa: 
 
 
 def matrices(cat: list[dict], n: int, count: int) -> list[tuple[np.ndarray, str]]:
-    from distfold.structure import read_chain
+    from distfold.structure.io import read_chain
 
     out, families = [], set()
     for c in sorted((c for c in cat if c["length"] >= n), key=lambda c: c["length"]):

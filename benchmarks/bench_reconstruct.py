@@ -52,7 +52,7 @@ TEST_CHAINS = HERE.parent / "tests" / "data" / "chains"
 def load_catalogue(data: Path | None) -> list[dict]:
     """[{uid, length, family, path}] of usable real chains."""
     if data is None:
-        from distfold.structure import read_chain
+        from distfold.structure.io import read_chain
 
         out = []
         for p in sorted(TEST_CHAINS.glob("*.pdb.gz")):
@@ -71,7 +71,7 @@ def load_catalogue(data: Path | None) -> list[dict]:
 
 def matrix_for_length(cat: list[dict], n: int) -> tuple[np.ndarray, str] | None:
     """True (L, L) C-alpha distances of a real chain (or two) and a label."""
-    from distfold.structure import read_chain
+    from distfold.structure.io import read_chain
 
     longer = sorted((c for c in cat if c["length"] >= n), key=lambda c: c["length"])
     for c in longer:

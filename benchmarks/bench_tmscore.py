@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from distfold import metrics as M
-from distfold.alignment import correspond
-from distfold.structure import read_chain
+from distfold.structure import metrics as M
+from distfold.structure.alignment import correspond
+from distfold.structure.io import read_chain
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = [

@@ -4,7 +4,7 @@ Random weights of the Qwen2.5-0.5B architecture (hidden 896, 24 layers, 14 heads
 2 KV heads, FFN 4864, vocab 151,936) are saved once, like a downloaded model, with
 a single-letter tokenizer. Then, on the same 256-residue batch:
 
-- ``distfold``: ``distfold.train.training_step`` on a ``DistanceModel`` (qwen backbone
+- ``distfold``: ``distfold.pipeline.train.training_step`` on a ``DistanceModel`` (qwen backbone
   with LoRA r 8 on q,k,v,o,gate,up,down + the regression head + separation prior),
   i.e. what ``distfold train`` runs per step;
 - ``plain``: ``AutoModel`` + ``peft.get_peft_model`` with the same LoRA config, the
@@ -76,7 +76,7 @@ def _batch(n: int):
 def _prior(n: int):
     import numpy as np
 
-    from distfold.prior import SeparationPrior
+    from distfold.pipeline.prior import SeparationPrior
 
     idx = np.arange(n)
     d = 3.8 * np.abs(idx[:, None] - idx[None, :]) ** 0.5
@@ -86,8 +86,8 @@ def _prior(n: int):
 def run_variant(variant: str, model_dir: str, n: int, steps: int, warmup: int) -> dict:
     import torch
 
-    from distfold.model import DistanceModel
-    from distfold.train import _param_groups, pair_targets, training_step
+    from distfold.pipeline.model import DistanceModel
+    from distfold.pipeline.train import _param_groups, pair_targets, training_step
 
     batch = _batch(n)
     model = DistanceModel.build(("qwen", {"base_model": model_dir, "lora_r": LORA["r"],

@@ -7,7 +7,7 @@ Reports (stdout):
 - per chain: is its id (file stem) in chains.jsonl and is the sequence identical; for differences,
   the kind (length, letters) and positions;
 - cross-split pairs: for all train x val pairs, the local-alignment E-value and the identity (the
-  builder's definition, distfold.databuild.IDENTITY_DEFINITION); counts of pairs with identity >=
+  builder's definition, distfold.data.build.IDENTITY_DEFINITION); counts of pairs with identity >=
   the dataset's threshold, split by whether they also meet the dataset's E-value gate (the
   builder's relation) or not, with the length of the shorter chain and the E-values of the latter.
 """
@@ -20,8 +20,8 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from distfold.databuild import _aligner, _clean, _local_aligner, alignment_evalue, sequence_identity
-from distfold.dataset import Dataset
+from distfold.data.build import _aligner, _clean, _local_aligner, alignment_evalue, sequence_identity
+from distfold.data.dataset import Dataset
 
 
 def _chunk(args):
@@ -39,7 +39,7 @@ def _chunk(args):
 def _ca_residues(path: str) -> int:
     """Distinct (chain, residue number, insertion code, segment) with a CA atom in model 1, by plain text."""
     from distfold.fileio import read_text
-    from distfold.structure import residue_letter, split_pdb_chain_segments
+    from distfold.structure.io import residue_letter, split_pdb_chain_segments
 
     text = read_text(path)
     if path.endswith((".cif", ".cif.gz", ".mmcif", ".mmcif.gz")):

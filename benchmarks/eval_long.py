@@ -4,7 +4,7 @@ For every chain of a dataset split with ``--min-length`` to ``--max-length``
 residues, five predictions of the full chain are scored against the observed
 C-alphas, before reconstruction (the matrix: C-alpha lDDT, MAE) and after it
 (the coordinates: C-alpha lDDT, residue-matched TM-score by
-:func:`distfold.metrics.score_coordinates`):
+:func:`distfold.structure.metrics.score_coordinates`):
 
 - ``prior``: the separation prior (fitted on the dataset's train split, the
   length bucket of the chain), reconstructed without weights, as
@@ -16,9 +16,9 @@ C-alphas, before reconstruction (the matrix: C-alpha lDDT, MAE) and after it
   measured per separation and length bucket on the train split,
   :func:`prior_variance`) -- truncation's best variant: with the
   UNCOVERED_CV rule, which under-weights short separations, it scored lower;
-- ``windowed``: ``distfold predict``'s path (:func:`distfold.windows.predict_windowed`,
+- ``windowed``: ``distfold predict``'s path (:func:`distfold.pipeline.windows.predict_windowed`,
   window = crop, stride = crop / 2, weights from
-  :func:`distfold.windows.reconstruction_variance`): pairs no window covers take
+  :func:`distfold.pipeline.windows.reconstruction_variance`): pairs no window covers take
   the prior's distance with the prior's uncertainty (UNCOVERED_CV * d_prior)^2;
 - ``windowed-w0``: the same windows, uncovered pairs weight 0;
 - ``windowed+pvar``: the same windows, uncovered pairs weighted by the prior's
@@ -34,7 +34,7 @@ With ``--segments`` a sixth, experimental prediction is scored:
   read "far apart", which they are), with the separation prior fed at the
   true separations -- merged by inverse variance like the windows. This needs
   the model's internals (backbone.tokenize/model, head, normaliser, prior), so
-  it is not part of :mod:`distfold.windows`; it measures whether non-local
+  it is not part of :mod:`distfold.pipeline.windows`; it measures whether non-local
   windows would help.
 
 The reconstructor is the same for all (default ``smacof``). Usage::
@@ -128,8 +128,8 @@ def predict_segments(model, seq: str, segs, gap: int, length: int | None = None)
 
 def predict_with_segments(model, seq: str, window: int, stride: int, segment: int, gap: int):
     """Windows plus every pair of segments (stride ``segment``) at least ``window - stride``
-    apart, merged by inverse variance (:class:`distfold.windows.PairAccumulator`)."""
-    from distfold.windows import PairAccumulator, model_prior_fill, plan_windows
+    apart, merged by inverse variance (:class:`distfold.pipeline.windows.PairAccumulator`)."""
+    from distfold.pipeline.windows import PairAccumulator, model_prior_fill, plan_windows
 
     n = len(seq)
     acc = PairAccumulator(n)
@@ -161,17 +161,17 @@ def main(argv=None) -> int:
     ap.add_argument("--segment", type=int, default=48, help="residues per segment of a two-segment window")
     ap.add_argument("--gap", type=int, default=32, help="masked spacer positions between the two segments")
     ap.add_argument("--cv", type=float, default=None, help="uncovered pairs' coefficient of variation "
-                    "(default distfold.windows.UNCOVERED_CV)")
+                    "(default distfold.pipeline.windows.UNCOVERED_CV)")
     ap.add_argument("--only", nargs="+", default=None, help="score only these methods")
     ap.add_argument("--json", default=None, help="also write per-chain results to this JSON file")
     args = ap.parse_args(argv)
 
-    from distfold.dataset import Dataset
-    from distfold.evaluate import as_written, score_coords, score_matrix
-    from distfold.predict import (check_distance_output, confidence_distribution, create_reconstructor, load_model,
+    from distfold.data.dataset import Dataset
+    from distfold.pipeline.evaluate import as_written, score_coords, score_matrix
+    from distfold.pipeline.predict import (check_distance_output, confidence_distribution, create_reconstructor, load_model,
                                   reconstruct_and_score)
-    from distfold.prior import SeparationPrior
-    from distfold.windows import UNCOVERED_CV, predict_windowed, reconstruction_variance, resolve_window
+    from distfold.pipeline.prior import SeparationPrior
+    from distfold.pipeline.windows import UNCOVERED_CV, predict_windowed, reconstruction_variance, resolve_window
 
     ds = Dataset(args.dataset)
     idx = [i for i in ds.indices(args.split) if args.min_length <= ds.records[i]["length"] <= args.max_length]

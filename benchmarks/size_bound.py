@@ -1,7 +1,7 @@
 """How much of a model's distance error is the chain's global size?
 
 For every chain of a split (default val, <= 256 residues) this scores the model's
-predicted matrix (``distfold predict``'s path, :func:`distfold.predict.predict_distances`)
+predicted matrix (``distfold predict``'s path, :func:`distfold.pipeline.predict.predict_distances`)
 and the separation prior, and then an oracle: the model's prediction with every pair
 at |i - j| >= ``--min-separation`` multiplied by the one factor (grid 0.6-2.0) that
 minimises that chain's MAE against the truth. The oracle knows each chain's true size
@@ -46,9 +46,9 @@ def main() -> None:
 
     import torch
 
-    from distfold.dataset import Dataset
-    from distfold.predict import load_model, predict_distances
-    from distfold.prior import SeparationPrior
+    from distfold.data.dataset import Dataset
+    from distfold.pipeline.predict import load_model, predict_distances
+    from distfold.pipeline.prior import SeparationPrior
 
     torch.set_num_threads(1)
     ds = Dataset(args.dataset)

@@ -33,12 +33,12 @@ def calibrate(dataset_dir, model_dir, split, max_length, dry_run, threads, as_js
     import json
     from pathlib import Path
 
-    from distfold.calibration import CONFIG_KEY, fit_model_calibration
-    from distfold.dataset import Dataset
+    from distfold.pipeline.calibration import CONFIG_KEY, fit_model_calibration
+    from distfold.data.dataset import Dataset
     from distfold.errors import DistfoldError, InputError
     from distfold.fileio import atomic_write
-    from distfold.model import CONFIG_NAME, DistanceModel
-    from distfold.predict import cpu_threads
+    from distfold.pipeline.model import CONFIG_NAME, DistanceModel
+    from distfold.pipeline.predict import cpu_threads
 
     dataset = Dataset(dataset_dir)
     if split not in set(r.get("split") for r in dataset.records):

@@ -61,7 +61,7 @@ def _clean(value):
 def _score(model: Path, reference: Path, chain, ref_chain, by_number, keep_going: bool = False) -> dict:
     """One pair's result; a bad input becomes status "error". With ``keep_going``
     (folder mode) any failure does, so that one pair cannot stop the others."""
-    from distfold.compare import compare_files
+    from distfold.structure.compare import compare_files
 
     try:
         res = compare_files(model, reference, chain, ref_chain, by_number)
@@ -180,7 +180,7 @@ def _write(path: Path, text: str) -> None:
 def _report(html: Path, model: Path, reference: Path, res: dict, chain, ref_chain, by_number, as_json) -> str:
     """Write the report page of one scored pair; returns its path."""
     from distfold.errors import InputError
-    from distfold.report import compare_files_report
+    from distfold.report.html import compare_files_report
 
     try:
         files = compare_files_report(html, model, reference, res, chain, ref_chain, by_number)
@@ -238,7 +238,7 @@ def _compare_folders(model_dir: Path, ref_dir: Path, chain, ref_chain, by_number
         _write(output, tsv_table(ordered))
         log(f"wrote {output}", as_json)
     if html is not None:  # one page per scored pair, linked from an index
-        from distfold.report import build_index
+        from distfold.report.html import build_index
 
         index_rows = []
         for name in sorted(results):

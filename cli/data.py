@@ -1,4 +1,4 @@
-"""``distfold data``: build and inspect training datasets (format: distfold.dataset)."""
+"""``distfold data``: build and inspect training datasets (format: distfold.data.dataset)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def build(inputs, out_dir, min_length, max_unknown, identity, max_evalue, val_fr
     One sample per protein chain, first model only; unobserved residues are masked (NaN), never
     interpolated. Files that fail to parse are reported in OUTPUT/report.tsv and skipped.
     """
-    from distfold.databuild import BuildOptions, build_dataset, read_exclude
+    from distfold.data.build import BuildOptions, build_dataset, read_exclude
 
     opts = BuildOptions(min_length=min_length, max_unknown=max_unknown, identity=identity,
                         val_fraction=val_fraction, seed=seed, workers=workers or _default_workers(),
@@ -88,8 +88,8 @@ def build(inputs, out_dir, min_length, max_unknown, identity, max_evalue, val_fr
 @wrap_errors
 def info(dataset_dir, as_json) -> None:
     """Counts of a dataset by split, family and length."""
-    from distfold.databuild import dataset_info
-    from distfold.dataset import Dataset
+    from distfold.data.build import dataset_info
+    from distfold.data.dataset import Dataset
 
     inf = dataset_info(Dataset(dataset_dir))
     if as_json:

@@ -44,14 +44,14 @@ def evaluate(ctx, dataset_dir, model_dir, split, reconstruct, max_length, no_pri
     structures/<id>.ref.pdb. A chain that cannot be evaluated (e.g. too long
     for the available memory) is reported and left out; the exit code is then 1.
     """
-    from distfold.evaluate import evaluate as run
-    from distfold.predict import cpu_threads
+    from distfold.pipeline.evaluate import evaluate as run
+    from distfold.pipeline.predict import cpu_threads
 
     with cpu_threads(threads):
         metrics = run(dataset_dir, report_dir, model_dir=model_dir, split=split, reconstruct=reconstruct,
                       max_length=max_length, device=device, with_prior=not no_prior, log=lambda m: log(m, as_json))
     if html:
-        from distfold.report import write_evaluation_reports
+        from distfold.report.html import write_evaluation_reports
 
         index = write_evaluation_reports(report_dir, metrics, log=lambda m: log(m, as_json))
         log(f"index of the report pages: {index.html}", as_json)

@@ -64,8 +64,8 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
 
     if (sequence is None) == (fasta is None):
         raise UsageError("give either a SEQUENCE argument or -i FASTA (exactly one)")
-    from distfold.predict import cpu_threads, run_predict
-    from distfold.sequence import parse_fasta, query_record
+    from distfold.pipeline.predict import cpu_threads, run_predict
+    from distfold.structure.sequence import parse_fasta, query_record
 
     if sequence is not None and os.path.isfile(sequence):
         raise UsageError(f"SEQUENCE {sequence!r} is a file; read a FASTA file with -i {sequence}")
@@ -76,7 +76,7 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
                               log=lambda m: log(m, quiet=as_json), window=window, stride=stride)
     failed = [r for r in summary["records"] if r["status"] == "failed"]
     if html:  # pages from the records' files (ok and skipped records)
-        from distfold.report import write_prediction_reports
+        from distfold.report.html import write_prediction_reports
 
         pages = write_prediction_reports(summary, log=lambda m: log(m, quiet=as_json))
         for r in summary["records"]:

@@ -36,9 +36,9 @@ def reconstruct(distmat: Path, out: Path, method: str, weights: Path | None, seq
     """
     import numpy as np
 
-    from distfold.distmat import check_distances, load_matrix
+    from distfold.geometry.distmat import check_distances, load_matrix
     from distfold.registry import get_registry
-    from distfold.structure import write_ca_trace
+    from distfold.structure.io import write_ca_trace
 
     d = load_matrix(distmat, "distance matrix")
     w = load_matrix(weights, "weight matrix") if weights is not None else None
@@ -94,7 +94,7 @@ def _run(func, d, w, distmat: Path, weights: Path | None):
 def _sequence(value: str, n: int) -> str:
     """The residue letters of --sequence (a sequence or a one-record FASTA file), length-checked."""
     from distfold.errors import InputError
-    from distfold.sequence import clean_sequence, parse_fasta
+    from distfold.structure.sequence import clean_sequence, parse_fasta
 
     if os.path.isfile(value):
         records = parse_fasta(value)

@@ -89,8 +89,8 @@ def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params,
     import torch
 
     from distfold.errors import InputError
-    from distfold.train import TrainOptions
-    from distfold.train import train as run_training
+    from distfold.pipeline.train import TrainOptions
+    from distfold.pipeline.train import train as run_training
 
     if init_from is not None:
         ctx = click.get_current_context()

@@ -155,7 +155,7 @@ def distfold_reconstructors() -> list[ComponentSpec]:
       JSON-serialisable dict with at least ``stress``, ``stress1``,
       ``iterations``, ``converged``, ``mirrored`` and ``handedness_margin``;
     - exact input is reproduced up to a proper rigid motion (right hand kept, by
-      :func:`distfold.handedness.fix_handedness`); L = 1, 2, 3 give sensible
+      :func:`distfold.geometry.handedness.fix_handedness`); L = 1, 2, 3 give sensible
       coordinates; bad input raises :class:`distfold.errors.InputError`;
     - deterministic for a fixed ``seed`` parameter.
     """

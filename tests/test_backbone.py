@@ -93,8 +93,8 @@ def test_gradient_checkpointing_backward(tiny_qwen):
 def test_lora_training_updates_only_adapter_and_head(tiny_qwen, tmp_path):
     from safetensors.torch import load_file
 
-    from distfold.model import DistanceModel
-    from distfold.train import TrainOptions, train
+    from distfold.pipeline.model import DistanceModel
+    from distfold.pipeline.train import TrainOptions, train
 
     ds = make_dataset(tmp_path / "ds")
     out = tmp_path / "lora"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distfold.calibration import CONFIG_KEY, apply, fit_isotonic, from_config
+from distfold.pipeline.calibration import CONFIG_KEY, apply, fit_isotonic, from_config
 
 from trainkit import make_dataset
 
@@ -80,7 +80,7 @@ def test_predict_reports_calibrated_confidence(calibrated_model, tmp_path):
     from click.testing import CliRunner
 
     from distfold.cli.main import cli
-    from distfold.dataset import Dataset
+    from distfold.data.dataset import Dataset
 
     ds, model, _, _ = calibrated_model
     seq = Dataset(ds)[0].sequence

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from distfold.alignment import align_sequences, match_residue_numbers
+from distfold.structure.alignment import align_sequences, match_residue_numbers
 from distfold.cli.compare import stem
 from distfold.cli.main import cli
-from distfold.metrics import mirror
-from distfold.structure import read_chain, write_ca_trace
+from distfold.structure.metrics import mirror
+from distfold.structure.io import read_chain, write_ca_trace
 
 from conftest import DATA, run_distfold
 
@@ -218,7 +218,7 @@ def test_folder_mode_no_pairs_is_an_error(tmp_path):
 
 
 def test_folder_mode_goes_on_past_an_unexpected_failure(tmp_path, monkeypatch):
-    import distfold.compare as comp
+    import distfold.structure.compare as comp
 
     real = comp.compare_files
 

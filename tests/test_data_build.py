@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distfold.databuild import (BuildOptions, build_dataset, candidate_pairs, find_breaks, pair_relation,
+from distfold.data.build import (BuildOptions, build_dataset, candidate_pairs, find_breaks, pair_relation,
                                 parse_file, sequence_identity, split_families, structure_stem)
-from distfold.dataset import Dataset
+from distfold.data.dataset import Dataset
 from distfold.errors import InputError
-from distfold.structure import polymer_sequences
+from distfold.structure.io import polymer_sequences
 
 from conftest import run_distfold
 
@@ -135,8 +135,8 @@ def _line(n: int, break_before: int | None) -> np.ndarray:
 @pytest.mark.parametrize("brk, expected", [(4, [0, 1, 2, 3, 5, 6, 7, 8, 9]), (5, [0, 1, 2, 3, 4, 6, 7, 8, 9]),
                                            (6, [0, 1, 2, 3, 4, 5, 7, 8, 9])])
 def test_ambiguous_gap_is_placed_at_the_chain_break(brk, expected):
-    from distfold.databuild import place_on_sequence
-    from distfold.structure import Chain
+    from distfold.data.build import place_on_sequence
+    from distfold.structure.io import Chain
 
     # one of three A's is unobserved; only the C-alpha spacing says which
     chain = Chain("x", "A", "MKVLAAGTW", _line(9, brk), [(1, "A")] * 9)  # insertion codes: no numbering shortcut
@@ -200,7 +200,7 @@ def test_kmer_prefilter_finds_homologs_and_families_never_cross_the_split():
     cands = set(candidate_pairs(seqs))
     related = [(i, j) for i in range(len(seqs)) for j in range(i + 1, len(seqs)) if truth[i] == truth[j]]
     assert all(p in cands for p in related)
-    from distfold.databuild import families
+    from distfold.data.build import families
 
     fams, _, _ = families([f"s{i}" for i in range(len(seqs))], seqs, 0.3, workers=1)
     assert len(set(fams)) == 12 and all((fams[i] == fams[j]) == (truth[i] == truth[j])
@@ -211,7 +211,7 @@ def test_kmer_prefilter_finds_homologs_and_families_never_cross_the_split():
 
 
 def test_enforce_split_catches_a_related_pair_the_prefilter_missed():
-    from distfold.databuild import enforce_split
+    from distfold.data.build import enforce_split
 
     # two 30-residue zinc fingers: identity 0.40, E 8e-7, but only 2 shared 3-mers on one diagonal
     a, b = "KTYQCQYCEYRSADSSNLKTHIKTKHSKEK", "RPYHCSYCNFSFKTKGNLTKHMKSKAHSKK"  # PDB 5ZNF, 3ZNF

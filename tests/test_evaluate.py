@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distfold.dataset import Dataset, write_dataset
-from distfold.evaluate import evaluate, length_bin, summarise
+from distfold.data.dataset import Dataset, write_dataset
+from distfold.pipeline.evaluate import evaluate, length_bin, summarise
 from distfold.errors import InputError
-from distfold.metrics import distance_errors, distance_matrix, lddt
-from distfold.structure import read_chain
+from distfold.structure.metrics import distance_errors, distance_matrix, lddt
+from distfold.structure.io import read_chain
 
 DATA = Path(__file__).parent / "data" / "chains"
 SPLITS = {"c55406f94174e": "train", "c51d4cae83570": "train", "c9fa041c82503": "train",
@@ -213,7 +213,7 @@ def test_text_table(report):
 
 
 def test_training_curves_plot_from_a_training_log(trained_model, tmp_path):
-    from distfold import plots
+    from distfold.report import plots
 
     rows = plots.read_metrics_jsonl(trained_model / "metrics.jsonl")
     assert {r["kind"] for r in rows} == {"train", "val"}

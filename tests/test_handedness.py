@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from distfold.handedness import ca_pseudo_torsions, fix_handedness, handedness_margin
-from distfold.structure import read_chain
+from distfold.geometry.handedness import ca_pseudo_torsions, fix_handedness, handedness_margin
+from distfold.structure.io import read_chain
 
 CHAINS = Path(__file__).parent / "data" / "chains"
 HELICAL = CHAINS / "c55406f94174e.pdb.gz"  # 4GCN chain A, 82 % helix (DSSP)

@@ -9,12 +9,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from distfold import metrics as M
-from distfold.alignment import correspond
-from distfold.compare import compare_files, compare_structures
+from distfold.structure import metrics as M
+from distfold.structure.alignment import correspond
+from distfold.structure.compare import compare_files, compare_structures
 from distfold.errors import InputError
-from distfold.structure import AA1_TO_3, read_chain
-from distfold.superpose import apply, kabsch, kabsch_batch, superposed_rmsd
+from distfold.structure.io import AA1_TO_3, read_chain
+from distfold.geometry.superpose import apply, kabsch, kabsch_batch, superposed_rmsd
 
 from conftest import DATA
 

@@ -11,10 +11,10 @@ from trainkit import make_dataset
 
 torch = pytest.importorskip("torch")
 
-from distfold.dataset import Dataset  # noqa: E402
+from distfold.data.dataset import Dataset  # noqa: E402
 from distfold.errors import DistfoldError, InputError  # noqa: E402
-from distfold.model import DistanceModel, default_model_path  # noqa: E402
-from distfold.prior import SeparationPrior  # noqa: E402
+from distfold.pipeline.model import DistanceModel, default_model_path  # noqa: E402
+from distfold.pipeline.prior import SeparationPrior  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""distfold.predict with a small deterministic stand-in model (no checkpoint, no torch):
+"""distfold.pipeline.predict with a small deterministic stand-in model (no checkpoint, no torch):
 outputs, skip-and-continue, resume, atomic writes, id sanitising, sharding."""
 
 import json
@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distfold import predict as P
+from distfold.pipeline import predict as P
 from distfold.errors import InputError
-from distfold.metrics import distance_matrix
-from distfold.sequence import parse_fasta_text, query_record
-from distfold.structure import read_chain
+from distfold.structure.metrics import distance_matrix
+from distfold.structure.sequence import parse_fasta_text, query_record
+from distfold.structure.io import read_chain
 
 RECON = "classical"
 
 
 class HelixModel:
-    """Stands in for distfold.model.DistanceModel: an ideal alpha helix's C-alpha
+    """Stands in for distfold.pipeline.model.DistanceModel: an ideal alpha helix's C-alpha
     distances, with a variance that grows with sequence separation."""
 
     def __init__(self, crop=64, fail_on=None):

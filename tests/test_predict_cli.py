@@ -25,7 +25,7 @@ RECON = "classical"
 def tiny_model(tmp_path_factory) -> Path:
     """An untrained, very small DistanceModel saved as a checkpoint directory
     (the format predict loads; what it predicts does not matter here)."""
-    from distfold.model import DistanceModel
+    from distfold.pipeline.model import DistanceModel
 
     model = DistanceModel.build(
         ("qwen", {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,

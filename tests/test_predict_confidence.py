@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from distfold.confidence import pair_probabilities, predicted_lddt, weights_from_variance
-from distfold.metrics import distance_matrix, lddt
+from distfold.pipeline.confidence import pair_probabilities, predicted_lddt, weights_from_variance
+from distfold.structure.metrics import distance_matrix, lddt
 
 
 def _helix(n):
@@ -75,7 +75,7 @@ def test_uncovered_pairs_with_infinite_variance_are_left_out():
     gone = d.copy()
     gone[0, 9] = gone[9, 0] = 1e6  # a pair that cannot be a contact adds nothing
     ref = predicted_lddt(gone, var)
-    var[0, 9] = var[9, 0] = np.inf  # as distfold.windows marks pairs no window covered
+    var[0, 9] = var[9, 0] = np.inf  # as distfold.pipeline.windows marks pairs no window covered
     d2 = d.copy()
     d2[0, 9] = d2[9, 0] = 5.0  # a filler distance under 15 Å must not count
     out = predicted_lddt(d2, var)

@@ -11,13 +11,13 @@ import pytest
 from scipy.spatial.distance import cdist
 from scipy.spatial.transform import Rotation
 
-from distfold.distmat import CheckedDistances, check_distances, complete_distances, stress
+from distfold.geometry.distmat import CheckedDistances, check_distances, complete_distances, stress
 from distfold.errors import InputError
 from distfold.plugins.mds_classical.classical import ClassicalMDS
 from distfold.plugins.mds_smacof.refine import Refine
 from distfold.plugins.mds_smacof.smacof import (SMACOF, GuttmanKernel, final_stress, smacof_loop,
                                                 weight_laplacian, weight_laplacian_pinv)
-from distfold.structure import read_chain
+from distfold.structure.io import read_chain
 
 CHAINS = Path(__file__).parent / "data" / "chains"
 UIDS = ["c55406f94174e", "c51d4cae83570", "cb98f573e0d35", "c70b106ab8731", "c9fa041c82503"]

@@ -10,7 +10,7 @@ from scipy.spatial.distance import cdist
 from scipy.spatial.transform import Rotation
 
 from distfold.cli.main import cli
-from distfold.structure import read_chain
+from distfold.structure.io import read_chain
 
 from conftest import run_distfold
 
@@ -185,7 +185,7 @@ def test_unk_chains_are_read_but_hetero_groups_still_ignored(tmp_path):
     lines += [atom("HETATM", 20, "C1", "HEM", "C", 200, 70.0), atom("HETATM", 21, "O", "HOH", "C", 300, 80.0)]
     path = tmp_path / "mixed.pdb"
     path.write_text("\n".join(lines) + "\nEND\n")
-    from distfold.structure import chains_of, load_structure
+    from distfold.structure.io import chains_of, load_structure
 
     chains = chains_of(load_structure(path))
     assert [(c.chain_id, c.sequence) for c in chains] == [("A", "XXXX")]

@@ -1,4 +1,4 @@
-"""HTML report (distfold.report): page content, PNGs, input errors, and the
+"""HTML report (distfold.report.html): page content, PNGs, input errors, and the
 page rendered for real in headless Chromium (viewer canvas drawn, heatmaps
 painted, table values, no network, no script error)."""
 
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from distfold.errors import InputError
-from distfold.metrics import distance_matrix, lddt
-from distfold.report import ASSETS, build_index, build_report, flatten_metrics, format_value, viewer_version
-from distfold.structure import read_chain
+from distfold.structure.metrics import distance_matrix, lddt
+from distfold.report.html import ASSETS, build_index, build_report, flatten_metrics, format_value, viewer_version
+from distfold.structure.io import read_chain
 
 DATA = Path(__file__).parent / "data"
 HELIX = DATA / "chains" / "c55406f94174e.pdb.gz"  # 4GCN A, 127 residues
@@ -154,16 +154,16 @@ def test_vendored_viewer_is_pinned_and_licensed():
 
 
 def test_package_data_ships_the_assets():
-    """A non-editable install must carry report_assets/ (a data folder, not a package)."""
+    """A non-editable install must carry report/assets/ (a data folder, not a package)."""
     import tomllib
 
     root = Path(__file__).resolve().parents[1]
     cfg = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
-    globs = cfg["package-data"]["distfold"]
-    src = root / cfg["package-dir"]["distfold"]
+    globs = cfg["package-data"]["distfold.report"]
+    src = root / cfg["package-dir"]["distfold"] / "report"
     shipped = {p.relative_to(src).as_posix() for g in globs for p in src.glob(g) if p.is_file()}
-    assert {"report_assets/3Dmol-min.js", "report_assets/LICENSE", "report_assets/VERSION",
-            "report_assets/README.md", "report_assets/3Dmol-min.js.LICENSE.txt"} <= shipped
+    assert {"assets/3Dmol-min.js", "assets/LICENSE", "assets/VERSION",
+            "assets/README.md", "assets/3Dmol-min.js.LICENSE.txt"} <= shipped
 
 
 def test_compare_page_content_and_pngs(tmp_path):
@@ -249,9 +249,9 @@ class OracleModel:
 def test_predict_record_page_renders_in_chromium(tmp_path):
     """A page from the files of a real `run_predict` record: no reference, the model
     coloured by confidence, the predicted map only, the scores file in the table."""
-    from distfold.predict import run_predict
-    from distfold.report import write_prediction_reports
-    from distfold.sequence import parse_fasta_text
+    from distfold.pipeline.predict import run_predict
+    from distfold.report.html import write_prediction_reports
+    from distfold.structure.sequence import parse_fasta_text
 
     chain = read_chain(HELIX)
     records = parse_fasta_text(f">helix 4GCN A\n{chain.sequence}\n")
@@ -281,7 +281,7 @@ def _model_file(chain, path: Path, scale: float, seed: int = 0) -> Path:
     (rotated and shifted), numbered 1..L, confidence 0-100 in the B-factor column."""
     from scipy.spatial.transform import Rotation
 
-    from distfold.structure import write_ca_trace
+    from distfold.structure.io import write_ca_trace
 
     rng = np.random.default_rng(seed)
     moved = _noisy_model(chain.ca, scale, seed) @ Rotation.random(random_state=seed).as_matrix().T + [12.0, -30.0, 7.0]
@@ -347,8 +347,8 @@ def test_1000_residue_comparison_page_renders(tmp_path):
     """A 1058-residue comparison page (two chain breaks in the reference) renders without
     errors. The scores come from the distance-matrix metrics here, not `compare`'s
     TM-score/GDT search, to keep the test fast; the compare path is tested above."""
-    from distfold.report import comparison_report
-    from distfold.superpose import superposed_rmsd
+    from distfold.report.html import comparison_report
+    from distfold.geometry.superpose import superposed_rmsd
 
     ref = read_chain(LONG)
     assert len(ref) > 1000
@@ -385,11 +385,11 @@ def test_predict_cli_html_writes_one_page_per_record(tmp_path, monkeypatch):
     a failed record gets none. The model is the oracle above (loading is not under test here)."""
     from click.testing import CliRunner
 
-    import distfold.predict
+    import distfold.pipeline.predict
     from distfold.cli.main import cli
 
     chains = [read_chain(HELIX), read_chain(DATA / "chains" / "c70b106ab8731.pdb.gz")]
-    monkeypatch.setattr(distfold.predict, "load_model", lambda model_dir, device="cpu": (OracleModel(chains), tmp_path))
+    monkeypatch.setattr(distfold.pipeline.predict, "load_model", lambda model_dir, device="cpu": (OracleModel(chains), tmp_path))
     fasta = tmp_path / "in.fasta"
     fasta.write_text(f">helix\n{chains[0].sequence}\n>small\n{chains[1].sequence}\n>bad\nMKT1AY\n")
     out = tmp_path / "out"
@@ -417,9 +417,9 @@ def test_evaluate_html_index_links_one_page_per_chain(tmp_path, monkeypatch):
     the row's model.rmsd). A masked (unobserved) stretch is left out of the page."""
     from click.testing import CliRunner
 
-    import distfold.predict
+    import distfold.pipeline.predict
     from distfold.cli.main import cli
-    from distfold.dataset import write_dataset
+    from distfold.data.dataset import write_dataset
 
     uids = ("c70b106ab8731",)  # one small chain keeps evaluate fast; the index logic is per row
     chains = [read_chain(DATA / "chains" / f"{u}.pdb.gz") for u in uids]
@@ -428,7 +428,7 @@ def test_evaluate_html_index_links_one_page_per_chain(tmp_path, monkeypatch):
     records = [{"id": u, "sequence": c.sequence, "source": f"{u}.pdb.gz", "chain": c.chain_id, "family": u,
                 "split": "val", "weight": 1.0, "duplicates": []} for u, c in zip(uids, chains)]
     ds = write_dataset(tmp_path / "ds", records, coords)
-    monkeypatch.setattr(distfold.predict, "load_model", lambda model_dir, device="cpu": (OracleModel(chains), tmp_path))
+    monkeypatch.setattr(distfold.pipeline.predict, "load_model", lambda model_dir, device="cpu": (OracleModel(chains), tmp_path))
     out = tmp_path / "eval"
     res = CliRunner().invoke(cli, ["evaluate", str(ds), "-o", str(out), "--no-prior", "--reconstruct", "classical",
                                    "--device", "cpu", "--html", "--json"], catch_exceptions=False)

@@ -1,4 +1,4 @@
-"""Sequence rules, FASTA parsing and id sanitising (distfold.sequence)."""
+"""Sequence rules, FASTA parsing and id sanitising (distfold.structure.sequence)."""
 
 import gzip
 from pathlib import Path
@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distfold.errors import InputError
-from distfold.sequence import (ALLOWED, MAX_ID_LENGTH, clean_sequence, parse_fasta, parse_fasta_text, query_record,
+from distfold.structure.sequence import (ALLOWED, MAX_ID_LENGTH, clean_sequence, parse_fasta, parse_fasta_text, query_record,
                                safe_id)
 
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

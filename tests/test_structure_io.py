@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distfold.errors import InputError
-from distfold.structure import read_chain, write_ca_trace
+from distfold.structure.io import read_chain, write_ca_trace
 
 from conftest import DATA
 

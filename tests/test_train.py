@@ -20,8 +20,8 @@ torch = pytest.importorskip("torch")
 from safetensors.numpy import load_file  # noqa: E402
 
 from distfold.errors import DistfoldError  # noqa: E402
-from distfold.model import DistanceModel  # noqa: E402
-from distfold.train import TrainOptions, lr_factor, train  # noqa: E402
+from distfold.pipeline.model import DistanceModel  # noqa: E402
+from distfold.pipeline.train import TrainOptions, lr_factor, train  # noqa: E402
 
 TINY = ["--preset", "tiny", "--crop", "64", "--batch-size", "4", "--lr", "3e-3", "--warmup", "2",
         "--threads", "1", "--log-every", "1"]

@@ -1,4 +1,4 @@
-"""Window plan, confidence-weighted merge and memory guard (distfold.windows), with a
+"""Window plan, confidence-weighted merge and memory guard (distfold.pipeline.windows), with a
 fake model whose output depends on the window it sees, so merging is observable."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from distfold.errors import InputError, UsageError
-from distfold.windows import (UNCOVERED_CV, PairAccumulator, check_length, memory_max_length, pair_weights,
+from distfold.pipeline.windows import (UNCOVERED_CV, PairAccumulator, check_length, memory_max_length, pair_weights,
                               plan_windows, predict_windowed, reconstruction_variance, separation_fill)
 
 AA = "ACDEFGHIKLMNPQRSTVWY"

@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from distfold.windows import pair_weights, plan_windows, predict_windowed  # noqa: E402
+from distfold.pipeline.windows import pair_weights, plan_windows, predict_windowed  # noqa: E402
 
 from click.testing import CliRunner  # noqa: E402
 
@@ -32,8 +32,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from distfold.model import DistanceModel
-    from distfold.prior import SeparationPrior
+    from distfold.pipeline.model import DistanceModel
+    from distfold.pipeline.prior import SeparationPrior
 
     rng = np.random.default_rng(0)
     mats = []
@@ -57,7 +57,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(model_dir):
-    from distfold.model import DistanceModel
+    from distfold.pipeline.model import DistanceModel
 
     return DistanceModel.load(model_dir)
 
@@ -180,7 +180,7 @@ def test_predict_cli_length_guard_and_bad_window(tmp_path, model_dir):
 
 def test_predict_sequence_weights_uncovered_pairs_by_the_prior_uncertainty(model):
     from distfold.components import Reconstruction
-    from distfold.predict import predict_sequence
+    from distfold.pipeline.predict import predict_sequence
 
     class Spy:
         def reconstruct(self, distances, weights=None):
@@ -201,8 +201,8 @@ def test_predict_sequence_weights_uncovered_pairs_by_the_prior_uncertainty(model
     assert w[i, j] / w[a, b] == pytest.approx(res["variance"][a, b] / (0.5 * res["distance"][i, j]) ** 2, rel=1e-4)
     # confidence counts them with the prior's uncertainty: possible contacts nobody predicted, so the
     # confidence is lower than with those pairs left out (no confidence is invented for them)
-    from distfold.confidence import predicted_lddt
-    from distfold.windows import reconstruction_variance
+    from distfold.pipeline.confidence import predicted_lddt
+    from distfold.pipeline.windows import reconstruction_variance
 
     np.testing.assert_allclose(pred.confidence, predicted_lddt(res["distance"], reconstruction_variance(res)),
                                rtol=1e-6)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from distfold.dataset import write_dataset
-from distfold.structure import read_chain
+from distfold.data.dataset import write_dataset
+from distfold.structure.io import read_chain
 
 DATA = Path(__file__).parent / "data" / "chains"
 #: Real chains in tests/data/chains (see its README): uid -> split.

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from distfold.components import Configurable, Reconstruction
-from distfold.distmat import CheckedDistances, check_distances, complete_distances, finish, stress
+from distfold.geometry.distmat import CheckedDistances, check_distances, complete_distances, finish, stress
 
 # Defaults of the negative-eigenvalue share, chosen by benchmarks/bench_negative_share.py on
 # real chains (5 per length, multiplicative noise 0.05-0.5, 5 probe seeds each), one BLAS thread:
@@ -169,7 +169,7 @@ def classical_embedding(checked: CheckedDistances, negative_share: bool, lanczos
                         ) -> tuple[np.ndarray, dict[str, Any]]:
     """(L, 3) coordinates (Å, hand not yet chosen) and diagnostics of classical MDS.
 
-    Ignored pairs are filled first (:func:`distfold.distmat.complete_distances`);
+    Ignored pairs are filled first (:func:`distfold.geometry.distmat.complete_distances`);
     weight values otherwise play no part. The negative-eigenvalue share
     (:func:`negative_eigenvalue_share`, the top-3 eigenpairs deflated) and the
     method that computed it are reported when ``negative_share`` is True,

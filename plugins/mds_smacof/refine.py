@@ -15,7 +15,7 @@ whatever the length and the scale of the weights.
 The terms fix local geometry (consecutive C-alphas 3.8 Å apart, no
 overlapping residues); they cannot rescue a wrong global fold. Every term
 depends on distances only, so the hand is chosen afterwards, as for every
-reconstructor (:func:`distfold.distmat.finish`).
+reconstructor (:func:`distfold.geometry.distmat.finish`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from distfold.components import Configurable, Reconstruction
-from distfold.distmat import CheckedDistances, check_distances, finish
+from distfold.geometry.distmat import CheckedDistances, check_distances, finish
 from distfold.plugins.mds_classical.classical import (SHARE_EXACT_MAX_LENGTH, SHARE_PROBES, SHARE_STEPS,
                                                      ClassicalStart)
 from distfold.plugins.mds_smacof.smacof import SMACOF, final_stress

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from distfold.components import Configurable, Reconstruction
-from distfold.distmat import CheckedDistances, check_distances, finish, stress
+from distfold.geometry.distmat import CheckedDistances, check_distances, finish, stress
 from distfold.plugins.mds_classical.classical import (SHARE_EXACT_MAX_LENGTH, SHARE_PROBES, SHARE_STEPS,
                                                      ClassicalStart)
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from distfold.components import Configurable, Reconstruction
 from distfold.errors import InputError
-from distfold.handedness import fix_handedness
+from distfold.geometry.handedness import fix_handedness
 
 
 class Spectral(Configurable):

@@ -9,7 +9,7 @@ an index page that links many such pages (``distfold evaluate``).
 A page shows
 
 - the C-alpha traces in an interactive 3D viewer (3Dmol.js, vendored in
-  ``report_assets/``; see its README for version, origin and licence): model
+  ``report/assets/``; see its README for version, origin and licence): model
   and reference in two colours, the model coloured by confidence or by
   per-residue lDDT on demand, hover labels per residue;
 - distance-map heatmaps (predicted or model, true, difference) drawn on
@@ -46,7 +46,7 @@ import numpy as np
 from distfold.errors import InputError
 from distfold.fileio import atomic_write
 
-ASSETS = Path(__file__).with_name("report_assets")
+ASSETS = Path(__file__).with_name("assets")
 VIEWER_FILE = "3Dmol-min.js"
 
 #: Model / reference colours in the viewer and the PNGs.
@@ -116,7 +116,7 @@ def _per_residue(name: str, v, n: int) -> np.ndarray:
 
 
 def _distances(x: np.ndarray) -> np.ndarray:
-    from distfold.metrics import distance_matrix
+    from distfold.structure.metrics import distance_matrix
 
     return distance_matrix(x)
 
@@ -400,7 +400,7 @@ def build_report(
     true_distances: (L, L) Å or None for the reference's distances (if any).
     confidence: (L,) 0-100 per-residue confidence (e.g. the B-factor column), or None.
     lddt_per_residue: (L,) C-alpha lDDT per residue in [0, 1] (as
-        :func:`distfold.metrics.lddt` returns; NaN = unscored), or None.
+        :func:`distfold.structure.metrics.lddt` returns; NaN = unscored), or None.
     metrics: the same dict the command prints under ``--json``; scalars are
         tabulated (nested dicts with dotted keys), lists are not.
     title: page heading; info: extra (label -> text) lines under it.
@@ -531,9 +531,9 @@ def comparison_report(html_path: str | os.PathLike, model_chain, ref_chain, resu
                       write_png: bool = True) -> ReportFiles:
     """The page of one comparison (``distfold compare``, ``distfold evaluate``).
 
-    model_chain, ref_chain: :class:`distfold.structure.Chain`.
+    model_chain, ref_chain: :class:`distfold.structure.io.Chain`.
     result: the dict ``distfold compare --json`` prints for this pair
-        (:func:`distfold.compare.compare_structures`); its scalars make the
+        (:func:`distfold.structure.compare.compare_structures`); its scalars make the
         table, its ``lddt_per_residue`` (one per reference residue) the lDDT plot.
     The page covers the corresponding residues (the same correspondence as the
     scores: sequence alignment, or residue numbers when ``by_number``). The model
@@ -545,8 +545,8 @@ def comparison_report(html_path: str | os.PathLike, model_chain, ref_chain, resu
         model's residues, shown instead of the model's own distances.
     lddt_per_residue: optional (L_ref,) in [0, 1], used instead of ``result``'s.
     """
-    from distfold.alignment import correspond
-    from distfold.superpose import apply, kabsch
+    from distfold.structure.alignment import correspond
+    from distfold.geometry.superpose import apply, kabsch
 
     corr = correspond(model_chain, ref_chain, by_number)
     mi, ri = corr.model_index, corr.ref_index
@@ -594,7 +594,7 @@ def compare_files_report(html_path: str | os.PathLike, model: str | os.PathLike,
                          result: Mapping[str, Any], chain: str | None = None, ref_chain: str | None = None,
                          by_number: bool = False, **kwargs) -> ReportFiles:
     """:func:`comparison_report` for two structure files (the arguments of ``distfold compare``)."""
-    from distfold.structure import read_chain
+    from distfold.structure.io import read_chain
 
     return comparison_report(html_path, read_chain(model, chain), read_chain(reference, ref_chain), result,
                              by_number=by_number, **kwargs)
@@ -603,12 +603,12 @@ def compare_files_report(html_path: str | os.PathLike, model: str | os.PathLike,
 def prediction_report(outdir: str | os.PathLike, record_id: str, fmt: str = "pdb",
                       html_path: str | os.PathLike | None = None, write_png: bool = True) -> ReportFiles:
     """The page of one ``distfold predict`` record, from its files in ``outdir``
-    (see :mod:`distfold.predict`): the structure (confidence in the B-factor
+    (see :mod:`distfold.pipeline.predict`): the structure (confidence in the B-factor
     column), ``<id>.distmat.npy`` and ``<id>.scores.json``. Written to
     ``<outdir>/<id>.html`` unless ``html_path``; the table holds every scalar of
     the scores file (the sequence is shown below it instead)."""
-    from distfold.predict import output_paths
-    from distfold.structure import read_chain
+    from distfold.pipeline.predict import output_paths
+    from distfold.structure.io import read_chain
 
     paths = output_paths(outdir, record_id, fmt)
     for key in ("structure", "distmat", "scores"):
@@ -673,8 +673,8 @@ def write_evaluation_reports(report_dir: str | os.PathLike, metrics: Mapping[str
     C-alpha lDDT of the model's coordinates. Writes ``pages/<id>.html`` (PNGs
     beside them) and ``index.html``; returns the index (``pngs`` empty).
     """
-    from distfold.metrics import distance_matrix, lddt
-    from distfold.structure import read_chain
+    from distfold.structure.metrics import distance_matrix, lddt
+    from distfold.structure.io import read_chain
 
     report_dir = Path(report_dir)
     rows = []
@@ -685,7 +685,7 @@ def write_evaluation_reports(report_dir: str | os.PathLike, metrics: Mapping[str
         href = None
         try:
             m, r = read_chain(model_path), read_chain(ref_path)
-            from distfold.alignment import correspond
+            from distfold.structure.alignment import correspond
 
             corr = correspond(m, r, by_number=True)
             per_res = np.full(len(r), np.nan)

@@ -1,6 +1,6 @@
 """Calibrating the per-residue confidence (predicted lDDT) on held-out chains.
 
-The raw confidence (:func:`distfold.confidence.predicted_lddt`) is the lDDT the
+The raw confidence (:func:`distfold.pipeline.confidence.predicted_lddt`) is the lDDT the
 head's own per-pair error distributions expect; it is only as right as those
 distributions (the shipped model's, on val chains <= 256: mean 29.4 against an
 observed 30.0, see that module). A model whose uncertainty is off can be given a
@@ -93,9 +93,9 @@ def collect(model: Any, dataset: Any, split: str = "val", max_length: int | None
     confidence and the observed per-residue lDDT (0-100) of the predicted
     distances, on observed residues; predicted exactly as ``distfold predict``
     does (windows beyond the model's crop)."""
-    from distfold.confidence import predicted_lddt
-    from distfold.metrics import lddt
-    from distfold.predict import confidence_distribution, predict_distances
+    from distfold.pipeline.confidence import predicted_lddt
+    from distfold.structure.metrics import lddt
+    from distfold.pipeline.predict import confidence_distribution, predict_distances
 
     distribution = confidence_distribution(getattr(model, "config", None))
     rows = []

@@ -11,7 +11,7 @@ A dataset directory holds:
        "length": int (len(sequence)), "n_observed": int, "weight": float (1 / family size),
        "offset": int (first row in coords.npy), "duplicates": [str, ...], ...}
 
-  Written by ``distfold data build`` (distfold.databuild) as well, all optional for readers:
+  Written by ``distfold data build`` (distfold.data.build) as well, all optional for readers:
   ``"breaks": [int, ...]`` (indices i where residues i-1 and i both have coordinates but
   their C-alpha atoms are > 4.2 Å apart: residues missing between them that the file does
   not list), ``"seqres": bool`` (the sequence is the file's full sequence, so unobserved

@@ -7,16 +7,16 @@ same reconstructor). Masked (unobserved) residues are excluded from every
 metric. Two stages are scored separately (SCIENCE.md section 3):
 
 - before reconstruction, the predicted matrix against the true one
-  (:mod:`distfold.metrics`): distance MAE, RMSE, Pearson r (pairs i < j; also by
+  (:mod:`distfold.structure.metrics`): distance MAE, RMSE, Pearson r (pairs i < j; also by
   separation short 6-11, medium 12-23, long >= 24), C-alpha lDDT, and C-alpha
   contact precision (top L/5 pairs with |i - j| >= 24 by ascending predicted
   distance; contact = true C-alpha distance < 8 Å, *not* CASP's C-beta);
 - after reconstruction, the coordinates against the true ones
-  (:func:`distfold.metrics.score_coordinates`, the scorer of ``distfold compare``; residue-matched): RMSD,
+  (:func:`distfold.structure.metrics.score_coordinates`, the scorer of ``distfold compare``; residue-matched): RMSD,
   TM-score, GDT-TS, and handedness: ``hand_right`` is ``tm_score >
   tm_score_mirror`` (the reconstruction scores better than its mirror image).
 
-The separation prior (:class:`distfold.prior.SeparationPrior`, fitted on the
+The separation prior (:class:`distfold.pipeline.prior.SeparationPrior`, fitted on the
 dataset's train split) is scored the same way, its matrix reconstructed by the
 same reconstructor without weights. The confidence (predicted lDDT) is
 compared with the observed per-residue lDDT (calibration).
@@ -71,7 +71,7 @@ def as_written(x: np.ndarray) -> np.ndarray:
 
 def score_matrix(pred_d: np.ndarray, true_d: np.ndarray, mask: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
     """Before-reconstruction metrics of a predicted (L, L) matrix, and per-residue lDDT (L,)."""
-    from distfold.metrics import contact_precision, distance_errors, distance_errors_by_separation, lddt
+    from distfold.structure.metrics import contact_precision, distance_errors, distance_errors_by_separation, lddt
 
     err = distance_errors(pred_d, true_d, mask)
     out = {"mae": err["mae"], "rmse": err["rmse"], "pearson": err["pearson"], "n_pairs": err["n_pairs"]}
@@ -86,9 +86,9 @@ def score_matrix(pred_d: np.ndarray, true_d: np.ndarray, mask: np.ndarray) -> tu
 def _score_coordinates():
     """The shared coordinate scorer that ``distfold compare`` uses too."""
     try:
-        from distfold.metrics import score_coordinates
+        from distfold.structure.metrics import score_coordinates
     except ImportError:  # pragma: no cover - older layout
-        from distfold.compare import score_coordinates
+        from distfold.structure.compare import score_coordinates
     return score_coordinates
 
 
@@ -176,7 +176,7 @@ def write_reference_trace(path: Path, coords: np.ndarray, sequence: str, mask: n
     from Bio.PDB import PDBIO
     from Bio.PDB.StructureBuilder import StructureBuilder
 
-    from distfold.structure import AA1_TO_3
+    from distfold.structure.io import AA1_TO_3
 
     sb = StructureBuilder()
     sb.init_structure("reference")
@@ -221,13 +221,13 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
              ) -> dict[str, Any]:
     """Evaluate, write the report, return the metrics dict (as in metrics.json)."""
     from distfold import __version__
-    from distfold.dataset import Dataset
-    from distfold.predict import (_failure_message, confidence_calibration, confidence_distribution,
+    from distfold.data.dataset import Dataset
+    from distfold.pipeline.predict import (_failure_message, confidence_calibration, confidence_distribution,
                                   create_reconstructor, load_model, model_identity, predict_distances,
                                   predict_sequence, reconstruct_and_score, resolve_device)
-    from distfold.windows import check_length
-    from distfold.sequence import safe_id
-    from distfold.structure import write_ca_trace
+    from distfold.pipeline.windows import check_length
+    from distfold.structure.sequence import safe_id
+    from distfold.structure.io import write_ca_trace
 
     t_start = time.perf_counter()
     log = log or (lambda _m: None)
@@ -249,7 +249,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
 
     prior = None
     if with_prior:
-        from distfold.prior import SeparationPrior
+        from distfold.pipeline.prior import SeparationPrior
 
         if ds.indices("train"):
             t = time.perf_counter()
@@ -382,10 +382,10 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
             "lddt": "C-alpha lDDT of the predicted matrix: pairs with true distance < 15 A, thresholds 0.5/1/2/4 A",
             "contact_precision": "top L/5 pairs with |i-j| >= 24 by ascending predicted distance; contact = "
                                  "true C-alpha distance < 8 A (not CASP's C-beta definition)",
-            "coordinates": "distfold.metrics.score_coordinates on the observed residues, residue-matched, "
+            "coordinates": "distfold.structure.metrics.score_coordinates on the observed residues, residue-matched, "
                            "coordinates as written (0.001 A)",
             "hand_right": "tm_score > tm_score_mirror",
-            "confidence": "mean per-residue predicted lDDT, 0-100 (distfold.confidence)",
+            "confidence": "mean per-residue predicted lDDT, 0-100 (distfold.pipeline.confidence)",
         },
         "summary": summary, "calibration": calib, "plots": plots, "failed": failed,
         "total_s": round(time.perf_counter() - t_start, 2),
@@ -476,7 +476,7 @@ def _cell(v: Any) -> str:
 
 def _write_plots(report_dir: Path, chains, maps_of, hist, sep_acc, calib, calib_pred, calib_obs,
                  model_info) -> dict[str, str | None]:
-    from distfold import plots
+    from distfold.report import plots
 
     out: dict[str, str | None] = {}
     ranked = sorted(chains, key=lambda c: (np.nan_to_num(c["model"]["lddt"], nan=-1.0), c["id"]))

@@ -23,18 +23,18 @@ with no fitted calibration (``distfold evaluate``, calibration section).
 A residue with no pair (L = 1) gets 0. Pairs with an infinite variance are
 left out; ``distfold predict`` passes the pairs no window of a long chain
 covered with the prior's wide uncertainty instead
-(:func:`distfold.windows.reconstruction_variance`), so they lower the
+(:func:`distfold.pipeline.windows.reconstruction_variance`), so they lower the
 confidence rather than being skipped. The chain's confidence is the mean over
 residues. A head without uncertainty has no confidence (None).
 ``distfold evaluate`` plots it against the observed lDDT; a model may also
-carry a fitted monotone calibration (:mod:`distfold.calibration`).
+carry a fitted monotone calibration (:mod:`distfold.pipeline.calibration`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from distfold.metrics import LDDT_CUTOFF, LDDT_THRESHOLDS
+from distfold.structure.metrics import LDDT_CUTOFF, LDDT_THRESHOLDS
 
 DISTRIBUTIONS = ("laplace", "gaussian")
 

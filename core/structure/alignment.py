@@ -93,7 +93,7 @@ def align_sequences(model_seq: str, ref_seq: str) -> Correspondence:
 def match_residue_numbers(model_ids, ref_ids, model_seq: str = "", ref_seq: str = "") -> Correspondence:
     """Residues with equal (resseq, insertion code) in both chains, in reference order.
 
-    model_ids, ref_ids: lists of (resseq, icode) as in :class:`distfold.structure.Chain`.
+    model_ids, ref_ids: lists of (resseq, icode) as in :class:`distfold.structure.io.Chain`.
     """
     pos = {tuple(r): k for k, r in enumerate(model_ids)}
     pairs = [(pos[tuple(r)], j) for j, r in enumerate(ref_ids) if tuple(r) in pos]
@@ -109,7 +109,7 @@ def match_residue_numbers(model_ids, ref_ids, model_seq: str = "", ref_seq: str 
 
 
 def correspond(model_chain, ref_chain, by_number: bool = False) -> Correspondence:
-    """Correspondence between two :class:`distfold.structure.Chain` objects.
+    """Correspondence between two :class:`distfold.structure.io.Chain` objects.
 
     A chain whose residues are all unknown (X, e.g. a trace written without a
     sequence) cannot be aligned by sequence, so it is paired by residue number.

@@ -24,7 +24,7 @@ merges the window predictions into one (L, L) matrix:
   reconstruction weight (weight 0 leaves the arrangement of distant segments
   unconstrained and measured clearly worse, see :data:`UNCOVERED_CV`), and in
   the confidence a wide distribution that may hide a contact, so they lower
-  it instead of being skipped (:mod:`distfold.confidence`).
+  it instead of being skipped (:mod:`distfold.pipeline.confidence`).
 
 Each window is predicted with the full chain's length where the model's
 ``predict`` takes ``lengths`` (the separation prior's length bucket), as the
@@ -37,7 +37,7 @@ coverage count) are quadratic in L; the model sees one window at a time, so no
 :func:`check_length` refuses chains that would not fit in the memory this
 machine has available (read from ``/proc/meminfo``), with a one-line message.
 numpy only; the model is whatever object has ``predict(list[str])`` (see
-:class:`distfold.model.DistanceModel`).
+:class:`distfold.pipeline.model.DistanceModel`).
 """
 
 from __future__ import annotations
@@ -334,7 +334,7 @@ def _accepts(func: Callable, name: str) -> bool:
 
 def model_prior_fill(model: Any, length: int) -> np.ndarray | None:
     """(length,) the model's own separation prior for a chain of ``length`` residues
-    (:class:`distfold.prior.SeparationPrior`, separations past its table take its last
+    (:class:`distfold.pipeline.prior.SeparationPrior`, separations past its table take its last
     value), or None when the model carries no prior."""
     prior = getattr(model, "prior", None)
     if prior is None or getattr(prior, "table", None) is None:

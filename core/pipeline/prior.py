@@ -47,7 +47,7 @@ class SeparationPrior:
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, dataset, split: str | None = "train", max_separation: int = 1024) -> "SeparationPrior":
-        """Fit on the observed pairs of one split of a :class:`distfold.dataset.Dataset`."""
+        """Fit on the observed pairs of one split of a :class:`distfold.data.dataset.Dataset`."""
         idx = dataset.indices(split)
         if not idx:
             raise InputError(f"{dataset.path}: no chains in split {split!r} to fit the separation prior on")

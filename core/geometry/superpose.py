@@ -6,7 +6,7 @@ Conventions: ``x`` is the mobile structure (model), ``y`` the fixed one
 mirror image is never superposed onto its original.
 
 The batched form fits many residue subsets at once (one row of a weight
-matrix per subset); the TM-score and GDT searches in :mod:`distfold.metrics`
+matrix per subset); the TM-score and GDT searches in :mod:`distfold.structure.metrics`
 run on it, so their cost is a few matrix products per iteration instead of a
 Python loop over superpositions.
 """

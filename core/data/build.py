@@ -1,4 +1,4 @@
-"""Building a dataset directory (format: :mod:`distfold.dataset`) from structure files.
+"""Building a dataset directory (format: :mod:`distfold.data.dataset`) from structure files.
 
 ``distfold data build`` runs :func:`build_dataset`. The steps, and the exact rules:
 
@@ -7,12 +7,12 @@
    without those suffixes) or chain id (``stem_chain``) is listed in ``exclude``
    are not read and are reported as ``skipped``.
 2. **Parsing** (one process per file, :class:`~concurrent.futures.ProcessPoolExecutor`).
-   Reading rules are those of :mod:`distfold.structure`: first model only,
+   Reading rules are those of :mod:`distfold.structure.io`: first model only,
    alternate locations resolved, MSE -> M, other modified amino acids to their
    parent where known, else X. One sample per protein chain; chains are never
    concatenated: in PDB files, molecules that share one chain id and repeat its
    residue numbers (common in simulation and docking files) are split into
-   segments ``A``, ``A#1``, ... (:func:`distfold.structure.split_pdb_chain_segments`).
+   segments ``A``, ``A#1``, ... (:func:`distfold.structure.io.split_pdb_chain_segments`).
    A file that cannot be parsed is reported as ``failed`` and the
    build goes on.
 3. **Missing residues.** Where the file gives the chain's full sequence
@@ -296,7 +296,7 @@ def parse_file(path: str) -> dict[str, Any]:
 
 
 def _parse_file(path: str) -> dict[str, Any]:
-    from distfold.structure import chains_of, load_structure_segments, polymer_sequences
+    from distfold.structure.io import chains_of, load_structure_segments, polymer_sequences
 
     out: dict[str, Any] = {"path": path, "chains": [], "error": None, "notes": []}
     try:
@@ -694,7 +694,7 @@ def _parse_all(files: list[Path], workers: int, log: Callable[[str], None]) -> l
 def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, options: BuildOptions,
                   log: Callable[[str], None] | None = None) -> BuildResult:
     """Build a dataset directory; see the module docstring for the rules."""
-    from distfold.dataset import write_dataset
+    from distfold.data.dataset import write_dataset
     from distfold.fileio import atomic_write
 
     log = log or (lambda m: print(m, file=sys.stderr))
@@ -839,7 +839,7 @@ def length_bin(n: int) -> str:
 
 
 def dataset_info(ds) -> dict[str, Any]:
-    """Counts of a :class:`~distfold.dataset.Dataset` by split, family and length bin."""
+    """Counts of a :class:`~distfold.data.dataset.Dataset` by split, family and length bin."""
     bins = [length_bin(lo) for lo, _ in LENGTH_BINS]
     out: dict[str, Any] = {"path": str(ds.path), "format_version": ds.meta.get("version"),
                            "fingerprint": ds.fingerprint, "params": ds.meta.get("params", {}), "splits": {}}

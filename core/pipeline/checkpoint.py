@@ -1,7 +1,7 @@
 """Training checkpoints: a model directory plus the state needed to resume, pickle-free.
 
 ``MODEL_DIR/checkpoints/step-0000120/`` holds a complete model (see
-:mod:`distfold.model`) and
+:mod:`distfold.pipeline.model`) and
 
 - ``training_state.safetensors``: optimizer tensors (``optimizer/<param index>/<name>``)
   and the torch RNG state (``rng/torch``);

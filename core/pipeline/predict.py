@@ -1,11 +1,11 @@
 """``distfold predict``: sequences -> distance matrix -> C-alpha structure.
 
-Per record, in the output folder (``<id>`` from :func:`distfold.sequence.safe_id`):
+Per record, in the output folder (``<id>`` from :func:`distfold.structure.sequence.safe_id`):
 
 - ``<id>.distmat.npy``: the predicted (L, L) float32 distance matrix, Å,
   symmetric, zero diagonal;
 - ``<id>.pdb`` (or ``.cif``): the reconstructed C-alpha trace, with the
-  per-residue confidence (predicted lDDT, 0-100, :mod:`distfold.confidence`)
+  per-residue confidence (predicted lDDT, 0-100, :mod:`distfold.pipeline.confidence`)
   in the B-factor column (0 when the model has no uncertainty);
 - ``<id>.scores.json``: length, mean confidence, reconstruction diagnostics,
   handedness decision, timings, model id. Written last: its presence marks a
@@ -36,7 +36,7 @@ import numpy as np
 
 from distfold.errors import DistfoldError, InputError
 from distfold.fileio import atomic_write, save_npy_atomic
-from distfold.sequence import SequenceRecord
+from distfold.structure.sequence import SequenceRecord
 
 FORMATS = ("pdb", "cif")
 DEFAULT_RECONSTRUCTOR = "smacof"
@@ -147,7 +147,7 @@ def load_model(model_dir: str | os.PathLike | None, device: str = "cpu"):
     if model_dir is not None:  # check the path before importing torch: a typo fails fast
         path = Path(model_dir)
         _check_model_dir(path, "model")
-    from distfold.model import DistanceModel, default_model_path
+    from distfold.pipeline.model import DistanceModel, default_model_path
 
     if model_dir is None:
         path = Path(default_model_path())
@@ -177,8 +177,8 @@ def confidence_distribution(model_config: dict[str, Any] | None) -> str:
 
 
 def confidence_calibration(model_config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The model's confidence calibration (:mod:`distfold.calibration`), or None."""
-    from distfold.calibration import from_config
+    """The model's confidence calibration (:mod:`distfold.pipeline.calibration`), or None."""
+    from distfold.pipeline.calibration import from_config
 
     try:
         return from_config(model_config)
@@ -250,15 +250,15 @@ def reconstruct_and_score(sequence: str, distance: np.ndarray, variance: np.ndar
                           weight_variance: np.ndarray | None = None,
                           calibration: dict[str, Any] | None = None) -> Prediction:
     """Coordinates (weights 1/variance where the reconstructor takes them) and confidence
-    (mapped through the model's ``calibration``, :mod:`distfold.calibration`, when it has one).
+    (mapped through the model's ``calibration``, :mod:`distfold.pipeline.calibration`, when it has one).
 
-    coverage: (L, L) windows that saw each pair (:mod:`distfold.windows`); without a
+    coverage: (L, L) windows that saw each pair (:mod:`distfold.pipeline.windows`); without a
     variance, pairs no window saw get weight 0 and the others 1. weight_variance:
     the variance to weight by when it differs from ``variance`` (pairs no window saw
-    take the prior's uncertainty, :func:`distfold.windows.reconstruction_variance`); the
+    take the prior's uncertainty, :func:`distfold.pipeline.windows.reconstruction_variance`); the
     confidence uses it too."""
-    from distfold.calibration import apply as calibrate
-    from distfold.confidence import predicted_lddt, weights_from_variance
+    from distfold.pipeline.calibration import apply as calibrate
+    from distfold.pipeline.confidence import predicted_lddt, weights_from_variance
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -289,12 +289,12 @@ def reconstruct_and_score(sequence: str, distance: np.ndarray, variance: np.ndar
 def predict_distances(model: Any, sequence: str, window: int | None = None,
                       stride: int | None = None) -> dict[str, Any]:
     """The model's checked (L, L) prediction of one sequence, window by window when it
-    is longer than ``window`` (default the model's crop, :func:`distfold.windows.predict_windowed`):
+    is longer than ``window`` (default the model's crop, :func:`distfold.pipeline.windows.predict_windowed`):
     ``distance``; ``variance`` (None without one); ``weight_variance``, the variance that
     reconstruction weights and confidence use (pairs no window saw at the prior's
-    uncertainty, :func:`distfold.windows.reconstruction_variance`); ``coverage`` (None for
+    uncertainty, :func:`distfold.pipeline.windows.reconstruction_variance`); ``coverage`` (None for
     a model without windows) and ``windows`` (how many)."""
-    from distfold.windows import predict_windowed, reconstruction_variance
+    from distfold.pipeline.windows import predict_windowed, reconstruction_variance
 
     out = predict_windowed(model, sequence, window, stride)
     d, v = check_distance_output(out, len(sequence))
@@ -326,7 +326,7 @@ def predict_sequence(model: Any, sequence: str, reconstructor: Any, distribution
 
 def write_prediction(pred: Prediction, paths: dict[str, Path], fmt: str, scores: dict[str, Any]) -> None:
     """The three files, atomically, scores last."""
-    from distfold.structure import write_ca_trace
+    from distfold.structure.io import write_ca_trace
 
     save_npy_atomic(paths["distmat"], pred.distance.astype(np.float32))
     bf = np.zeros(len(pred.sequence)) if pred.confidence is None else np.round(pred.confidence, 2)
@@ -371,11 +371,11 @@ def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *,
     (or the shipped default) is loaded, but only if some record needs predicting.
     ``rank``/``world_size`` default to torchrun's environment. ``max_length``:
     records longer than this fail; None refuses only what the available memory
-    cannot hold (:func:`distfold.windows.check_length`). ``window``/``stride``:
+    cannot hold (:func:`distfold.pipeline.windows.check_length`). ``window``/``stride``:
     residues per prediction window and between window starts for chains longer
     than the window (default the model's crop and half of it).
     """
-    from distfold.windows import check_length, resolve_window
+    from distfold.pipeline.windows import check_length, resolve_window
 
     from distfold import __version__
 

@@ -2,8 +2,8 @@
 
 :func:`compare_structures` is the one entry point that ``distfold compare``,
 ``distfold evaluate`` and the HTML report use: residue correspondence
-(:mod:`distfold.alignment`) then every metric of
-:func:`distfold.metrics.score_coordinates` on the C-alpha atoms. Metrics are
+(:mod:`distfold.structure.alignment`) then every metric of
+:func:`distfold.structure.metrics.score_coordinates` on the C-alpha atoms. Metrics are
 over corresponding residues; TM-score and GDT are normalised by the
 reference length (its observed residues).
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from distfold.alignment import correspond
+from distfold.structure.alignment import correspond
 from distfold.errors import InputError
-from distfold.metrics import CONTACT_DEFINITION, score_coordinates
-from distfold.structure import Chain, read_chain
+from distfold.structure.metrics import CONTACT_DEFINITION, score_coordinates
+from distfold.structure.io import Chain, read_chain
 
 __all__ = ["compare_structures", "compare_files", "score_coordinates", "METRIC_KEYS"]
 

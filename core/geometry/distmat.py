@@ -3,7 +3,7 @@ completion of ignored pairs, stress, and the shared final step.
 
 Every reconstructor calls :func:`check_distances` first, so input errors read
 the same whatever the method, and :func:`finish` last, so every method applies
-the same handedness rule (:func:`distfold.handedness.fix_handedness`).
+the same handedness rule (:func:`distfold.geometry.handedness.fix_handedness`).
 
 Conventions (units: Å throughout):
 
@@ -275,8 +275,8 @@ def complete_distances(checked: CheckedDistances) -> np.ndarray:
 
 def finish(coords: np.ndarray, diagnostics: dict[str, Any]) -> Reconstruction:
     """The step every reconstructor ends with: centre the coordinates, choose the
-    hand (:func:`distfold.handedness.fix_handedness`) and record the decision."""
-    from distfold.handedness import fix_handedness
+    hand (:func:`distfold.geometry.handedness.fix_handedness`) and record the decision."""
+    from distfold.geometry.handedness import fix_handedness
 
     x = np.asarray(coords, dtype=np.float64)
     x = x - x.mean(0) if len(x) else x

@@ -31,7 +31,7 @@ from torch import nn
 
 from distfold import __version__
 from distfold.errors import DistfoldError, InputError, UnknownComponentError
-from distfold.prior import SeparationPrior
+from distfold.pipeline.prior import SeparationPrior
 
 MODEL_FORMAT = "distfold-model"
 MODEL_FORMAT_VERSION = 1
@@ -42,7 +42,7 @@ KNOWN_KEYS = {"format", "format_version", "distfold_version", "components", "bas
 
 def default_model_path() -> Path:
     """The model ``distfold predict`` uses unless told otherwise (shipped as package data)."""
-    return Path(__file__).resolve().parent / "default_model"
+    return Path(__file__).resolve().parent.parent / "default_model"
 
 
 def _registry():

@@ -1,4 +1,4 @@
-"""Training a :class:`~distfold.model.DistanceModel` on a dataset directory.
+"""Training a :class:`~distfold.pipeline.model.DistanceModel` on a dataset directory.
 
 One process by default; under ``torchrun`` (``WORLD_SIZE`` > 1) it trains
 data-parallel with PyTorch DDP (gloo on CPU, NCCL on GPUs)::
@@ -39,13 +39,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from distfold.checkpoint import (checkpoint_name, load_training_state, newest_checkpoint, optimizer_state_from_flat,
+from distfold.pipeline.checkpoint import (checkpoint_name, load_training_state, newest_checkpoint, optimizer_state_from_flat,
                                  prune_checkpoints, save_training_state)
-from distfold.dataset import Dataset
+from distfold.data.dataset import Dataset
 from distfold.errors import DistfoldError, InputError
-from distfold.metrics import distance_errors, lddt
-from distfold.model import CONFIG_NAME, DistanceModel
-from distfold.prior import SeparationPrior
+from distfold.structure.metrics import distance_errors, lddt
+from distfold.pipeline.model import CONFIG_NAME, DistanceModel
+from distfold.pipeline.prior import SeparationPrior
 
 
 @dataclass

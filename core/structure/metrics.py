@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from distfold.errors import InputError
-from distfold.superpose import _rotations_from_covariance
+from distfold.geometry.superpose import _rotations_from_covariance
 
 LDDT_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)
 LDDT_CUTOFF = 15.0

@@ -5,7 +5,7 @@ alpha helices put C-alpha pseudo-torsions (i, i+1, i+2, i+3) near +50 degrees
 in the IUPAC sign convention (the one ``mdtraj.compute_dihedrals`` uses). If
 more torsions fall in [-80, -30] than in [+30, +80] degrees, the structure is
 mirrored. Every reconstructor calls :func:`fix_handedness` (through
-:func:`distfold.distmat.finish`).
+:func:`distfold.geometry.distmat.finish`).
 
 The sign convention is tested against ``mdtraj.compute_dihedrals`` on a real
 helical chain (4GCN A) and on its mirror image (tests/test_handedness.py):

@@ -1,0 +1,1 @@
+"""Training data: building a dataset from structure files and reading it."""

@@ -1,0 +1,1 @@
+"""Distance geometry (numpy only): matrix checks, stress, the classical-MDS start, handedness, superposition."""

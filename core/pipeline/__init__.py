@@ -1,0 +1,1 @@
+"""The prediction pipeline: model, prior, windows, confidence, calibration, predict, train, evaluate."""

@@ -1,0 +1,1 @@
+"""Structures and sequences: PDB/mmCIF I/O, sequence rules, alignment, metrics, compare."""
