@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
-from distfold.errors import DistfoldError, UsageError
+from distfold.errors import DistfoldError, UsageError, message
+
+
+#: Exceptions that are the user's situation, not a bug: one line, no traceback.
+USER_ERRORS = (DistfoldError, OSError, MemoryError, OverflowError)
+
+
+def click_error(exc: BaseException) -> click.ClickException:
+    """The one place an exception becomes what the user sees: a one-line message
+    (:func:`distfold.errors.message`) with exit code 2 for usage errors, 1 otherwise."""
+    if isinstance(exc, UsageError):
+        return click.UsageError(message(exc))
+    return click.ClickException(message(exc))
 
 
 def run_cli(cli: click.Group, argv: list[str] | None = None) -> None:
@@ -18,18 +29,16 @@ def run_cli(cli: click.Group, argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except UsageError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
-    except DistfoldError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except USER_ERRORS as exc:  # raised outside a command body (e.g. while parsing options)
+        err = click_error(exc)
+        click.echo(f"Error: {err.format_message()}", err=True)
+        sys.exit(err.exit_code)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -62,42 +71,25 @@ class ComponentName(click.ParamType):
         return [CompletionItem(n) for n in get_registry().names(self.kind) if n.startswith(incomplete)]
 
 
-def fail(message: str) -> None:
-    """Abort the command with ``Error: message`` and exit code 1."""
-    raise click.ClickException(message)
-
-
 def wrap_errors(func):
-    """Decorator: DistfoldError -> ClickException (one line, exit 1; usage -> 2)."""
+    """Decorator for command bodies: user errors become :func:`click_error` (one line, exit 1; usage: 2)."""
     import functools
 
     @functools.wraps(func)
     def inner(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except UsageError as exc:
-            raise click.UsageError(str(exc)) from None
-        except DistfoldError as exc:
-            raise click.ClickException(str(exc)) from None
+        except USER_ERRORS as exc:
+            raise click_error(exc) from None
 
     return inner
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=_default))
+    """``--json`` output on stdout (:func:`distfold.serialise.dumps`: numpy values plain, NaN as null)."""
+    from distfold.serialise import dumps
 
-
-def _default(o: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    click.echo(dumps(obj))
 
 
 def log(message: str, quiet: bool = False) -> None:

@@ -24,6 +24,7 @@ import torch
 
 from distfold.errors import InputError
 from distfold.fileio import atomic_write
+from distfold.serialise import jsonable
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_TENSORS = "training_state.safetensors"
@@ -70,7 +71,7 @@ def optimizer_state_to_flat(state_dict: dict[str, Any]) -> tuple[dict[str, torch
                 tensors[f"optimizer/{idx}/{name}"] = value.detach().cpu().contiguous().clone()
             else:
                 scalars.setdefault(str(idx), {})[name] = value
-    groups = json.loads(json.dumps(state_dict["param_groups"], default=_json_default))
+    groups = jsonable(state_dict["param_groups"])
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 
@@ -90,14 +91,6 @@ def optimizer_state_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, 
     return {"state": state, "param_groups": groups}
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, torch.Tensor):
-        return o.item() if o.numel() == 1 else o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def save_training_state(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any, sampler_state: dict,
                         trainer: dict[str, Any]) -> None:
     """Write the resume state into checkpoint directory ``path`` (model files already there)."""
@@ -110,7 +103,7 @@ def save_training_state(path: Path, optimizer: torch.optim.Optimizer, scheduler:
     doc = dict(trainer)
     doc.update({"optimizer": opt_meta, "scheduler": sched, "sampler_rng": sampler_state})
     with atomic_write(path / STATE_JSON) as fh:
-        json.dump(doc, fh, indent=2, sort_keys=True, default=_json_default)
+        json.dump(jsonable(doc), fh, indent=2, sort_keys=True)
 
 
 def load_training_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
