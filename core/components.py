@@ -2,7 +2,8 @@
 
 Constructors store keyword parameters and do no work (the scikit-learn
 estimator contract); :meth:`Configurable.get_config` reads them back from the
-``__init__`` signature so that every default is written out explicitly.
+``__init__`` signature so that every default is written out explicitly. The
+protocol each kind follows is in :mod:`distfold.protocols`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,20 @@ from typing import Any
 
 import numpy as np
 
+from distfold.serialise import jsonable
+
 
 class Configurable:
-    """Mixin: ``get_config()`` returns every ``__init__`` parameter by name."""
+    """Mixin: ``get_config()`` returns every ``__init__`` parameter by name.
+
+    Each parameter is read back from the attribute of the same name, or from the
+    one :attr:`_config_attrs` maps it to when the name is taken (a head's ``loss``
+    parameter next to its ``loss()`` method), and converted by
+    :func:`distfold.serialise.jsonable`.
+    """
+
+    #: parameter name -> the attribute that stores it, where the two differ.
+    _config_attrs: dict[str, str] = {}
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -26,7 +38,7 @@ class Configurable:
         ]
 
     def get_config(self) -> dict[str, Any]:
-        return {name: _jsonable(getattr(self, name)) for name in self._param_names()}
+        return {name: jsonable(getattr(self, self._config_attrs.get(name, name))) for name in self._param_names()}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]):
@@ -35,18 +47,6 @@ class Configurable:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
 
 
 @dataclass

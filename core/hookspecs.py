@@ -24,7 +24,17 @@ Every component class follows the same construction contract: ``__init__``
 takes keyword parameters only, stores them, and does no work; ``get_config()``
 returns a JSON-serialisable dict of every parameter (defaults written out) such
 that ``cls(**cls(**p).get_config())`` is equivalent. :mod:`distfold.testing`
-checks each kind's contract below; run it on your own components.
+checks each kind's contract below; run it on your own components. The same
+contracts are :class:`typing.Protocol` classes in :mod:`distfold.protocols`
+(``Backbone``, ``DistanceHead``, ``Normaliser``, ``Reconstructor``), which
+type checkers read and :meth:`distfold.registry.Registry.create` checks. Optional
+capabilities are declared attributes (``accepts_weights``, ``error_distribution``,
+``is_pretrained``), never guessed from signatures or names.
+
+Only functions marked ``@hookimpl`` are hooks, and their names must match a
+spec below: the registry reports a marked function that matches none (a typo,
+``distfold_reconstructorz``) as a failure of that plugin, and ignores, with a
+warning, an unmarked function named like a hook.
 """
 
 from __future__ import annotations
@@ -88,9 +98,12 @@ class ComponentSpec:
 def distfold_backbones() -> list[ComponentSpec]:
     """Sequence embedders (a ``torch.nn.Module``).
 
-    Contract (checked by :func:`distfold.testing.check_backbone`):
+    Contract (:class:`distfold.protocols.Backbone`, checked by
+    :func:`distfold.testing.check_backbone`):
 
-    - ``hidden_size``: int, the feature width.
+    - ``hidden_size``: int, the feature width;
+    - ``is_pretrained``: bool, True for pretrained weights with trainable adapters
+      (checkpoints then hold only the adapters and reference the base model).
     - ``forward(sequences: list[str]) -> (features, mask)``: ``features`` is a
       float32 tensor (B, L_max, hidden_size), one position per residue (never
       BPE-merged), ``mask`` a bool tensor (B, L_max), True on real residues.
@@ -106,9 +119,14 @@ def distfold_backbones() -> list[ComponentSpec]:
 def distfold_distance_heads() -> list[ComponentSpec]:
     """Pairwise distance predictors on top of a backbone (a ``torch.nn.Module``).
 
-    Contract (checked by :func:`distfold.testing.check_distance_head`):
+    Contract (:class:`distfold.protocols.DistanceHead`, checked by
+    :func:`distfold.testing.check_distance_head`):
 
     - constructed with ``hidden_size`` plus its own parameters;
+    - ``error_distribution``: ``"laplace"`` (a head trained with a Laplace loss; variance
+      2 b^2), ``"gaussian"`` (a Gaussian or binned-distribution variance) or None (no
+      uncertainty, and then no ``"variance"`` output); it says how the core turns the
+      variance into confidence;
     - ``forward(features (B, L, H), mask (B, L), prior=None) -> dict`` with
       ``"distance"``: (B, L, L) float32 in the normaliser's space, symmetric, zero on
       the diagonal, non-negative, finite; and, where the head models uncertainty,
@@ -130,7 +148,8 @@ def distfold_distance_heads() -> list[ComponentSpec]:
 def distfold_normalisers() -> list[ComponentSpec]:
     """Maps between distances in Å and the space a head predicts in.
 
-    Contract (checked by :func:`distfold.testing.check_normaliser`):
+    Contract (:class:`distfold.protocols.Normaliser`, checked by
+    :func:`distfold.testing.check_normaliser`):
 
     - ``fit(distances: np.ndarray)`` sets any global parameters (e.g. one global
       scale) from an array of training distances in Å; parameters live in
@@ -145,8 +164,12 @@ def distfold_normalisers() -> list[ComponentSpec]:
 def distfold_reconstructors() -> list[ComponentSpec]:
     """Distance matrix -> 3D coordinates (numpy; no torch needed).
 
-    Contract (checked by :func:`distfold.testing.check_reconstructor`):
+    Contract (:class:`distfold.protocols.Reconstructor`, checked by
+    :func:`distfold.testing.check_reconstructor`):
 
+    - ``accepts_weights``: bool; True when ``reconstruct`` uses per-pair weights. The
+      core passes ``weights`` only when it is True and calls ``reconstruct(distances)``
+      otherwise;
     - ``reconstruct(distances, weights=None) -> Reconstruction``; ``distances`` is
       (L, L) float, Å, symmetric, non-negative, zero diagonal; ``weights`` (L, L)
       non-negative or None (0 = ignore that pair; a non-finite distance is

@@ -33,6 +33,9 @@ class DistogramHead(Configurable, PairHeadBase):
     seed: initialisation seed.
     """
 
+    #: The variance is that of the binned distribution; read as Gaussian for confidence.
+    error_distribution = "gaussian"
+
     def __init__(self, hidden_size: int = 64, n_bins: int = 64, min_distance: float = 2.0,
                  max_distance: float = 22.0, beyond_distance: float = 30.0, pair_dim: int = 32,
                  n_blocks: int = 4, dilations: list[int] | None = None, max_separation: int = 32,

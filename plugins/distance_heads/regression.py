@@ -46,6 +46,10 @@ class RegressionHead(Configurable, PairHeadBase):
     seed: initialisation seed.
     """
 
+    #: The NLL the head is trained with; an instance built with ``loss="gaussian"`` says "gaussian".
+    error_distribution = "laplace"
+    _config_attrs = {"loss": "loss_name"}  # the parameter ``loss``; ``loss()`` is the method
+
     def __init__(self, hidden_size: int = 64, pair_dim: int = 32, n_blocks: int = 4,
                  dilations: list[int] | None = None, max_separation: int = 32, use_prior: bool = True,
                  loss: str = "laplace", min_scale: float = 1e-3, decouple: bool = True, local_range: int = 0,
@@ -61,6 +65,7 @@ class RegressionHead(Configurable, PairHeadBase):
         self.max_separation = int(max_separation)
         self.use_prior = bool(use_prior)
         self.loss_name = loss
+        self.error_distribution = loss  # LOSSES are the distributions of the variance
         self.min_scale = float(min_scale)
         self.decouple = bool(decouple)
         self.local_range = int(local_range)
@@ -75,11 +80,6 @@ class RegressionHead(Configurable, PairHeadBase):
                                    self.max_separation, self.use_prior, self.dropout,
                                    n_detached=1 if self.decouple else 0, seq_kernel=self.seq_kernel,
                                    seq_dim=self.seq_dim)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config["loss"] = self.loss_name
-        return config
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor, prior: torch.Tensor | None = None) -> dict:
         """features (B, L, H), mask (B, L) bool, prior (B, L, L) normalised or None ->

@@ -255,6 +255,8 @@ class ClassicalMDS(ClassicalStart, Configurable):
         round-off; fixed for bitwise reproducibility) and the share's probes.
     """
 
+    accepts_weights = True  # only the zeros count: those pairs are ignored
+
     def __init__(self, negative_share: bool = True, negative_share_exact_max_length: int = SHARE_EXACT_MAX_LENGTH,
                  negative_share_probes: int = SHARE_PROBES, negative_share_steps: int = SHARE_STEPS,
                  lanczos_min_length: int = 64, lanczos_tol: float = 1e-10, seed: int = 0):

@@ -109,6 +109,8 @@ class Refine(ClassicalStart, Configurable):
     The rest configure the SMACOF start (see :class:`SMACOF`).
     """
 
+    accepts_weights = True
+
     def __init__(self, bond_length: float = 3.8, bond_weight: float = 10.0, clash_distance: float = 3.8,
                  clash_weight: float = 10.0, clash_min_separation: int = 2, min_length: int = 4,
                  lbfgs_max_iter: int = 500,

@@ -223,6 +223,8 @@ class SMACOF(ClassicalStart, Configurable):
         :class:`distfold.plugins.mds_classical.classical.ClassicalMDS`).
     """
 
+    accepts_weights = True
+
     def __init__(self, max_iter: int = 300, eps: float = 1e-6, relaxation: float = 1.0, block_size: int = 256,
                  negative_share: bool = True, negative_share_exact_max_length: int = SHARE_EXACT_MAX_LENGTH,
                  negative_share_probes: int = SHARE_PROBES, negative_share_steps: int = SHARE_STEPS,

@@ -10,6 +10,8 @@ from distfold.geometry.handedness import fix_handedness
 class Spectral(Configurable):
     """Classical MDS with a full numpy eigendecomposition (slow, simple)."""
 
+    accepts_weights = True
+
     def __init__(self, seed: int = 0):
         self.seed = seed
 
