@@ -1,8 +1,25 @@
 """The plugin manager and the name table of components.
 
-Entry points of the ``distfold.plugins`` group are loaded one at a time; a
-plugin whose import or hook raises is recorded (and warned about on stderr)
-instead of taking the program down. Environment variables:
+Entry points of the ``distfold.plugins`` group are loaded one at a time and
+registered with a pluggy :class:`~pluggy.PluginManager`; their hooks are called
+through it (``pm.hook.distfold_reconstructors``), one plugin at a time. A plugin
+fails, and is recorded (and warned about on stderr) instead of taking the
+program down, when
+
+- its module does not import (stage ``import``);
+- pluggy refuses it, or it has a ``@hookimpl`` function that matches no hook
+  spec, e.g. a misspelled ``distfold_reconstructorz`` (``pm.check_pending()``;
+  stage ``register``; the plugin is unregistered and provides nothing);
+- it defines a function named like a hook but not marked ``@hookimpl`` (stage:
+  the hook name; the function is not collected);
+- a hook raises or returns something other than a list of
+  :class:`~distfold.hookspecs.ComponentSpec` (stage: the hook name; that hook's
+  components are dropped).
+
+:meth:`Registry.create` imports a component's factory on first use (a factory
+that does not import is a one-line :class:`~distfold.errors.PluginLoadError`
+naming the plugin) and checks the instance against its kind's protocol
+(:mod:`distfold.protocols`). Environment variables:
 
 - ``DISTFOLD_PLUGINS``: comma-separated allow-list of plugin (entry-point)
   names; when set, only these load, built-ins included.
@@ -13,6 +30,7 @@ instead of taking the program down. Environment variables:
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import sys
 from dataclasses import dataclass, field
@@ -22,7 +40,7 @@ from typing import Any, Iterable
 import pluggy
 
 from distfold import hookspecs
-from distfold.errors import ComponentConflictError, PluginLoadError, UnknownComponentError
+from distfold.errors import ComponentConflictError, PluginLoadError, UnknownComponentError, message
 from distfold.hookspecs import ENTRY_POINT_GROUP, KINDS, ComponentSpec
 
 ENV_ALLOW = "DISTFOLD_PLUGINS"
@@ -54,12 +72,17 @@ class Component:
             "version": self.version,
         }
 
+    def describe(self) -> str:
+        """``reconstructor 'smacof' (plugin 'mds_smacof', distribution distfold)``."""
+        return (f"{self.kind.replace('_', ' ')} {self.name!r} (plugin {self.plugin!r}, "
+                f"distribution {self.distribution or 'unknown'})")
+
 
 @dataclass
 class PluginFailure:
     plugin: str
     distribution: str | None
-    stage: str  # "import" or the hook name
+    stage: str  # "import", "register" or the hook name
     error: str
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,11 +103,6 @@ def _strict() -> bool:
     return os.environ.get(ENV_STRICT, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 @dataclass
 class Registry:
     """Components of every kind, with who provides them and what failed."""
@@ -92,12 +110,12 @@ class Registry:
     components: dict[str, list[Component]] = field(default_factory=lambda: {k: [] for k in KINDS})
     failures: list[PluginFailure] = field(default_factory=list)
     plugins: dict[str, str | None] = field(default_factory=dict)  # plugin -> distribution
-    pm: pluggy.PluginManager | None = None
+    pm: pluggy.PluginManager = field(default_factory=lambda: _new_plugin_manager())
 
     # -- building -----------------------------------------------------------
     @classmethod
     def from_entry_points(cls, warn: bool = True) -> "Registry":
-        reg = cls(pm=_new_plugin_manager())
+        reg = cls()
         allow, block = _env_list(ENV_ALLOW), _env_list(ENV_BLOCK)
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if allow is not None and ep.name not in allow:
@@ -110,39 +128,91 @@ class Registry:
             try:
                 module = ep.load()
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not take us down
-                reg._fail(PluginFailure(ep.name, dist_name, "import", _one_line(exc)), warn)
+                reg._fail(PluginFailure(ep.name, dist_name, "import", message(exc)), warn)
                 continue
             reg.add_plugin(module, ep.name, dist_name, dist_version, warn=warn)
         return reg
 
     def add_plugin(self, module: Any, name: str, distribution: str | None = None,
                    version: str | None = None, warn: bool = True) -> None:
-        """Register a plugin object (module or instance) and collect its components."""
-        assert self.pm is not None
+        """Register a plugin object (a module, or a hashable instance) and collect its components.
+
+        Only functions marked with :data:`distfold.hookimpl` are hooks. The plugin's
+        hooks are called through pluggy without the other plugins'
+        (``pm.subset_hook_caller``), so that one plugin's failure costs only that
+        plugin's components.
+        """
         if name in self.plugins:
             self._fail(PluginFailure(name, distribution, "register", "a plugin of this name is already registered"), warn)
             return
         try:
+            hash(module)  # pluggy's subset_hook_caller keeps plugins in a set
             self.pm.register(module, name=name)
-        except Exception as exc:  # noqa: BLE001
-            self._fail(PluginFailure(name, distribution, "register", _one_line(exc)), warn)
+        except Exception as exc:  # noqa: BLE001 - pluggy's PluginValidationError, ValueError
+            self._fail(PluginFailure(name, distribution, "register", message(exc)), warn)
+            return
+        unknown = self._unknown_hooks(module)
+        if unknown:
+            self.pm.unregister(module, name=name)
+            self._fail(PluginFailure(name, distribution, "register", unknown), warn)
             return
         self.plugins[name] = distribution
+        for hook_name in self._unmarked_hooks(module):
+            self._fail(PluginFailure(name, distribution, hook_name,
+                                     "a function of this name is not marked with @hookimpl "
+                                     "(from distfold import hookimpl); it was ignored"), warn)
         for kind, hook_name in KINDS.items():
-            impl = getattr(module, hook_name, None)
-            if impl is None:
+            caller = self._caller(module, hook_name)
+            if caller is None:
                 continue
             try:
-                specs = impl()
-                specs = list(specs or [])
-                for spec in specs:
-                    if not isinstance(spec, ComponentSpec):
-                        raise TypeError(f"{hook_name} returned {type(spec).__name__}, not ComponentSpec")
-            except Exception as exc:  # noqa: BLE001
-                self._fail(PluginFailure(name, distribution, hook_name, _one_line(exc)), warn)
+                specs = [spec for result in caller() for spec in _as_specs(result, hook_name)]
+            except Exception as exc:  # noqa: BLE001 - a raising hook must not take us down
+                self._fail(PluginFailure(name, distribution, hook_name, message(exc)), warn)
                 continue
             for spec in specs:
                 self.components[kind].append(Component(kind, spec, name, distribution, version))
+
+    def _unknown_hooks(self, module: Any) -> str | None:
+        """pluggy's ``check_pending()``: a ``@hookimpl`` whose name matches no hook spec
+        (with the closest spec name), or None. Only ``module`` can be pending, since
+        every plugin is checked as it is registered."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            pass
+        else:
+            return None
+        names = sorted(caller.name for caller in self.pm.get_hookcallers(module) or []
+                       if not caller.has_spec())
+        out = []
+        for hook_name in names:
+            close = difflib.get_close_matches(hook_name, list(KINDS.values()), n=1)
+            out.append(f"unknown hook {hook_name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return "; ".join(out) or "a hook implementation matches no hook spec"
+
+    @staticmethod
+    def _unmarked_hooks(module: Any) -> list[str]:
+        """Hook names that ``module`` defines as plain functions, without ``@hookimpl``."""
+        out = []
+        for hook_name in KINDS.values():
+            try:
+                obj = inspect.getattr_static(module, hook_name)
+            except AttributeError:
+                continue
+            if isinstance(obj, (staticmethod, classmethod)):
+                obj = obj.__func__
+            if inspect.isfunction(obj) and not hasattr(obj, f"{hookspecs.PROJECT}_impl"):
+                out.append(hook_name)
+        return out
+
+    def _caller(self, module: Any, hook_name: str) -> pluggy.HookCaller | None:
+        """The hook ``hook_name`` restricted to ``module``'s implementations, or None."""
+        hook = getattr(self.pm.hook, hook_name)
+        if not any(impl.plugin is module for impl in hook.get_hookimpls()):
+            return None
+        others = [p for p in self.pm.get_plugins() if p is not module]
+        return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
 
     def _fail(self, failure: PluginFailure, warn: bool) -> None:
         if _strict():
@@ -190,16 +260,47 @@ class Registry:
         return matches[0]
 
     def load(self, kind: str, name: str) -> Any:
-        """The factory (usually a class) of a component."""
-        return self.get(kind, name).spec.load()
+        """The factory (usually a class) of a component, imported now.
+
+        A factory that does not import is a one-line :class:`PluginLoadError` that
+        names the component, its plugin and distribution.
+        """
+        comp = self.get(kind, name)
+        try:
+            return comp.spec.load()
+        except Exception as exc:  # noqa: BLE001 - any import-time failure of the plugin's module
+            factory = comp.spec.factory if isinstance(comp.spec.factory, str) else repr(comp.spec.factory)
+            raise PluginLoadError(f"{comp.describe()}: cannot load {factory}: {message(exc)}") from exc
 
     def create(self, kind: str, name: str, **params: Any) -> Any:
-        """An instance of a component, built from keyword parameters."""
-        return self.load(kind, name)(**params)
+        """An instance of a component, built from keyword parameters and checked
+        against its kind's protocol (:func:`distfold.protocols.contract_problems`).
+
+        A component that does not follow the protocol (say, a reconstructor without
+        ``accepts_weights``) is a one-line :class:`PluginLoadError` naming its plugin.
+        Errors of the constructor itself (bad parameters) pass through unchanged.
+        """
+        from distfold.protocols import contract_problems
+
+        instance = self.load(kind, name)(**params)
+        problems = contract_problems(instance, kind)
+        if problems:
+            raise PluginLoadError(f"{self.get(kind, name).describe()} does not follow the "
+                                  f"{kind.replace('_', ' ')} protocol: {'; '.join(problems)}")
+        return instance
 
     def all_components(self) -> Iterable[Component]:
         for kind in KINDS:
             yield from sorted(self.components[kind], key=lambda c: (c.name, c.plugin))
+
+
+def _as_specs(result: Any, hook_name: str) -> list[ComponentSpec]:
+    """One hook implementation's return value, checked: a list of ComponentSpec."""
+    specs = list(result or [])
+    for spec in specs:
+        if not isinstance(spec, ComponentSpec):
+            raise TypeError(f"{hook_name} returned {type(spec).__name__}, not ComponentSpec")
+    return specs
 
 
 def _new_plugin_manager() -> pluggy.PluginManager:
@@ -217,9 +318,3 @@ def get_registry(refresh: bool = False) -> Registry:
     if _REGISTRY is None or refresh:
         _REGISTRY = Registry.from_entry_points()
     return _REGISTRY
-
-
-def set_registry(registry: Registry | None) -> None:
-    """Replace the process-wide registry (tests; embedding applications)."""
-    global _REGISTRY
-    _REGISTRY = registry

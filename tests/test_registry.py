@@ -8,15 +8,23 @@ import pytest
 from distfold import ComponentSpec, hookimpl
 from distfold.errors import ComponentConflictError, PluginLoadError, UnknownComponentError
 from distfold.hookspecs import KINDS
-from distfold.registry import Registry, _new_plugin_manager
+from distfold.registry import Registry
 
 from conftest import run_distfold
 
 BUILTIN_PLUGINS = {"mds_classical", "mds_smacof", "backbone_qwen", "distance_heads", "normalisers"}
 
 
+def _module(**attrs):
+    """A plugin as entry points give them: a module object."""
+    mod = types.ModuleType("fake_plugin")
+    for name, value in attrs.items():
+        setattr(mod, name, value)
+    return mod
+
+
 def _plugin(**hooks):
-    mod = types.SimpleNamespace()
+    mod = _module()
     for name, specs in hooks.items():
         def impl(specs=specs):
             return specs
@@ -24,8 +32,14 @@ def _plugin(**hooks):
     return mod
 
 
+@pytest.fixture
+def registry():
+    """A fresh registry with its own plugin manager and nothing loaded (no entry points)."""
+    return Registry()
+
+
 def _registry(*plugins):
-    reg = Registry(pm=_new_plugin_manager())
+    reg = Registry()
     for i, p in enumerate(plugins):
         reg.add_plugin(p, f"p{i}", f"dist-{i}", "1.0", warn=False)
     return reg
@@ -72,7 +86,7 @@ def test_a_raising_hook_is_recorded_and_others_survive():
     def boom():
         raise RuntimeError("hook exploded")
 
-    bad = types.SimpleNamespace(distfold_reconstructors=hookimpl(specname="distfold_reconstructors")(boom))
+    bad = _module(distfold_reconstructors=hookimpl(specname="distfold_reconstructors")(boom))
     good = _plugin(distfold_reconstructors=[ComponentSpec("ok", "x:y", "fine")])
     reg = _registry(bad, good)
     assert reg.names("reconstructor") == ["ok"]
@@ -133,7 +147,7 @@ def test_strict_mode_raises_in_api(monkeypatch):
     def boom():
         raise RuntimeError("no")
 
-    bad = types.SimpleNamespace(distfold_backbones=hookimpl(specname="distfold_backbones")(boom))
+    bad = _module(distfold_backbones=hookimpl(specname="distfold_backbones")(boom))
     with pytest.raises(PluginLoadError):
         _registry(bad)
 
@@ -147,3 +161,151 @@ def test_conflict_shown_by_plugins_command(fake_plugin):
     res = run_distfold("plugins", pythonpath=site)
     assert res.returncode == 0
     assert "Name conflicts" in res.stdout and "'smacof': dup, mds_smacof" in res.stdout
+
+
+# -- hooks are called through pluggy ---------------------------------------------------------------
+
+def test_hooks_are_called_through_the_plugin_manager(registry):
+    called = []
+    registry.pm.add_hookcall_monitoring(lambda name, impls, kwargs: called.append(name), lambda *a: None)
+    registry.add_plugin(_plugin(distfold_reconstructors=[ComponentSpec("ok", "x:y", "fine")]), "p", warn=False)
+    assert called == ["distfold_reconstructors"]
+    assert registry.names("reconstructor") == ["ok"]
+    assert registry.pm.get_plugin("p") is not None
+
+
+def _misspelled():
+    @hookimpl
+    def distfold_reconstructorz():
+        return [ComponentSpec("typo", "x:y", "never listed")]
+
+    @hookimpl
+    def distfold_normalisers():
+        return [ComponentSpec("fine", "x:y", "from the same plugin")]
+
+    return _module(distfold_reconstructorz=distfold_reconstructorz, distfold_normalisers=distfold_normalisers)
+
+
+def test_a_misspelled_hookimpl_is_a_failure_naming_the_plugin(registry):
+    good = _plugin(distfold_reconstructors=[ComponentSpec("ok", "x:y", "fine")])
+    registry.add_plugin(_misspelled(), "typo_plugin", "distfold-typo", "0.1", warn=False)
+    registry.add_plugin(good, "good", warn=False)
+    [failure] = registry.failures
+    assert failure.plugin == "typo_plugin" and failure.distribution == "distfold-typo"
+    assert failure.stage == "register"
+    assert "unknown hook 'distfold_reconstructorz'" in failure.error
+    assert "did you mean 'distfold_reconstructors'" in failure.error
+    assert "plugin 'typo_plugin'" in failure.message()
+    # the broken plugin provides nothing and is not left registered; the others load
+    assert "typo_plugin" not in registry.plugins and registry.pm.get_plugin("typo_plugin") is None
+    assert registry.names("normaliser") == [] and registry.names("reconstructor") == ["ok"]
+
+
+def test_a_misspelled_hookimpl_raises_in_strict_mode(registry, monkeypatch):
+    monkeypatch.setenv("DISTFOLD_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginLoadError, match="plugin 'typo_plugin' failed at register: unknown hook"):
+        registry.add_plugin(_misspelled(), "typo_plugin", warn=False)
+
+
+TYPO = ("from distfold import ComponentSpec, hookimpl\n"
+        "@hookimpl\n"
+        "def distfold_reconstructorz():\n"
+        "    return [ComponentSpec('typo', 'os:getcwd', 'never listed')]\n")
+
+
+def test_a_misspelled_hookimpl_is_reported_by_the_cli(fake_plugin):
+    site = fake_plugin("distfold-typo", "typo", "distfold_typo_mod", TYPO)
+    res = run_distfold("plugins", "--json", pythonpath=site)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip() == ("Warning: plugin 'typo' failed at register: unknown hook "
+                                  "'distfold_reconstructorz' (did you mean 'distfold_reconstructors'?)")
+    data = json.loads(res.stdout)
+    assert [(f["plugin"], f["distribution"], f["stage"]) for f in data["failures"]] == \
+        [("typo", "distfold-typo", "register")]
+    assert "typo" not in {c["name"] for c in data["components"]}
+    strict = run_distfold("plugins", env={"DISTFOLD_STRICT_PLUGINS": "1"}, pythonpath=site)
+    assert strict.returncode == 1 and strict.stderr.startswith("Error: plugin 'typo' failed at register")
+
+
+def test_an_unmarked_hook_function_is_not_collected(registry):
+    def distfold_reconstructors():  # no @hookimpl
+        return [ComponentSpec("unmarked", "x:y", "must not be listed")]
+
+    registry.add_plugin(_module(distfold_reconstructors=distfold_reconstructors), "plain", warn=False)
+    assert registry.names("reconstructor") == []
+    [failure] = registry.failures
+    assert (failure.plugin, failure.stage) == ("plain", "distfold_reconstructors")
+    assert "not marked with @hookimpl" in failure.error
+
+
+def test_a_hook_returning_no_specs_is_recorded(registry):
+    registry.add_plugin(_plugin(distfold_normalisers=["not a spec"]), "odd", warn=False)
+    assert registry.names("normaliser") == []
+    assert registry.failures[0].stage == "distfold_normalisers"
+    assert "str, not ComponentSpec" in registry.failures[0].error
+
+
+# -- loading and creating components ------------------------------------------------------------
+
+def test_a_factory_whose_module_is_missing_is_a_one_line_error_naming_the_plugin():
+    reg = _registry(_plugin(distfold_reconstructors=[
+        ComponentSpec("ghost", "distfold_no_such_module.recon:Ghost", "imports nothing")]))
+    for call in (reg.load, reg.create):
+        with pytest.raises(PluginLoadError) as err:
+            call("reconstructor", "ghost")
+        msg = str(err.value)
+        assert "\n" not in msg
+        assert msg.startswith("reconstructor 'ghost' (plugin 'p0', distribution dist-0): "
+                              "cannot load distfold_no_such_module.recon:Ghost")
+        assert "No module named 'distfold_no_such_module'" in msg
+
+
+GHOST = ("from distfold import ComponentSpec, hookimpl\n"
+         "@hookimpl\n"
+         "def distfold_reconstructors():\n"
+         "    return [ComponentSpec('ghost', 'distfold_ghost_missing:Ghost', 'factory module absent')]\n")
+
+
+def test_a_factory_whose_module_is_missing_fails_the_cli_in_one_line(fake_plugin, tmp_path):
+    import numpy as np
+
+    site = fake_plugin("distfold-ghost", "ghost", "distfold_ghost_mod", GHOST)
+    np.save(tmp_path / "d.npy", np.array([[0.0, 3.8], [3.8, 0.0]]))
+    res = run_distfold("reconstruct", str(tmp_path / "d.npy"), "-o", str(tmp_path / "x.pdb"), "--method", "ghost",
+                       pythonpath=site)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "Error: reconstructor 'ghost' (plugin 'ghost', distribution distfold-ghost): cannot load "
+        "distfold_ghost_missing:Ghost: ModuleNotFoundError: No module named 'distfold_ghost_missing'"]
+
+
+class _NoFlags:
+    """Reconstructs, but declares no accepts_weights."""
+
+    def get_config(self):
+        return {}
+
+    def reconstruct(self, distances, weights=None):  # pragma: no cover - never called
+        raise AssertionError
+
+
+def test_create_checks_the_protocol_of_the_kind():
+    reg = _registry(_plugin(distfold_reconstructors=[ComponentSpec("noflags", _NoFlags, "no declarations")]))
+    assert reg.load("reconstructor", "noflags") is _NoFlags  # loading does not instantiate or check
+    with pytest.raises(PluginLoadError) as err:
+        reg.create("reconstructor", "noflags")
+    assert str(err.value) == ("reconstructor 'noflags' (plugin 'p0', distribution dist-0) does not follow the "
+                              "reconstructor protocol: missing accepts_weights (see distfold.protocols.Reconstructor)")
+
+
+def test_create_returns_a_checked_builtin():
+    from distfold.protocols import Reconstructor
+
+    rec = Registry.from_entry_points(warn=False).create("reconstructor", "classical")
+    assert isinstance(rec, Reconstructor) and rec.accepts_weights is True
+
+
+def test_set_registry_is_gone():
+    import distfold.registry
+
+    assert not hasattr(distfold.registry, "set_registry")
