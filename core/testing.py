@@ -10,7 +10,13 @@ Third-party plugins run the same checks as the built-ins::
 
 or call ``check_reconstructor(MyReconstructor())`` directly (it raises
 ``AssertionError`` naming the failed check). Each ``check_<kind>`` runs every
-check of that kind; ``CHECKS[kind]`` lists them.
+check of that kind; ``CHECKS[kind]`` lists them. The first check of every kind,
+``check_<kind>_protocol``, asks whether the component follows its kind's
+:mod:`distfold.protocols` protocol, declared capabilities included
+(``accepts_weights``, ``error_distribution``, ``is_pretrained``).
+
+This module imports the plugin kernel and :mod:`distfold.geometry` only, never a
+plugin: the built-ins are checked exactly as a third party's components are.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from distfold.components import Reconstruction
+from distfold.protocols import ERROR_DISTRIBUTIONS, PROTOCOLS, contract_problems
 
 Check = Callable[[Any], None]
 CHECKS: dict[str, list[Check]] = {"backbone": [], "distance_head": [], "normaliser": [], "reconstructor": []}
@@ -52,6 +59,58 @@ def check_config_json_round_trip(component: Any) -> None:
 
 for _kind in CHECKS:
     CHECKS[_kind].append(check_config_json_round_trip)
+
+
+# -- protocols (the first check of every kind) ----------------------------------
+
+def _assert_protocol(component: Any, kind: str) -> None:
+    protocol = PROTOCOLS[kind]
+    problems = contract_problems(component, kind)
+    assert not problems, f"not a distfold.protocols.{protocol.__name__}: {'; '.join(problems)}"
+    assert isinstance(component, protocol), f"not a distfold.protocols.{protocol.__name__}"
+
+
+def check_reconstructor_protocol(rec: Any) -> None:
+    """A :class:`~distfold.protocols.Reconstructor`; ``accepts_weights`` is a bool and,
+    when True, ``reconstruct(distances, weights=...)`` takes weights."""
+    _assert_protocol(rec, "reconstructor")
+    if rec.accepts_weights:
+        x = _helix(6)
+        out = rec.reconstruct(_dist(x), weights=np.ones((6, 6)))
+        assert isinstance(out, Reconstruction), "reconstruct(d, weights=w) must return a Reconstruction"
+
+
+def check_normaliser_protocol(norm: Any) -> None:
+    """A :class:`~distfold.protocols.Normaliser`."""
+    _assert_protocol(norm, "normaliser")
+
+
+def check_backbone_protocol(bb: Any) -> None:
+    """A :class:`~distfold.protocols.Backbone`; ``is_pretrained`` a bool, ``hidden_size`` an int."""
+    _assert_protocol(bb, "backbone")
+
+
+def check_distance_head_protocol(head: Any) -> None:
+    """A :class:`~distfold.protocols.DistanceHead`; ``error_distribution`` is one of
+    ``"laplace"``, ``"gaussian"``, None, and None exactly when the head returns no
+    ``"variance"`` (and ``variance_angstrom`` gives None)."""
+    _assert_protocol(head, "distance_head")
+    declared = head.error_distribution
+    assert declared in ERROR_DISTRIBUTIONS, f"error_distribution {declared!r}"
+    head.eval()
+    out, norm, _ = _head_forward(head, (4,))
+    has_variance = out.get("variance") is not None
+    if declared is None:
+        assert not has_variance, "error_distribution is None but the head returns a 'variance'"
+        assert head.variance_angstrom(out, norm) is None, \
+            "error_distribution is None but variance_angstrom() is not None"
+    else:
+        assert has_variance, f"error_distribution is {declared!r} but the head returns no 'variance'"
+
+
+for _kind, _func in (("reconstructor", check_reconstructor_protocol), ("normaliser", check_normaliser_protocol),
+                     ("backbone", check_backbone_protocol), ("distance_head", check_distance_head_protocol)):
+    CHECKS[_kind].insert(0, _func)
 
 
 # -- reconstructors -----------------------------------------------------------
@@ -283,10 +342,29 @@ def _head_inputs(head: Any, lengths=(5, 3)):
     return feats, mask, prior_a.expand(b, n, n).clone()
 
 
-def _bind_normaliser(head: Any):
-    from distfold.plugins.normalisers.log1p import Log1pNormaliser
+class _Log1p:
+    """y = log(1 + d) / scale for numpy arrays and torch tensors: the normaliser the
+    head checks bind (defined here so that the suite imports no plugin)."""
 
-    norm = Log1pNormaliser(scale=5.0)
+    def __init__(self, scale: float = 5.0):
+        self.scale = float(scale)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"scale": self.scale}
+
+    def fit(self, distances: Any) -> "_Log1p":
+        return self
+
+    def encode(self, d: Any) -> Any:
+        return (d.log1p() if hasattr(d, "log1p") else np.log1p(d)) / self.scale
+
+    def decode(self, y: Any) -> Any:
+        y = y * self.scale
+        return y.expm1() if hasattr(y, "expm1") else np.expm1(y)
+
+
+def _bind_normaliser(head: Any):
+    norm = _Log1p(scale=5.0)
     if hasattr(head, "set_normaliser"):
         head.set_normaliser(norm)
     return norm
