@@ -62,11 +62,6 @@ def apply(x: np.ndarray, r: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float64) @ np.asarray(r).T + np.asarray(t)
 
 
-def apply_batch(x: np.ndarray, r: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """x (N, 3) moved by S transforms (R (S, 3, 3), t (S, 3)) -> (S, N, 3)."""
-    return np.einsum("sij,nj->sni", r, np.asarray(x, dtype=np.float64)) + t[:, None, :]
-
-
 def superposed_rmsd(x: np.ndarray, y: np.ndarray) -> float:
     """RMSD (Å) after the optimal proper superposition, in numpy (a check on mdtraj)."""
     r, t = kabsch(x, y)
