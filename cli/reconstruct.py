@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import click
@@ -34,9 +35,8 @@ def reconstruct(distmat: Path, out: Path, method: str, weights: Path | None, seq
     by the C-alpha pseudo-torsion rule; the diagnostics say whether the
     structure was mirrored and by what margin.
     """
-    import numpy as np
-
-    from distfold.geometry.distmat import check_distances, load_matrix
+    from distfold.geometry.distmat import load_matrix
+    from distfold.geometry.reconstruct import reconstruct as run_reconstructor
     from distfold.registry import get_registry
     from distfold.structure.io import write_ca_trace
 
@@ -48,18 +48,18 @@ def reconstruct(distmat: Path, out: Path, method: str, weights: Path | None, seq
 
         raise InputError(f"{weights}: weight matrix shape {w.shape} does not match distance matrix {d.shape}")
     seq = _sequence(sequence, n) if sequence is not None else None
-    # the shared checks, before any work, so that every reconstructor (third-party
-    # ones included) rejects bad input with the same one-line error
-    _run(check_distances, d, w, distmat, weights)
     rec = get_registry().create("reconstructor", method)
-    log(f"reconstructing {n} residues from {distmat} with {method}", quiet=as_json)
-    result = _run(rec.reconstruct, d, w, distmat, weights)
-    coords = np.asarray(result.coords, dtype=np.float64)
-    if coords.shape != (n, 3) or not np.all(np.isfinite(coords)):
-        from distfold.errors import DistfoldError
+    if w is not None and not getattr(rec, "accepts_weights", False):
+        from distfold.errors import UsageError
 
-        raise DistfoldError(f"reconstructor {method!r} returned {coords.shape} coordinates"
-                            f"{'' if np.all(np.isfinite(coords)) else ' with non-finite values'}; expected ({n}, 3)")
+        raise UsageError(f"--weights: reconstructor {method!r} does not take per-pair weights")
+    # the core checks the matrix once (the same one-line errors for every reconstructor,
+    # third-party ones included), runs the reconstructor and chooses the hand
+    start = time.perf_counter()
+    result = _run(run_reconstructor, rec, d, w, distmat, weights)
+    log(f"reconstructed {n} residues from {distmat} with {method} in {time.perf_counter() - start:.2f} s",
+        quiet=as_json)
+    coords = result.coords
     try:
         write_ca_trace(out, coords, seq, fmt=fmt)
     except OSError as exc:
@@ -76,12 +76,12 @@ def reconstruct(distmat: Path, out: Path, method: str, weights: Path | None, seq
     click.echo(f"{out}\t{n} residues\t{method}\t" + " ".join(parts))
 
 
-def _run(func, d, w, distmat: Path, weights: Path | None):
-    """func(d[, weights=w]); input errors name the files they came from."""
+def _run(func, rec, d, w, distmat: Path, weights: Path | None):
+    """func(rec, d, w); input errors name the files they came from."""
     from distfold.errors import InputError
 
     try:
-        return func(d, weights=w) if w is not None else func(d)
+        return func(rec, d, w)
     except InputError as exc:
         msg = str(exc)
         if msg.startswith("weights:") and weights is not None:

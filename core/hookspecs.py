@@ -170,15 +170,28 @@ def distfold_reconstructors() -> list[ComponentSpec]:
     - ``accepts_weights``: bool; True when ``reconstruct`` uses per-pair weights. The
       core passes ``weights`` only when it is True and calls ``reconstruct(distances)``
       otherwise;
-    - ``reconstruct(distances, weights=None) -> Reconstruction``; ``distances`` is
-      (L, L) float, Å, symmetric, non-negative, zero diagonal; ``weights`` (L, L)
-      non-negative or None (0 = ignore that pair; a non-finite distance is
-      allowed only where its weight is 0);
-    - ``Reconstruction.coords``: (L, N=3) float64, Å; ``diagnostics`` a
-      JSON-serialisable dict with at least ``stress``, ``stress1``,
-      ``iterations``, ``converged``, ``mirrored`` and ``handedness_margin``;
-    - exact input is reproduced up to a proper rigid motion (right hand kept, by
-      :func:`distfold.geometry.handedness.fix_handedness`); L = 1, 2, 3 give sensible
-      coordinates; bad input raises :class:`distfold.errors.InputError`;
-    - deterministic for a fixed ``seed`` parameter.
+    - ``reconstruct(distances, weights=None) -> Reconstruction``, called only by
+      :func:`distfold.geometry.reconstruct.reconstruct`, which first checks the input
+      once (:func:`distfold.geometry.distmat.check_distances`). So the plugin receives,
+      and need not check: ``distances`` (L, L) float64, Å, L >= 1, exactly symmetric,
+      non-negative, finite, zero diagonal; ``weights`` (L, L) float64, exactly
+      symmetric, >= 0, finite, zero diagonal, some pair > 0 (L > 1), or None (every
+      pair weighs 1). The pairs that count are those with ``weights > 0`` (the
+      "known" mask); an ignored pair holds distance 0, whatever the caller gave.
+      :func:`distfold.geometry.distmat.as_checked` wraps the two arrays as a
+      ``CheckedDistances`` (``known`` included) without copying them;
+    - it returns ``Reconstruction(coords, diagnostics)``: coords (L, 3) finite, Å, in
+      either hand and anywhere in space; ``diagnostics`` the method's own, with at
+      least ``stress``, ``stress1``, ``iterations`` and ``converged`` (numpy scalars
+      are fine). It does not centre the coordinates or choose the hand;
+    - after it, the core checks the coordinates ((L, 3), finite; otherwise a one-line
+      :class:`distfold.errors.DistfoldError` naming the reconstructor), centres them,
+      chooses the hand once (:func:`distfold.geometry.handedness.fix_handedness`),
+      adds ``max_asymmetry``, ``weighted``, ``mirrored`` and ``handedness_margin`` to
+      the diagnostics and makes them plain JSON. Bad input never reaches the plugin:
+      the core raises :class:`distfold.errors.InputError`, as it does for weights
+      given to a reconstructor without ``accepts_weights``;
+    - through the core, exact input is reproduced up to a proper rigid motion;
+      L = 1, 2, 3 give sensible coordinates; deterministic for a fixed ``seed``
+      parameter.
     """

@@ -11,8 +11,9 @@ import pytest
 from scipy.spatial.distance import cdist
 from scipy.spatial.transform import Rotation
 
-from distfold.geometry.distmat import CheckedDistances, check_distances, complete_distances, stress
 from distfold.errors import InputError
+from distfold.geometry.distmat import CheckedDistances, as_checked, check_distances, complete_distances, stress
+from distfold.geometry.reconstruct import reconstruct
 from distfold.plugins.mds_classical.classical import ClassicalMDS
 from distfold.plugins.mds_smacof.refine import Refine
 from distfold.plugins.mds_smacof.smacof import (SMACOF, GuttmanKernel, final_stress, smacof_loop,
@@ -55,7 +56,7 @@ def rmsd_proper(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("method", ["classical", "smacof", "refine"])
 def test_exact_distances_recover_the_structure_with_the_right_hand(method, uid):
     x = ca(uid)
-    out = FACTORIES[method]().reconstruct(cdist(x, x))
+    out = reconstruct(FACTORIES[method](), cdist(x, x))
     assert out.coords.shape == x.shape and out.coords.dtype == np.float64
     rmsd = rmsd_proper(out.coords, x)
     assert rmsd < EXACT_TOL[method], f"{method} on {uid}: RMSD {rmsd:.4f} A"
@@ -66,11 +67,11 @@ def test_exact_distances_recover_the_structure_with_the_right_hand(method, uid):
 def test_exact_input_diagnostics():
     x = ca(HELICAL)
     d = cdist(x, x)
-    c = ClassicalMDS().reconstruct(d).diagnostics
+    c = reconstruct(ClassicalMDS(), d).diagnostics
     assert c["negative_eigenvalue_share"] < 1e-6 and c["stress1"] < 1e-6 and c["iterations"] == 0
-    s = SMACOF().reconstruct(d).diagnostics
+    s = reconstruct(SMACOF(), d).diagnostics
     assert s["converged"] and s["iterations"] <= 3 and s["stress"] < 1e-12
-    r = Refine().reconstruct(d).diagnostics
+    r = reconstruct(Refine(), d).diagnostics
     assert r["lbfgs_converged"] and r["bond_rmsd"] < 0.05 and r["clashes"] == 0
 
 
@@ -85,7 +86,7 @@ def noisy_results():
         x = ca(uid)
         d = noisy(cdist(x, x), 0.2, seed=k)
         for m, factory in FACTORIES.items():
-            rec = factory().reconstruct(d)
+            rec = reconstruct(factory(), d)
             out[m].append(rmsd_proper(rec.coords, x))
             if m == "refine":
                 bonds.append(np.linalg.norm(np.diff(rec.coords, axis=0), axis=1))
@@ -110,17 +111,17 @@ def test_noisy_helical_chain_gets_the_right_hand():
     x = ca(HELICAL)
     d = noisy(cdist(x, x), 0.2, seed=11)
     for m in ("smacof", "refine"):
-        y = FACTORIES[m]().reconstruct(d).coords
+        y = reconstruct(FACTORIES[m](), d).coords
         assert rmsd_proper(y, x) < rmsd_proper(y * [1, 1, -1], x), m
 
 
 def test_negative_eigenvalue_share_reports_non_euclidean_input():
     x = ca(HELICAL)
     d = noisy(cdist(x, x), 0.2, seed=3)
-    diag = ClassicalMDS().reconstruct(d).diagnostics
+    diag = reconstruct(ClassicalMDS(), d).diagnostics
     assert 0.05 < diag["negative_eigenvalue_share"] < 0.6
     assert diag["negative_eigenvalue_share_method"] == "exact"  # 127 residues: below the default threshold
-    off = ClassicalMDS(negative_share=False).reconstruct(d).diagnostics
+    off = reconstruct(ClassicalMDS(negative_share=False), d).diagnostics
     assert off["negative_eigenvalue_share"] is None and off["negative_eigenvalue_share_method"] is None
 
 
@@ -140,7 +141,7 @@ def _exact_share(d: np.ndarray) -> float:
 def test_exact_share_is_every_eigenvalue_below_the_threshold():
     x = ca(HELICAL)
     d = noisy(cdist(x, x), 0.2, seed=3)
-    diag = ClassicalMDS().reconstruct(d).diagnostics
+    diag = reconstruct(ClassicalMDS(), d).diagnostics
     assert diag["negative_eigenvalue_share_method"] == "exact"
     assert abs(diag["negative_eigenvalue_share"] - _exact_share(d)) < 1e-12
 
@@ -150,29 +151,29 @@ def test_estimated_share_is_close_to_the_exact_one_on_a_real_noisy_313_residue_c
     assert len(x) == 313
     d = noisy(cdist(x, x), 0.2, seed=12)
     exact = _exact_share(d)
-    forced = ClassicalMDS(negative_share_exact_max_length=10**6).reconstruct(d).diagnostics
+    forced = reconstruct(ClassicalMDS(negative_share_exact_max_length=10**6), d).diagnostics
     assert forced["negative_eigenvalue_share_method"] == "exact"
     assert abs(forced["negative_eigenvalue_share"] - exact) < 1e-12
     estimates = []
     for seed in range(4):
-        diag = ClassicalMDS(negative_share_exact_max_length=100, seed=seed).reconstruct(d).diagnostics
+        diag = reconstruct(ClassicalMDS(negative_share_exact_max_length=100, seed=seed), d).diagnostics
         assert diag["negative_eigenvalue_share_method"] == "slq"
         estimates.append(diag["negative_eigenvalue_share"])
     assert np.all(np.abs(np.array(estimates) - exact) < SLQ_TOL), (estimates, exact)
     assert len(set(estimates)) == len(estimates)  # the seed really draws other probes
     # default config at 313 residues: the estimate, reported as such
-    assert ClassicalMDS().reconstruct(d).diagnostics["negative_eigenvalue_share_method"] == "slq"
+    assert reconstruct(ClassicalMDS(), d).diagnostics["negative_eigenvalue_share_method"] == "slq"
 
 
 def test_estimated_share_is_deterministic_and_shared_by_every_reconstructor():
     x = ca(LONG)
     d = noisy(cdist(x, x), 0.2, seed=13)
     cfg = {"negative_share_exact_max_length": 0, "seed": 5}
-    first = ClassicalMDS(**cfg).reconstruct(d).diagnostics
-    again = ClassicalMDS(**cfg).reconstruct(d).diagnostics
+    first = reconstruct(ClassicalMDS(**cfg), d).diagnostics
+    again = reconstruct(ClassicalMDS(**cfg), d).diagnostics
     assert first["negative_eigenvalue_share"] == again["negative_eigenvalue_share"]  # bitwise
     for factory in (SMACOF, Refine):
-        other = factory(**cfg).reconstruct(d).diagnostics
+        other = reconstruct(factory(**cfg), d).diagnostics
         assert other["negative_eigenvalue_share_method"] == "slq"
         assert other["negative_eigenvalue_share"] == first["negative_eigenvalue_share"]
     assert abs(first["negative_eigenvalue_share"] - _exact_share(d)) < SLQ_TOL
@@ -183,7 +184,7 @@ def test_slq_abs_trace_is_exact_when_the_krylov_space_is_exhausted():
     with more steps than distinct eigenvalues (here 7 of 40: the probes break
     down early) integrates |x| exactly; deflated columns drop out. (Products are
     float32: exact up to its round-off.)"""
-    from distfold.plugins.mds_classical.classical import negative_eigenvalue_share, slq_abs_trace
+    from distfold.geometry.classical import negative_eigenvalue_share, slq_abs_trace
 
     vals = np.array([-3.0, -1.0, 0.0, 2.0, 5.0, 8.0, 40.0])[np.arange(40) % 7]
     a = np.diag(vals)
@@ -208,8 +209,8 @@ def test_bad_share_settings_are_refused(method, bad):
 def test_lanczos_and_dense_eigensolvers_give_the_same_classical_coordinates():
     x = ca(LONG)
     d = noisy(cdist(x, x), 0.2, seed=5)
-    a = ClassicalMDS(lanczos_min_length=1).reconstruct(d).coords
-    b = ClassicalMDS(lanczos_min_length=10**9).reconstruct(d).coords
+    a = reconstruct(ClassicalMDS(lanczos_min_length=1), d).coords
+    b = reconstruct(ClassicalMDS(lanczos_min_length=10**9), d).coords
     # full numpy eigh, the textbook classical MDS
     n = len(d)
     j = np.eye(n) - 1.0 / n
@@ -223,7 +224,7 @@ def test_smacof_matches_scikit_learn():
     sk = pytest.importorskip("sklearn.manifold")
     x = ca(HELICAL)
     d = noisy(cdist(x, x), 0.2, seed=7)
-    ours = SMACOF(negative_share=False).reconstruct(d)
+    ours = reconstruct(SMACOF(negative_share=False), d)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mds = sk.MDS(n_components=3, metric="precomputed", init="classical_mds", n_init=1, max_iter=300,
@@ -270,7 +271,7 @@ def test_exact_input_with_positive_weights_is_recovered(method):
     x = ca("c70b106ab8731")
     rng = np.random.default_rng(1)
     w = rng.uniform(0.1, 2.0, (len(x), len(x)))
-    out = FACTORIES[method]().reconstruct(cdist(x, x), weights=(w + w.T) / 2)
+    out = reconstruct(FACTORIES[method](), cdist(x, x), weights=(w + w.T) / 2)
     assert rmsd_proper(out.coords, x) < EXACT_TOL[method]
     assert out.diagnostics.get("weighted", True)
 
@@ -283,7 +284,7 @@ def test_ignored_pairs_may_be_nan(method):
     miss = np.triu(rng.uniform(size=(n, n)) < 0.3, 1)
     miss |= miss.T
     d = np.where(miss, np.nan, cdist(x, x))
-    out = FACTORIES[method]().reconstruct(d, weights=np.where(miss, 0.0, 1.0))
+    out = reconstruct(FACTORIES[method](), d, weights=np.where(miss, 0.0, 1.0))
     rmsd = rmsd_proper(out.coords, x)
     assert np.all(np.isfinite(out.coords))
     assert rmsd < (1.0 if method == "classical" else 0.1), rmsd
@@ -305,8 +306,8 @@ def test_weighted_guttman_transform_never_raises_stress():
 def test_constant_weights_equal_no_weights():
     x = ca("cb98f573e0d35")
     d = noisy(cdist(x, x), 0.2, seed=6)
-    a = SMACOF().reconstruct(d)
-    b = SMACOF().reconstruct(d, weights=np.full(d.shape, 3.0))
+    a = reconstruct(SMACOF(), d)
+    b = reconstruct(SMACOF(), d, weights=np.full(d.shape, 3.0))
     assert np.allclose(a.coords, b.coords, atol=1e-9)
     assert np.isclose(b.diagnostics["stress"], 3.0 * a.diagnostics["stress"])
 
@@ -320,8 +321,8 @@ def test_inverse_variance_weights_help_under_heteroscedastic_noise():
     noisy_d = np.triu(d * np.exp(sd * rng.standard_normal(d.shape)), 1)
     noisy_d += noisy_d.T
     w = 1.0 / np.maximum((sd * d) ** 2, 1e-6)
-    plain = rmsd_proper(SMACOF().reconstruct(noisy_d).coords, x)
-    weighted = rmsd_proper(SMACOF().reconstruct(noisy_d, weights=w).coords, x)
+    plain = rmsd_proper(reconstruct(SMACOF(), noisy_d).coords, x)
+    weighted = rmsd_proper(reconstruct(SMACOF(), noisy_d, weights=w).coords, x)
     assert weighted < plain
 
 
@@ -350,7 +351,7 @@ BAD = {
 def test_bad_input_raises_one_line_input_error(method, case):
     d, w, words = BAD[case]
     with pytest.raises(InputError) as err:
-        FACTORIES[method]().reconstruct(d, weights=w)
+        reconstruct(FACTORIES[method](), d, weights=w)
     assert words in str(err.value) and "\n" not in str(err.value)
 
 
@@ -362,7 +363,7 @@ def test_small_asymmetry_is_symmetrised_and_reported():
     checked = check_distances(skew)
     assert np.array_equal(checked.distances, checked.distances.T)
     assert np.isclose(checked.distances[0, 5], d[0, 5] + 2.5e-4)
-    out = SMACOF().reconstruct(skew)
+    out = reconstruct(SMACOF(), skew)
     assert np.isclose(out.diagnostics["max_asymmetry"], 5e-4)
     assert rmsd_proper(out.coords, x) < 0.01
     assert skew[0, 5] == d[0, 5] + 5e-4  # the caller's array is untouched
@@ -372,21 +373,21 @@ def test_small_asymmetry_is_symmetrised_and_reported():
 def test_lengths_one_two_three(method):
     x = ca(HELICAL)[:3]
     for n in (1, 2, 3):
-        out = FACTORIES[method]().reconstruct(cdist(x[:n], x[:n]))
+        out = reconstruct(FACTORIES[method](), cdist(x[:n], x[:n]))
         assert out.coords.shape == (n, 3) and np.all(np.isfinite(out.coords))
         assert np.allclose(cdist(out.coords, out.coords), cdist(x[:n], x[:n]), atol=1e-6)
         assert np.allclose(out.coords.mean(0), 0.0)
 
 
 def test_all_zero_distances_collapse_to_one_point():
-    out = SMACOF().reconstruct(np.zeros((5, 5)))
+    out = reconstruct(SMACOF(), np.zeros((5, 5)))
     assert np.allclose(out.coords, 0.0) and out.diagnostics["stress"] == 0.0
 
 
 def test_stress_definitions():
     x = ca("c70b106ab8731")
     d = noisy(cdist(x, x), 0.2, seed=9)
-    y = SMACOF().reconstruct(d).coords
+    y = reconstruct(SMACOF(), d).coords
     dy = cdist(y, y)
     iu = np.triu_indices(len(d), 1)
     raw, s1 = stress(y, check_distances(d))
@@ -404,3 +405,176 @@ def test_completion_fills_missing_pairs_with_path_bounds():
     full = complete_distances(checked)
     assert full[0, 19] == full[19, 0] >= d[0, 19] - 1e-9
     assert np.isclose(full[0, 19], min(d[0, k] + d[k, 19] for k in range(1, 19)))
+
+
+# -- the core around every reconstructor (distfold.geometry.reconstruct) ------------------
+
+class Spy:
+    """A reconstructor that records what the core hands it and returns ``coords_of(d)``."""
+
+    accepts_weights = True
+
+    def __init__(self, coords_of=None, diagnostics=None):
+        self.calls = []
+        self.coords_of = coords_of
+        self.diagnostics = diagnostics
+
+    def reconstruct(self, distances, weights=None):
+        from distfold.components import Reconstruction
+
+        self.calls.append((distances, weights))
+        x = self.coords_of(distances) if self.coords_of else np.zeros((len(distances), 3))
+        diag = {"stress": np.float64(0.5), "iterations": np.int64(3), "converged": np.bool_(True),
+                "share": np.float32(np.nan), "eigenvalues": np.arange(3.0)}
+        return Reconstruction(x, diag if self.diagnostics is None else self.diagnostics)
+
+
+def test_the_core_hands_the_plugin_checked_float64_arrays_once():
+    x = ca("c70b106ab8731")[:30]
+    d = cdist(x, x).astype(np.float32)
+    d[0, 5] += 5e-4  # forgiven asymmetry
+    d[3, 3] = 1e-4  # a diagonal within tolerance
+    w = np.ones(d.shape)
+    w[2, 9] = w[9, 2] = 0.0
+    d[2, 9] = d[9, 2] = np.nan  # ignored pair
+    given_d, given_w = d.copy(), w.copy()
+    spy = Spy(lambda dd: x)
+    reconstruct(spy, d, w)
+    assert len(spy.calls) == 1
+    got_d, got_w = spy.calls[0]
+    for arr in (got_d, got_w):
+        assert arr.dtype == np.float64 and arr.shape == (30, 30)
+        assert np.array_equal(arr, arr.T) and np.all(np.diagonal(arr) == 0) and np.all(np.isfinite(arr))
+    assert got_d[2, 9] == 0.0 and got_w[2, 9] == 0.0
+    checked = check_distances(d, w)
+    assert np.array_equal(got_d, checked.distances) and np.array_equal(got_w, checked.weights)
+    assert np.array_equal(d, given_d, equal_nan=True) and np.array_equal(w, given_w)  # the caller's arrays
+    assert spy.calls[0][0] is not d
+    # the known mask a plugin derives is the one check_distances made
+    assert np.array_equal(as_checked(got_d, got_w).known, checked.known)
+    full = check_distances(cdist(x, x), np.ones(d.shape))
+    assert full.known is None and as_checked(full.distances, full.weights).known is None
+
+
+def test_the_core_centres_chooses_the_hand_and_reports_it():
+    x = ca(HELICAL)
+    mirror = x * [1.0, 1.0, -1.0] + [10.0, -20.0, 30.0]
+    out = reconstruct(Spy(lambda d: mirror), cdist(x, x))
+    assert out.diagnostics["mirrored"] is True and out.diagnostics["handedness_margin"] < 0
+    assert np.allclose(out.coords.mean(0), 0.0, atol=1e-9)
+    assert rmsd_proper(out.coords, x) < 1e-6
+    # the step is numerically the one the reconstructors used to end with (distmat.finish)
+    from distfold.geometry.handedness import fix_handedness
+
+    expected = fix_handedness(mirror - mirror.mean(0))[0]
+    assert np.array_equal(out.coords, expected) and out.coords.flags.c_contiguous
+    kept = reconstruct(Spy(lambda d: x), cdist(x, x)).diagnostics
+    assert kept["mirrored"] is False and kept["handedness_margin"] > 0
+
+
+def test_the_core_makes_the_diagnostics_plain_json_and_adds_its_own():
+    out = reconstruct(Spy(), np.zeros((3, 3)))
+    diag = out.diagnostics
+    assert json.loads(json.dumps(diag, allow_nan=False)) == diag
+    assert diag["share"] is None and diag["eigenvalues"] == [0.0, 1.0, 2.0]
+    assert type(diag["iterations"]) is int and diag["converged"] is True
+    assert diag["weighted"] is False and diag["max_asymmetry"] == 0.0
+    assert reconstruct(Spy(), np.zeros((3, 3)), np.ones((3, 3))).diagnostics["weighted"] is True
+
+
+def test_bad_input_never_reaches_the_plugin():
+    spy = Spy()
+    for d, w, _ in BAD.values():
+        with pytest.raises(InputError):
+            reconstruct(spy, d, w)
+    assert spy.calls == []
+
+
+def test_weights_only_for_a_reconstructor_that_declares_them():
+    class NoWeights(Spy):
+        accepts_weights = False
+
+        def reconstruct(self, distances):  # no weights parameter at all
+            return super().reconstruct(distances)
+
+    d = np.ones((3, 3)) - np.eye(3)
+    assert reconstruct(NoWeights(), d).coords.shape == (3, 3)
+    with pytest.raises(InputError, match="^weights: reconstructor NoWeights does not take per-pair weights"):
+        reconstruct(NoWeights(), d, np.ones((3, 3)))
+    spy = Spy()
+    reconstruct(spy, d)
+    assert spy.calls[0][1] is None  # no weights given: none passed on
+
+
+@pytest.mark.parametrize("result, words", [
+    (lambda d: np.zeros((len(d), 2)), "shape (4, 2); expected (4, 3)"),
+    (lambda d: np.zeros((len(d) + 1, 3)), "shape (5, 3); expected (4, 3)"),
+    (lambda d: np.full((len(d), 3), np.nan), "12 non-finite coordinates"),
+], ids=["two columns", "a row too many", "nan"])
+def test_bad_coordinates_are_a_one_line_error_naming_the_reconstructor(result, words):
+    from distfold.errors import DistfoldError
+
+    with pytest.raises(DistfoldError) as err:
+        reconstruct(Spy(result), np.ones((4, 4)) - np.eye(4))
+    msg = str(err.value)
+    assert msg.startswith("reconstructor Spy returned") and words in msg and "\n" not in msg
+
+
+def test_a_result_that_is_not_a_reconstruction_is_an_error():
+    from distfold.errors import DistfoldError
+
+    class Tuple(Spy):
+        def reconstruct(self, distances, weights=None):
+            return np.zeros((len(distances), 3)), {}
+
+    with pytest.raises(DistfoldError, match="reconstructor Tuple returned tuple, not a Reconstruction"):
+        reconstruct(Tuple(), np.zeros((2, 2)))
+
+
+# -- plugins stand alone ------------------------------------------------------------
+
+PLUGINS = Path(__file__).parent.parent / "plugins"
+
+
+def _imported_modules(path: Path, package: str) -> list[str]:
+    """Absolute names of every module ``path`` (in ``package``) imports, relative ones resolved."""
+    import ast
+
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            names.append(mod)
+            names += [f"{mod}.{a.name}" for a in node.names]  # `from distfold.plugins import other`
+    return names
+
+
+def test_no_plugin_imports_another_plugins_modules():
+    files = sorted(PLUGINS.glob("*/**/*.py"))
+    assert len({f.relative_to(PLUGINS).parts[0] for f in files}) >= 5
+    bad = []
+    for path in files:
+        own = path.relative_to(PLUGINS).parts[0]
+        package = ".".join(["distfold.plugins", *path.relative_to(PLUGINS).parent.parts])
+        for mod in _imported_modules(path, package):
+            parts = mod.split(".")
+            if parts[:2] == ["distfold", "plugins"] and len(parts) > 2 and parts[2] != own:
+                bad.append(f"{path.relative_to(PLUGINS)} imports {mod}")
+    assert not bad, bad
+
+
+def test_smacof_and_refine_do_not_load_the_classical_plugin():
+    import subprocess
+    import sys
+
+    code = ("import sys, distfold.plugins.mds_smacof.smacof, distfold.plugins.mds_smacof.refine; "
+            "print(sorted(m for m in sys.modules if m.startswith('distfold.plugins.mds_classical')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"

@@ -192,3 +192,58 @@ def test_unk_chains_are_read_but_hetero_groups_still_ignored(tmp_path):
     assert np.allclose(chains[0].ca[:, 0], 3.8 * np.arange(4))
     with pytest.raises(Exception, match="chain 'B' not found"):
         read_chain(path, "B")
+
+
+@pytest.mark.parametrize("method", ["smacof", "refine"])
+def test_smacof_and_refine_work_with_the_classical_plugin_disabled(files, chain, method):
+    """The classical-MDS start they share lives in distfold.geometry, not in the mds_classical plugin."""
+    tmp, _ = files
+    env = {"DISTFOLD_DISABLE_PLUGINS": "mds_classical"}
+    out = tmp / f"{method}.pdb"
+    res = run_distfold("reconstruct", str(tmp / "d.npy"), "-o", str(out), "--method", method, "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    diag = json.loads(res.stdout)["diagnostics"]
+    assert diag["method"] == method and diag["eigenvalues"][0] > 0  # the classical start ran
+    assert rmsd_proper(read_chain(out).ca, chain.ca) < 0.1
+    if method == "smacof":  # the plugin really is off
+        res = run_distfold("reconstruct", str(tmp / "d.npy"), "-o", str(tmp / "c.pdb"), "--method", "classical",
+                           env=env)
+        assert res.returncode == 2 and "unknown reconstructor 'classical'" in res.stderr
+
+
+UNWEIGHTED = """
+import numpy as np
+from distfold import ComponentSpec, hookimpl
+from distfold.components import Configurable, Reconstruction
+
+
+class Unweighted(Configurable):
+    accepts_weights = False
+
+    def reconstruct(self, distances):
+        n = len(distances)
+        x = np.zeros((n, 3))
+        x[:, 0] = distances[0]  # exact for points on a line
+        return Reconstruction(x, {"stress": 0.0, "stress1": 0.0, "iterations": 0, "converged": True})
+
+
+@hookimpl
+def distfold_reconstructors():
+    return [ComponentSpec("unweighted", Unweighted, "takes no weights")]
+"""
+
+
+def test_weights_for_a_reconstructor_that_takes_none_is_a_usage_error(tmp_path, fake_plugin):
+    site = fake_plugin("distfold-unweighted", "unweighted", "unweighted_plugin", UNWEIGHTED)
+    d = np.abs(np.arange(4.0)[:, None] - np.arange(4.0)[None, :]) * 3.8
+    np.save(tmp_path / "d.npy", d)
+    np.save(tmp_path / "w.npy", np.ones((4, 4)))
+    args = ["reconstruct", str(tmp_path / "d.npy"), "-o", str(tmp_path / "m.pdb"), "--method", "unweighted"]
+    res = run_distfold(*args, "--weights", str(tmp_path / "w.npy"), pythonpath=site)
+    assert res.returncode == 2 and "--weights: reconstructor 'unweighted' does not take per-pair weights" \
+        in res.stderr, res.stderr
+    assert not (tmp_path / "m.pdb").exists()
+    res = run_distfold(*args, "--json", pythonpath=site)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["diagnostics"]["weighted"] is False
+    assert np.allclose(cdist(read_chain(tmp_path / "m.pdb").ca, read_chain(tmp_path / "m.pdb").ca), d, atol=2e-3)

@@ -1,9 +1,11 @@
 """Distance matrices as reconstructors receive them: validation, loading,
-completion of ignored pairs, stress, and the shared final step.
+completion of ignored pairs and stress.
 
-Every reconstructor calls :func:`check_distances` first, so input errors read
-the same whatever the method, and :func:`finish` last, so every method applies
-the same handedness rule (:func:`distfold.geometry.handedness.fix_handedness`).
+:func:`distfold.geometry.reconstruct.reconstruct` runs :func:`check_distances`
+once, before any reconstructor, so input errors read the same whatever the
+method, and hands the reconstructor the checked arrays; a reconstructor that
+wants them as a :class:`CheckedDistances` wraps them with :func:`as_checked`
+(no copy, no second check).
 
 Conventions (units: Å throughout):
 
@@ -29,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from distfold.components import Reconstruction
 from distfold.errors import InputError
 
 #: Asymmetry forgiven (and symmetrised away): absolute part, Å.
@@ -45,7 +46,8 @@ class CheckedDistances:
     distances: (L, L) float64, Å, symmetric, zero diagonal; ignored pairs hold 0.
     weights: (L, L) float64 >= 0, symmetric, zero diagonal, or None (all pairs weigh 1).
     known: (L, L) bool, pairs that count (off-diagonal, weight > 0), or None when all do.
-    max_asymmetry: the largest |d_ij - d_ji| that was symmetrised away, Å.
+    max_asymmetry: the largest |d_ij - d_ji| that was symmetrised away, Å (0 from
+        :func:`as_checked`: the core reports it).
     """
 
     distances: np.ndarray
@@ -164,6 +166,25 @@ def check_distances(distances: Any, weights: Any = None, *, name: str = "distanc
     return CheckedDistances(d, w, known, asym)
 
 
+def as_checked(distances: np.ndarray, weights: np.ndarray | None = None) -> CheckedDistances:
+    """Wrap arrays that :func:`check_distances` already returned (what a reconstructor
+    receives from :func:`distfold.geometry.reconstruct.reconstruct`) as a
+    :class:`CheckedDistances`, without copying or checking them again.
+
+    distances: (L, L) float64, Å; weights: (L, L) float64 or None. ``known`` is
+    ``weights > 0`` off the diagonal, None when every off-diagonal pair is;
+    ``max_asymmetry`` is 0.
+    """
+    known = None
+    if weights is not None:
+        n = len(distances)
+        known = weights > 0
+        np.fill_diagonal(known, False)  # already so in checked weights
+        if np.count_nonzero(known) == n * (n - 1):
+            known = None
+    return CheckedDistances(distances, weights, known, 0.0)
+
+
 def load_matrix(path: str | os.PathLike, what: str = "distance matrix") -> np.ndarray:
     """Read an (L, L) matrix from ``.npy`` or a whitespace-separated text file
     (``.gz`` allowed); only shape and numeric type are checked here."""
@@ -193,14 +214,6 @@ def load_matrix(path: str | os.PathLike, what: str = "distance matrix") -> np.nd
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
         raise InputError(f"{path}: {what} not square: shape {arr.shape}, expected (L, L)")
     return arr.astype(np.float64)
-
-
-def pairwise_distances(x: np.ndarray) -> np.ndarray:
-    """(L, L) Euclidean distances of (L, 3) coordinates."""
-    from scipy.spatial.distance import cdist
-
-    x = np.asarray(x, dtype=np.float64)
-    return cdist(x, x)
 
 
 def stress(coords: np.ndarray, checked: CheckedDistances) -> tuple[float, float]:
@@ -271,30 +284,3 @@ def complete_distances(checked: CheckedDistances) -> np.ndarray:
         full[unreachable] = by_sep[sep[unreachable]]
     np.fill_diagonal(full, 0.0)
     return full
-
-
-def finish(coords: np.ndarray, diagnostics: dict[str, Any]) -> Reconstruction:
-    """The step every reconstructor ends with: centre the coordinates, choose the
-    hand (:func:`distfold.geometry.handedness.fix_handedness`) and record the decision."""
-    from distfold.geometry.handedness import fix_handedness
-
-    x = np.asarray(coords, dtype=np.float64)
-    x = x - x.mean(0) if len(x) else x
-    x, mirrored, margin = fix_handedness(x)
-    out = dict(diagnostics)
-    out["mirrored"] = bool(mirrored)
-    out["handedness_margin"] = int(margin)
-    return Reconstruction(np.ascontiguousarray(x, dtype=np.float64), _plain(out))
-
-
-def _plain(obj: Any) -> Any:
-    """numpy scalars -> Python, for JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj

@@ -4,8 +4,9 @@ A distance matrix cannot tell a structure from its mirror image. Right-handed
 alpha helices put C-alpha pseudo-torsions (i, i+1, i+2, i+3) near +50 degrees
 in the IUPAC sign convention (the one ``mdtraj.compute_dihedrals`` uses). If
 more torsions fall in [-80, -30] than in [+30, +80] degrees, the structure is
-mirrored. Every reconstructor calls :func:`fix_handedness` (through
-:func:`distfold.geometry.distmat.finish`).
+mirrored. :func:`distfold.geometry.reconstruct.reconstruct` applies
+:func:`fix_handedness` once to whatever a reconstructor returns; no
+reconstructor chooses the hand itself.
 
 The sign convention is tested against ``mdtraj.compute_dihedrals`` on a real
 helical chain (4GCN A) and on its mirror image (tests/test_handedness.py):

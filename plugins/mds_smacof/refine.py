@@ -14,8 +14,8 @@ stress term holds one residue in place. So the terms keep their meaning
 whatever the length and the scale of the weights.
 The terms fix local geometry (consecutive C-alphas 3.8 Å apart, no
 overlapping residues); they cannot rescue a wrong global fold. Every term
-depends on distances only, so the hand is chosen afterwards, as for every
-reconstructor (:func:`distfold.geometry.distmat.finish`).
+depends on distances only, so the hand is chosen afterwards, by the core, as for
+every reconstructor (:func:`distfold.geometry.reconstruct.reconstruct`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from distfold.components import Configurable, Reconstruction
-from distfold.geometry.distmat import CheckedDistances, check_distances, finish
-from distfold.plugins.mds_classical.classical import (SHARE_EXACT_MAX_LENGTH, SHARE_PROBES, SHARE_STEPS,
-                                                     ClassicalStart)
+from distfold.geometry.classical import (LANCZOS_MIN_LENGTH, LANCZOS_TOL, SHARE_EXACT_MAX_LENGTH, SHARE_PROBES,
+                                         SHARE_STEPS, ClassicalStart)
+from distfold.geometry.distmat import CheckedDistances, as_checked
 from distfold.plugins.mds_smacof.smacof import SMACOF, final_stress
 
 
@@ -118,7 +118,7 @@ class Refine(ClassicalStart, Configurable):
                  max_iter: int = 300, eps: float = 1e-6, relaxation: float = 1.0, block_size: int = 256,
                  negative_share: bool = True, negative_share_exact_max_length: int = SHARE_EXACT_MAX_LENGTH,
                  negative_share_probes: int = SHARE_PROBES, negative_share_steps: int = SHARE_STEPS,
-                 lanczos_min_length: int = 64, lanczos_tol: float = 1e-10, seed: int = 0):
+                 lanczos_min_length: int = LANCZOS_MIN_LENGTH, lanczos_tol: float = LANCZOS_TOL, seed: int = 0):
         self.bond_length = float(bond_length)
         self.bond_weight = float(bond_weight)
         self.clash_distance = float(clash_distance)
@@ -143,10 +143,10 @@ class Refine(ClassicalStart, Configurable):
                       **self._classical_params())
 
     def reconstruct(self, distances, weights=None) -> Reconstruction:
-        """(L, L) distances in Å, optional (L, L) weights >= 0 -> Reconstruction, (L, 3) Å."""
+        """Checked (L, L) float64 distances in Å, (L, L) weights >= 0 or None -> (L, 3) Å, any hand."""
         from scipy.optimize import minimize
 
-        checked = check_distances(distances, weights)
+        checked = as_checked(distances, weights)
         x, info = self._smacof().embed(checked)
         n = len(checked)
         energy = ChainEnergy(checked, self.bond_length, self.bond_weight, self.clash_distance,
@@ -183,7 +183,6 @@ class Refine(ClassicalStart, Configurable):
             "bond_rmsd": float(np.sqrt(np.mean((bonds - self.bond_length) ** 2))) if n > 1 else 0.0,
             "clashes": int(np.count_nonzero(np.triu(close))),
             "min_nonbonded_distance": float(nonbonded.min()) if nonbonded.size else None,
-            "max_asymmetry": checked.max_asymmetry, "weighted": checked.weights is not None,
             **{k: v for k, v in info.items() if k not in ("iterations", "converged")},
         }
-        return finish(x, diagnostics)
+        return Reconstruction(x, diagnostics)

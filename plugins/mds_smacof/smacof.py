@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from distfold.components import Configurable, Reconstruction
-from distfold.geometry.distmat import CheckedDistances, check_distances, finish, stress
-from distfold.plugins.mds_classical.classical import (SHARE_EXACT_MAX_LENGTH, SHARE_PROBES, SHARE_STEPS,
-                                                     ClassicalStart)
+from distfold.geometry.classical import (LANCZOS_MIN_LENGTH, LANCZOS_TOL, SHARE_EXACT_MAX_LENGTH, SHARE_PROBES,
+                                         SHARE_STEPS, ClassicalStart)
+from distfold.geometry.distmat import CheckedDistances, as_checked, stress
 
 
 def weight_laplacian(w: np.ndarray) -> np.ndarray:
@@ -220,7 +220,7 @@ class SMACOF(ClassicalStart, Configurable):
     negative_share / negative_share_exact_max_length / negative_share_probes /
         negative_share_steps / lanczos_min_length / lanczos_tol / seed: the
         classical-MDS start and its negative-eigenvalue share (see
-        :class:`distfold.plugins.mds_classical.classical.ClassicalMDS`).
+        :class:`distfold.geometry.classical.ClassicalStart`).
     """
 
     accepts_weights = True
@@ -228,7 +228,7 @@ class SMACOF(ClassicalStart, Configurable):
     def __init__(self, max_iter: int = 300, eps: float = 1e-6, relaxation: float = 1.0, block_size: int = 256,
                  negative_share: bool = True, negative_share_exact_max_length: int = SHARE_EXACT_MAX_LENGTH,
                  negative_share_probes: int = SHARE_PROBES, negative_share_steps: int = SHARE_STEPS,
-                 lanczos_min_length: int = 64, lanczos_tol: float = 1e-10, seed: int = 0):
+                 lanczos_min_length: int = LANCZOS_MIN_LENGTH, lanczos_tol: float = LANCZOS_TOL, seed: int = 0):
         self.max_iter = int(max_iter)
         self.eps = float(eps)
         self.relaxation = float(relaxation)
@@ -249,10 +249,8 @@ class SMACOF(ClassicalStart, Configurable):
         return x, info
 
     def reconstruct(self, distances, weights=None) -> Reconstruction:
-        """(L, L) distances in Å, optional (L, L) weights >= 0 -> Reconstruction, (L, 3) Å."""
-        checked = check_distances(distances, weights)
+        """Checked (L, L) float64 distances in Å, (L, L) weights >= 0 or None -> (L, 3) Å, any hand."""
+        checked = as_checked(distances, weights)
         x, info = self.embed(checked)
         raw, s1 = final_stress(x, checked)
-        diagnostics = {"method": "smacof", "stress": raw, "stress1": s1,
-                       "max_asymmetry": checked.max_asymmetry, "weighted": checked.weights is not None, **info}
-        return finish(x, diagnostics)
+        return Reconstruction(x, {"method": "smacof", "stress": raw, "stress1": s1, **info})

@@ -3,12 +3,15 @@
 import numpy as np
 
 from distfold.components import Configurable, Reconstruction
-from distfold.errors import InputError
-from distfold.geometry.handedness import fix_handedness
 
 
 class Spectral(Configurable):
-    """Classical MDS with a full numpy eigendecomposition (slow, simple)."""
+    """Classical MDS with a full numpy eigendecomposition (slow, simple).
+
+    distfold checks the matrix before ``reconstruct`` (symmetric, finite where the
+    weight is > 0, zero diagonal, ignored pairs set to 0) and chooses the hand
+    after it, so this class only embeds.
+    """
 
     accepts_weights = True
 
@@ -16,37 +19,24 @@ class Spectral(Configurable):
         self.seed = seed
 
     def reconstruct(self, distances, weights=None):
-        d = np.asarray(distances, dtype=np.float64)
-        if d.ndim != 2 or d.shape[0] != d.shape[1] or d.shape[0] < 1:
-            raise InputError(f"distance matrix must be square (L, L) with L >= 1, got {d.shape}")
-        if weights is not None:
-            w = np.asarray(weights, dtype=np.float64)
-            d = np.where(w > 0, d, 0.0)
-            ok = w > 0
-        else:
-            ok = np.ones_like(d, dtype=bool)
-        if not np.all(np.isfinite(d[ok])):
-            raise InputError("distance matrix has non-finite entries")
-        if np.any(d[ok] < 0):
-            raise InputError("distance matrix has negative entries")
+        d = distances
         n = len(d)
-        if weights is not None:  # fill ignored pairs with the mean of the rest
-            fill = d[ok & ~np.eye(n, dtype=bool)].mean() if (ok & ~np.eye(n, dtype=bool)).any() else 0.0
-            d = np.where(ok, d, fill)
+        known = ~np.eye(n, dtype=bool) if weights is None else weights > 0
+        if weights is not None and known.any():  # fill ignored pairs with the mean of the rest
+            d = np.where(known, d, d[known].mean())
             np.fill_diagonal(d, 0.0)
         j = np.eye(n) - 1.0 / n
         b = -0.5 * j @ (d**2) @ j
         vals, vecs = np.linalg.eigh(b)
         idx = np.argsort(vals)[::-1][:3]
         x = np.zeros((n, 3))
-        k = len(idx)
-        x[:, :k] = vecs[:, idx] * np.sqrt(np.clip(vals[idx], 0, None))
-        x, mirrored, margin = fix_handedness(x)
-        resid = _dist(x) - d
-        stress = float((resid[np.triu_indices(n, 1)] ** 2).sum())
-        denom = float((d[np.triu_indices(n, 1)] ** 2).sum()) or 1.0
-        return Reconstruction(x, {"stress": stress, "stress1": (stress / denom) ** 0.5, "iterations": 0,
-                                  "converged": True, "mirrored": mirrored, "handedness_margin": margin})
+        x[:, : len(idx)] = vecs[:, idx] * np.sqrt(np.clip(vals[idx], 0, None))
+        upper = np.triu(known, 1)
+        resid = (_dist(x) - d)[upper]
+        stress = float((resid**2).sum())
+        denom = float((_dist(x)[upper] ** 2).sum())
+        return Reconstruction(x, {"stress": stress, "stress1": (stress / denom) ** 0.5 if denom > 0 else 0.0,
+                                  "iterations": 0, "converged": True})
 
 
 class SqrtNormaliser(Configurable):
