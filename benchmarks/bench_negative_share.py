@@ -3,7 +3,7 @@
 For real chains (C-alpha distances times exp(s N(0, 1)), symmetric, as in
 bench_reconstruct.py) this compares the share sum|lambda-| / sum|lambda| of
 B = -1/2 J D^2 J computed exactly (every eigenvalue) with the SLQ estimate of
-:func:`distfold.plugins.mds_classical.classical.negative_eigenvalue_share`
+:func:`distfold.geometry.classical.negative_eigenvalue_share`
 (top-3 eigenpairs deflated, as the reconstructors do) for a grid of
 (probes, Lanczos steps), over several chains, noise levels and probe seeds.
 It prints, per length and (probes, steps): the mean, standard deviation and
@@ -65,8 +65,9 @@ def timed_min(func, repeats: int) -> float:
 
 
 def bench(args) -> int:
-    from distfold.plugins.mds_classical.classical import (SHARE_PROBES, SHARE_STEPS, double_centre,
-                                                          negative_eigenvalue_share, top_eigenpairs)
+    from distfold.geometry.classical import (SHARE_PROBES, SHARE_STEPS, double_centre, negative_eigenvalue_share,
+                                             top_eigenpairs)
+    from distfold.geometry.reconstruct import reconstruct
     from distfold.plugins.mds_smacof.smacof import SMACOF
 
     combos = [tuple(int(v) for v in c.split("x")) for c in args.combos]
@@ -101,7 +102,7 @@ def bench(args) -> int:
         top = top_eigenpairs(b, 3, 64, 1e-10, 0)
         t_exact = timed_min(lambda: negative_eigenvalue_share(b, exact_max_length=n), args.repeats)
         smacof = SMACOF(negative_share=False)
-        t_smacof = timed_min(lambda: smacof.reconstruct(d), args.repeats)
+        t_smacof = timed_min(lambda: reconstruct(smacof, d), args.repeats)
         print(f"exact share {t_exact:.4f} s, smacof without the share {t_smacof:.4f} s")
         print(f"{'probes x steps':>14} {'mean err':>9} {'sd':>7} {'max |err|':>9} {'slq s':>8} {'% smacof':>9}"
               f" {'% exact':>8}  " + " ".join(f"{'max s=' + str(s):>10}" for s in args.noise))

@@ -121,7 +121,7 @@ def sklearn_mds(d: np.ndarray):
 
 
 def full_eigh_classical(d: np.ndarray) -> np.ndarray:
-    from distfold.plugins.mds_classical.classical import double_centre
+    from distfold.geometry.classical import double_centre
 
     vals, vecs = np.linalg.eigh(double_centre(d))
     return vecs[:, -3:][:, ::-1] * np.sqrt(np.clip(vals[-3:][::-1], 0.0, None))
@@ -129,7 +129,7 @@ def full_eigh_classical(d: np.ndarray) -> np.ndarray:
 
 def exact_share(d: np.ndarray) -> float:
     """The negative-eigenvalue share from every eigenvalue (untimed; for comparison)."""
-    from distfold.plugins.mds_classical.classical import double_centre, negative_eigenvalue_share
+    from distfold.geometry.classical import double_centre, negative_eigenvalue_share
 
     return negative_eigenvalue_share(double_centre(d), exact_max_length=len(d))[0]
 
@@ -138,6 +138,7 @@ def bench(args) -> int:
     import sklearn
 
     from distfold.plugins.mds_classical.classical import ClassicalMDS
+    from distfold.geometry.reconstruct import reconstruct
     from distfold.plugins.mds_smacof.smacof import SMACOF
 
     cat = load_catalogue(args.data)
@@ -163,9 +164,9 @@ def bench(args) -> int:
         for _ in range(args.repeats):
             t, (y_sk, it_sk) = timed(lambda: sklearn_mds(d))
             t_sk.append(t)
-            t, _ = timed(lambda: ours_fast.reconstruct(d))
+            t, _ = timed(lambda: reconstruct(ours_fast, d))
             t_fast.append(t)
-            t, rec_def = timed(lambda: ours_default.reconstruct(d))
+            t, rec_def = timed(lambda: reconstruct(ours_default, d))
             t_def.append(t)
         s_sk, s_ours = raw_stress(y_sk, d), raw_stress(rec_def.coords, d)
         share, method = (rec_def.diagnostics["negative_eigenvalue_share"],
@@ -200,9 +201,9 @@ def bench(args) -> int:
         for _ in range(args.repeats):
             t, ref = timed(lambda: full_eigh_classical(d))
             t_full.append(t)
-            t, _ = timed(lambda: cls_fast.reconstruct(d))
+            t, _ = timed(lambda: reconstruct(cls_fast, d))
             t_fast.append(t)
-            t, rec_def = timed(lambda: cls_default.reconstruct(d))
+            t, rec_def = timed(lambda: reconstruct(cls_default, d))
             t_def.append(t)
         dd = float(np.abs(cdist(rec_def.coords, rec_def.coords) - cdist(ref, ref)).max())
         share, method = (rec_def.diagnostics["negative_eigenvalue_share"],
