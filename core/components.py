@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from distfold.serialise import jsonable
+
+_C = TypeVar("_C", bound="Configurable")
 
 
 class Configurable:
@@ -41,7 +43,7 @@ class Configurable:
         return {name: jsonable(getattr(self, self._config_attrs.get(name, name))) for name in self._param_names()}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]):
+    def from_config(cls: type[_C], config: dict[str, Any]) -> _C:
         return cls(**config)
 
     def __repr__(self) -> str:

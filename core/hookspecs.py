@@ -40,7 +40,7 @@ warning, an unmarked function named like a hook.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable, Union, cast
 
 import pluggy
 
@@ -91,7 +91,7 @@ class ComponentSpec:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
-        return obj
+        return cast("Callable[..., Any]", obj)
 
 
 @hookspec
