@@ -46,3 +46,29 @@ def test_suite_catches_a_broken_reconstructor():
     with pytest.raises(AssertionError, match="not reproduced"):
         check_reconstructor(Stretching())
     assert np.isfinite(Spectral().reconstruct(np.zeros((1, 1))).coords).all()
+
+
+def test_suite_checks_the_protocol_and_declared_capabilities():
+    """A third party learns from the suite, before any geometry, what its class lacks."""
+    import pytest
+
+    from distfold.protocols import Reconstructor
+    from distfold.testing import check_reconstructor_protocol
+
+    assert isinstance(Spectral(), Reconstructor) and Spectral.accepts_weights is True
+
+    class Undeclared:  # reconstructs, but says nothing about weights
+        def get_config(self):
+            return {}
+
+        def reconstruct(self, distances, weights=None):
+            return Spectral().reconstruct(distances, weights)
+
+    with pytest.raises(AssertionError, match="check_reconstructor_protocol: .*missing accepts_weights"):
+        check_reconstructor(Undeclared())
+
+    class Vague(Spectral):
+        accepts_weights = "sometimes"
+
+    with pytest.raises(AssertionError, match="accepts_weights must be a bool"):
+        check_reconstructor_protocol(Vague())
