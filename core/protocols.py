@@ -13,7 +13,8 @@ signatures or component names:
 
 - ``Reconstructor.accepts_weights`` (bool): True when ``reconstruct`` uses
   per-pair weights. The core passes ``weights`` only to reconstructors that
-  declare True, and calls ``reconstruct(distances)`` otherwise.
+  declare True; one that declares False is called as ``reconstruct(distances)``
+  and weights meant for it are refused with an InputError before it runs.
 - ``DistanceHead.error_distribution`` (``"laplace"``, ``"gaussian"`` or None): how
   the head's ``"variance"`` is to be read when it becomes per-pair confidence. A
   head trained with a Laplace loss says ``"laplace"`` (variance 2 b^2), one whose
@@ -138,14 +139,16 @@ class Reconstructor(Configurable, Protocol):
     ``accepts_weights``: True when ``reconstruct`` uses ``weights``. The core then
     passes the per-pair weights (None when it has none); when False it calls
     ``reconstruct(distances)`` only.
-    ``reconstruct(distances, weights=None)``: ``distances`` (L, L) float, Å,
-    symmetric, non-negative, zero diagonal; ``weights`` (L, L) non-negative or
-    None (0 = ignore the pair; a non-finite distance only where its weight is 0).
-    Returns a :class:`distfold.components.Reconstruction`: ``coords`` (L, 3)
-    float64, Å, and JSON-serialisable ``diagnostics`` with at least ``stress``,
-    ``stress1``, ``iterations``, ``converged``, ``mirrored`` and
-    ``handedness_margin``. Bad input raises :class:`distfold.errors.InputError`;
-    deterministic for a fixed ``seed`` parameter.
+    ``reconstruct(distances, weights=None)`` is called by
+    :func:`distfold.geometry.reconstruct.reconstruct`, which has already checked the
+    input: ``distances`` (L, L) float64, Å, symmetric, non-negative, finite, zero
+    diagonal; ``weights`` (L, L) float64 >= 0 or None (0 = ignore the pair, whose
+    distance then holds 0). It returns a :class:`distfold.components.Reconstruction`:
+    ``coords`` (L, 3) finite, Å, in either hand, and ``diagnostics`` with at least
+    ``stress``, ``stress1``, ``iterations`` and ``converged``; the core centres the
+    coordinates, chooses the hand and adds ``mirrored`` and ``handedness_margin``.
+    Deterministic for a fixed ``seed`` parameter. The full contract is the
+    docstring of :func:`distfold.hookspecs.distfold_reconstructors`.
     """
 
     accepts_weights: bool
