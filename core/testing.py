@@ -76,7 +76,7 @@ def check_reconstructor_protocol(rec: Any) -> None:
     _assert_protocol(rec, "reconstructor")
     if rec.accepts_weights:
         x = _helix(6)
-        out = rec.reconstruct(_dist(x), weights=np.ones((6, 6)))
+        out = rec.reconstruct(_dist(x), weights=1.0 - np.eye(6))  # as the core passes them: zero diagonal
         assert isinstance(out, Reconstruction), "reconstruct(d, weights=w) must return a Reconstruction"
 
 
