@@ -4,7 +4,7 @@ A refactor must not change what users get. For each reconstructor (smacof,
 classical, refine) this runs ``distfold predict -i examples/example.fasta`` in a
 fresh process and compares with ``tests/data/golden_predict/``: the ``.pdb`` and
 ``.distmat.npy`` byte for byte, ``.scores.json`` value for value apart from
-timings and the model's path. ``tests/test_golden_predict.py`` runs the same
+timings, the model's path and distfold's version. ``tests/test_golden_predict.py`` runs the same
 check in the test suite.
 
     python benchmarks/check_predict_bytes.py            # compare; exit 1 on a difference
@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "data" / "golden_predict"
 FASTA = ROOT / "examples" / "example.fasta"
 RECONSTRUCTORS = ("smacof", "classical", "refine")
-#: scores.json keys that legitimately differ between runs.
-VOLATILE = {"timings", "total_s", "model_load_s"}
+#: scores.json keys that legitimately differ between runs (and releases).
+VOLATILE = {"timings", "total_s", "model_load_s", "distfold_version"}
 
 
 def predict(outdir: Path, reconstructor: str) -> Path:
