@@ -611,17 +611,17 @@ def compare_files_report(html_path: str | os.PathLike, model: str | os.PathLike,
                              by_number=by_number, **kwargs)
 
 
-def prediction_report(outdir: str | os.PathLike, record_id: str, fmt: str = "pdb",
+def prediction_report(files: Mapping[str, str | os.PathLike], record_id: str,
                       html_path: str | os.PathLike | None = None, write_png: bool = True) -> ReportFiles:
-    """The page of one ``distfold predict`` record, from its files in ``outdir``
-    (see :mod:`distfold.pipeline.predict`): the structure (confidence in the B-factor
-    column), ``<id>.distmat.npy`` and ``<id>.scores.json``. Written to
-    ``<outdir>/<id>.html`` unless ``html_path``; the table holds every scalar of
-    the scores file (the sequence is shown below it instead)."""
-    from distfold.pipeline.predict import output_paths
+    """The page of one ``distfold predict`` record, from its files (see
+    :mod:`distfold.pipeline.predict`): ``files["structure"]`` (confidence in the
+    B-factor column), ``files["distmat"]`` (``<id>.distmat.npy``) and
+    ``files["scores"]`` (``<id>.scores.json``), as the batch's summary names them.
+    Written to ``<id>.html`` beside the scores file unless ``html_path``; the table
+    holds every scalar of the scores file (the sequence is shown below it instead)."""
     from distfold.structure.io import read_chain
 
-    paths = output_paths(outdir, record_id, fmt)
+    paths = {key: Path(files[key]) for key in ("structure", "distmat", "scores")}
     for key in ("structure", "distmat", "scores"):
         if not paths[key].is_file():
             raise InputError(f"{paths[key]}: missing; cannot write the report of record {record_id!r}")
@@ -642,21 +642,24 @@ def prediction_report(outdir: str | os.PathLike, record_id: str, fmt: str = "pdb
     info = {"record": record_id, "structure": paths["structure"].name}
     if scores.get("description"):
         info["description"] = scores["description"]
-    return build_report(html_path or Path(outdir) / f"{record_id}.html", sequence=sequence, model_coords=chain.ca,
+    return build_report(html_path or paths["scores"].parent / f"{record_id}.html", sequence=sequence,
+                        model_coords=chain.ca,
                         predicted_distances=distances, confidence=confidence, metrics=metrics,
                         title=f"Prediction: {record_id}", info=info, write_png=write_png)
 
 
 def write_prediction_reports(summary: Mapping[str, Any], log=None) -> dict[str, str]:
     """Pages for every record of a ``run_predict`` summary that has files
-    (status ok or skipped). Returns {record id: page file name, or
+    (status ok or skipped; each record names its files, relative to
+    ``summary["outdir"]``). Returns {record id: page file name, or
     "error: <message>" where the page could not be written}."""
     out: dict[str, str] = {}
     for rec in summary.get("records", []):
         if rec.get("status") not in ("ok", "skipped"):
             continue
         try:
-            files = prediction_report(summary["outdir"], rec["id"], summary.get("format", "pdb"))
+            files = prediction_report({k: Path(summary["outdir"]) / name for k, name in rec["files"].items()},
+                                      rec["id"])
         except InputError as exc:
             out[rec["id"]] = f"error: {exc}"
             if log:
