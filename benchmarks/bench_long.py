@@ -4,8 +4,8 @@ Each length runs in a fresh child process that loads the model, predicts a
 synthetic sequence of that length window by window
 (:func:`distfold.pipeline.windows.predict_windowed`), reconstructs it with the chosen
 reconstructor (weights 1/variance, as ``distfold predict`` does) and computes the
-per-residue confidence -- :func:`distfold.pipeline.predict.predict_sequence`, the same
-function ``distfold predict`` calls. The child reports its own peak resident
+per-residue confidence -- :meth:`distfold.pipeline.predictor.Predictor.predict`, the same
+method ``distfold predict`` calls. The child reports its own peak resident
 memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the whole process:
 interpreter, torch, model and every array), so lengths do not share a peak.
 
@@ -44,18 +44,18 @@ def child(length: int, model_dir: str | None, reconstruct: str, window: int | No
 
     if threads:
         torch.set_num_threads(threads)
-    from distfold.pipeline.predict import confidence_distribution, create_reconstructor, load_model, predict_sequence
+    from distfold.pipeline.predictor import Predictor
 
-    model, path = load_model(model_dir, "cpu")
-    rec = create_reconstructor(reconstruct)
+    predictor = Predictor.load(model_dir, reconstruct, "cpu", window, stride)
     load_s = time.perf_counter() - t0
-    out = {"length": length, "model": str(path), "reconstructor": reconstruct, "load_s": round(load_s, 3),
+    out = {"length": length, "model": predictor.identity["path"], "reconstructor": reconstruct,
+           "load_s": round(load_s, 3),
            "torch_threads": torch.get_num_threads()}
     if length > 0:
         rng = np.random.default_rng(length)
         seq = "".join(rng.choice(list(AA), length))
         t = time.perf_counter()
-        pred = predict_sequence(model, seq, rec, confidence_distribution(model.config), window, stride)
+        pred = predictor.predict(seq)
         out.update({k: round(v, 3) for k, v in pred.timings.items()})
         out["predict_total_s"] = round(time.perf_counter() - t, 3)
         out["windows"] = pred.diagnostics.get("windows")

@@ -168,21 +168,18 @@ def main(argv=None) -> int:
 
     from distfold.data.dataset import Dataset
     from distfold.pipeline.evaluate import as_written, score_coords, score_matrix
-    from distfold.pipeline.predict import (check_distance_output, confidence_distribution, create_reconstructor, load_model,
-                                  reconstruct_and_score)
+    from distfold.pipeline.predictor import Predictor, check_distance_output
     from distfold.pipeline.prior import SeparationPrior
-    from distfold.pipeline.windows import UNCOVERED_CV, predict_windowed, reconstruction_variance, resolve_window
+    from distfold.pipeline.windows import UNCOVERED_CV, predict_windowed, reconstruction_variance
 
     ds = Dataset(args.dataset)
     idx = [i for i in ds.indices(args.split) if args.min_length <= ds.records[i]["length"] <= args.max_length]
     idx.sort(key=lambda i: ds.records[i]["length"])
     prior = SeparationPrior().fit(ds, split="train")
     pvar = prior_variance(ds, prior)
-    model, path = load_model(args.model, "cpu")
-    window, stride = resolve_window(model, args.window, args.stride)
+    predictor = Predictor.load(args.model, args.reconstruct, "cpu", args.window, args.stride)
+    model, path, window, stride = predictor.model, predictor.identity["path"], predictor.window, predictor.stride
     crop = int(model.config.get("crop") or window)
-    dist = confidence_distribution(model.config)
-    rec = create_reconstructor(args.reconstruct)
     cv = UNCOVERED_CV if args.cv is None else args.cv
     print(f"model {path} crop {crop}; window {window} stride {stride}; uncovered cv {cv}; {len(idx)} {args.split} "
           f"chains {args.min_length}-{args.max_length}; reconstructor {args.reconstruct}", file=sys.stderr)
@@ -244,7 +241,7 @@ def main(argv=None) -> int:
             d, v, wv, secs = cands[name]
             m, _ = score_matrix(d, true_d, mask)
             t = time.perf_counter()
-            pred = reconstruct_and_score(seq, d, v, rec, dist, weight_variance=wv)
+            pred = predictor.reconstruct(seq, d, v, weight_variance=wv)
             rs = time.perf_counter() - t
             s = score_coords(as_written(pred.coords), ref)
             row[name] = {"lddt_matrix": m["lddt"], "mae": m["mae"], "lddt_coords": s["lddt_coords"],

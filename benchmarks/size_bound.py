@@ -1,7 +1,7 @@
 """How much of a model's distance error is the chain's global size?
 
 For every chain of a split (default val, <= 256 residues) this scores the model's
-predicted matrix (``distfold predict``'s path, :func:`distfold.pipeline.predict.predict_distances`)
+predicted matrix (``distfold predict``'s path, :meth:`distfold.pipeline.predictor.Predictor.distances`)
 and the separation prior, and then an oracle: the model's prediction with every pair
 at |i - j| >= ``--min-separation`` multiplied by the one factor (grid 0.6-2.0) that
 minimises that chain's MAE against the truth. The oracle knows each chain's true size
@@ -47,12 +47,13 @@ def main() -> None:
     import torch
 
     from distfold.data.dataset import Dataset
-    from distfold.pipeline.predict import load_model, predict_distances
+    from distfold.pipeline.predictor import Predictor
     from distfold.pipeline.prior import SeparationPrior
 
     torch.set_num_threads(1)
     ds = Dataset(args.dataset)
-    model, path = load_model(args.model)
+    predictor = Predictor.load(args.model, reconstructor=None)
+    path = predictor.identity["path"]
     prior = SeparationPrior().fit(ds, "train")
     factors = np.linspace(0.6, 2.0, 71)
     rows = []
@@ -65,7 +66,7 @@ def main() -> None:
         iu = np.triu_indices(n, 1)
         ok = (c.mask[:, None] & c.mask[None, :])[iu]
         t = true[iu][ok]
-        p = predict_distances(model, c.sequence)["distance"][iu][ok]
+        p = predictor.distances(c.sequence).distance[iu][ok]
         q = prior.matrix(n)[iu][ok]
         far = (iu[1] - iu[0])[ok] >= args.min_separation
         oracle = min(np.abs(np.where(far, p * f, p) - t).mean() for f in factors)

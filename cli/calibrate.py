@@ -33,20 +33,23 @@ def calibrate(dataset_dir, model_dir, split, max_length, dry_run, threads, as_js
     import json
     from pathlib import Path
 
-    from distfold.pipeline.calibration import CONFIG_KEY, fit_model_calibration
     from distfold.data.dataset import Dataset
     from distfold.errors import DistfoldError, InputError
     from distfold.fileio import atomic_write
-    from distfold.pipeline.model import CONFIG_NAME, DistanceModel
+    from distfold.pipeline.calibration import CONFIG_KEY, fit_model_calibration
+    from distfold.pipeline.model import CONFIG_NAME
     from distfold.pipeline.predict import cpu_threads
+    from distfold.pipeline.predictor import Predictor
+    from distfold.serialise import dump
 
     dataset = Dataset(dataset_dir)
     if split not in set(r.get("split") for r in dataset.records):
         raise InputError(f"{dataset_dir}: no chains in split {split!r}")
     with cpu_threads(threads):
-        model = DistanceModel.load(model_dir)
+        predictor = Predictor.load(model_dir, reconstructor=None)  # distances and raw confidence only
         try:
-            stored, report = fit_model_calibration(model, dataset, split, max_length, log=lambda m: log(m, as_json))
+            stored, report = fit_model_calibration(predictor, dataset, split, max_length,
+                                                   log=lambda m: log(m, as_json))
         except ValueError as exc:
             raise DistfoldError(f"{model_dir}: {exc}") from None
     if not dry_run:
@@ -54,8 +57,7 @@ def calibrate(dataset_dir, model_dir, split, max_length, dry_run, threads, as_js
         config = json.loads(cfg_path.read_text())
         config[CONFIG_KEY] = stored
         with atomic_write(cfg_path) as fh:
-            json.dump(config, fh, indent=2, sort_keys=True)
-            fh.write("\n")
+            dump(config, fh)
     report["written"] = None if dry_run else str(Path(model_dir) / CONFIG_NAME)
     if as_json:
         echo_json(report)

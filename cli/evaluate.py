@@ -46,10 +46,12 @@ def evaluate(ctx, dataset_dir, model_dir, split, reconstruct, max_length, no_pri
     """
     from distfold.pipeline.evaluate import evaluate as run
     from distfold.pipeline.predict import cpu_threads
+    from distfold.report.plots import evaluation_plots
 
     with cpu_threads(threads):
         metrics = run(dataset_dir, report_dir, model_dir=model_dir, split=split, reconstruct=reconstruct,
-                      max_length=max_length, device=device, with_prior=not no_prior, log=lambda m: log(m, as_json))
+                      max_length=max_length, device=device, with_prior=not no_prior, log=lambda m: log(m, as_json),
+                      plot=evaluation_plots)
     if html:
         from distfold.report.html import write_evaluation_reports
 

@@ -76,6 +76,23 @@ def test_calibrate_command_writes_the_map_and_reports_honestly(calibrated_model)
     assert report["mae_cross_fitted"] is not None and report["mae_raw"] >= 0
 
 
+def test_calibrating_again_fits_the_raw_confidence_not_the_calibrated_one(calibrated_model):
+    """The predictor applies the model's calibration; fitting a new one must start from the raw values,
+    so a second fit on the same chains gives the same map."""
+    from distfold.data.dataset import Dataset
+    from distfold.pipeline.calibration import fit_model_calibration
+    from distfold.pipeline.predictor import Predictor
+
+    ds, model, _, _ = calibrated_model
+    predictor = Predictor.load(model, reconstructor=None)
+    assert predictor.calibration is not None
+    stored, _ = fit_model_calibration(predictor, Dataset(ds))
+    cal = json.loads((model / "config.json").read_text())[CONFIG_KEY]
+    # (to float noise: the CLI ran on one thread)
+    np.testing.assert_allclose(stored["raw"], cal["raw"], rtol=1e-5)
+    np.testing.assert_allclose(stored["calibrated"], cal["calibrated"], rtol=1e-5)
+
+
 def test_predict_reports_calibrated_confidence(calibrated_model, tmp_path):
     from click.testing import CliRunner
 

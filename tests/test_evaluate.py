@@ -11,6 +11,7 @@ import pytest
 
 from distfold.data.dataset import Dataset, write_dataset
 from distfold.pipeline.evaluate import evaluate, length_bin, summarise
+from distfold.report.plots import evaluation_plots
 from distfold.errors import InputError
 from distfold.structure.metrics import distance_errors, distance_matrix, lddt
 from distfold.structure.io import read_chain
@@ -49,7 +50,7 @@ class OracleModel:
         self.noise = noise
         self.config = {"crop": 512}
 
-    def predict(self, sequences):
+    def predict(self, sequences, lengths=None):
         out = []
         for s in sequences:
             d = self.truth[s].copy()
@@ -70,7 +71,8 @@ class OracleModel:
 def report(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     logs = []
-    metrics = evaluate(dataset, out, model=OracleModel(dataset), reconstruct=RECON, log=logs.append)
+    metrics = evaluate(dataset, out, model=OracleModel(dataset), reconstruct=RECON, log=logs.append,
+                       plot=evaluation_plots)
     return out, metrics, logs
 
 
@@ -225,10 +227,10 @@ def test_training_curves_plot_from_a_training_log(trained_model, tmp_path):
 
 def test_a_chain_that_fails_is_reported_and_left_out(dataset, tmp_path):
     class FailsOnShort(OracleModel):
-        def predict(self, sequences):
+        def predict(self, sequences, lengths=None):
             if len(sequences[0]) == 96:
                 raise MemoryError("simulated")
-            return super().predict(sequences)
+            return super().predict(sequences, lengths)
 
     logs = []
     metrics = evaluate(dataset, tmp_path, model=FailsOnShort(dataset), reconstruct="classical", with_prior=False,
@@ -239,3 +241,5 @@ def test_a_chain_that_fails_is_reported_and_left_out(dataset, tmp_path):
     assert any("c70b106ab8731  L=96  FAILED: out of memory" in line for line in logs)
     assert not (tmp_path / "structures" / "c70b106ab8731.pdb").exists()
     assert metrics["summary"]["all"]["n_chains"] == 1
+    # without a plotter the pipeline draws nothing (plots are the report layer's)
+    assert metrics["plots"] == {} and not list(tmp_path.glob("*.png"))

@@ -26,7 +26,7 @@ class HelixModel:
         self.calls = []
         self.fail_on = fail_on
 
-    def predict(self, sequences):
+    def predict(self, sequences, lengths=None):
         out = []
         for s in sequences:
             self.calls.append(s)
@@ -143,10 +143,10 @@ def test_an_interrupted_batch_resumes_where_it_stopped(tmp_path):
     recs = parse_fasta_text(">a\nACDEFGHIK\n>b\nACDEFGHIKL\n>c\nACDEFGHIKLM\n")
 
     class Interrupting(HelixModel):
-        def predict(self, sequences):
+        def predict(self, sequences, lengths=None):
             if len(sequences[0]) == 10:
                 raise KeyboardInterrupt
-            return super().predict(sequences)
+            return super().predict(sequences, lengths)
 
     with pytest.raises(KeyboardInterrupt):
         run(recs, tmp_path, model=Interrupting())
@@ -183,7 +183,7 @@ def test_overwrite_removes_the_marker_before_rewriting(tmp_path):
     run(recs, tmp_path)
 
     class Failing(HelixModel):
-        def predict(self, sequences):
+        def predict(self, sequences, lengths=None):
             raise RuntimeError("boom")
 
     summary, _ = run(recs, tmp_path, model=Failing(), overwrite=True)

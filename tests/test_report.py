@@ -236,7 +236,7 @@ class OracleModel:
     def __init__(self, chains):
         self.chains = {c.sequence: c for c in chains}
 
-    def predict(self, seqs):
+    def predict(self, seqs, lengths=None):
         out = []
         for k, seq in enumerate(seqs):
             d = distance_matrix(_noisy_model(self.chains[seq].ca, 1.0, seed=k))
@@ -385,11 +385,11 @@ def test_predict_cli_html_writes_one_page_per_record(tmp_path, monkeypatch):
     a failed record gets none. The model is the oracle above (loading is not under test here)."""
     from click.testing import CliRunner
 
-    import distfold.pipeline.predict
+    import distfold.pipeline.predictor
     from distfold.cli.main import cli
 
     chains = [read_chain(HELIX), read_chain(DATA / "chains" / "c70b106ab8731.pdb.gz")]
-    monkeypatch.setattr(distfold.pipeline.predict, "load_model", lambda model_dir, device="cpu": (OracleModel(chains), tmp_path))
+    monkeypatch.setattr(distfold.pipeline.predictor, "load_model", lambda model_dir, device="cpu": (OracleModel(chains), tmp_path))
     fasta = tmp_path / "in.fasta"
     fasta.write_text(f">helix\n{chains[0].sequence}\n>small\n{chains[1].sequence}\n>bad\nMKT1AY\n")
     out = tmp_path / "out"
@@ -417,7 +417,7 @@ def test_evaluate_html_index_links_one_page_per_chain(tmp_path, monkeypatch):
     the row's model.rmsd). A masked (unobserved) stretch is left out of the page."""
     from click.testing import CliRunner
 
-    import distfold.pipeline.predict
+    import distfold.pipeline.predictor
     from distfold.cli.main import cli
     from distfold.data.dataset import write_dataset
 
@@ -428,7 +428,7 @@ def test_evaluate_html_index_links_one_page_per_chain(tmp_path, monkeypatch):
     records = [{"id": u, "sequence": c.sequence, "source": f"{u}.pdb.gz", "chain": c.chain_id, "family": u,
                 "split": "val", "weight": 1.0, "duplicates": []} for u, c in zip(uids, chains)]
     ds = write_dataset(tmp_path / "ds", records, coords)
-    monkeypatch.setattr(distfold.pipeline.predict, "load_model", lambda model_dir, device="cpu": (OracleModel(chains), tmp_path))
+    monkeypatch.setattr(distfold.pipeline.predictor, "load_model", lambda model_dir, device="cpu": (OracleModel(chains), tmp_path))
     out = tmp_path / "eval"
     res = CliRunner().invoke(cli, ["evaluate", str(ds), "-o", str(out), "--no-prior", "--reconstruct", "classical",
                                    "--device", "cpu", "--html", "--json"], catch_exceptions=False)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from distfold.components import Reconstruction
 from distfold.errors import InputError, UsageError
-from distfold.pipeline.windows import (UNCOVERED_CV, PairAccumulator, check_length, memory_max_length, pair_weights,
-                              plan_windows, predict_windowed, reconstruction_variance, separation_fill)
+from distfold.pipeline.predictor import Predictor
+from distfold.pipeline.windows import (UNCOVERED_CV, PairAccumulator, check_length, memory_max_length, plan_windows,
+                                       predict_windowed, reconstruction_variance, separation_fill)
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -43,6 +45,20 @@ class WindowDependentModel:
             d, v = self.window_output(start, start + len(q))
             out.append({"distance": d, "variance": v if self.variance else None})
         return out
+
+
+class SpyReconstructor:
+    """Keeps what the core hands a reconstructor; returns a straight line."""
+
+    accepts_weights = True
+
+    def get_config(self):
+        return {}
+
+    def reconstruct(self, distances, weights=None):
+        self.distances, self.weights = distances, weights
+        n = len(distances)
+        return Reconstruction(np.c_[np.arange(n) * 3.8, np.zeros((n, 2))], {})
 
 
 def brute_force(model: WindowDependentModel, plan):
@@ -135,21 +151,25 @@ def test_predict_windowed_merges_by_inverse_variance(length):
         assert len(res["windows"]) == 1
 
 
-def test_uncovered_pairs_get_zero_weight_and_a_finite_fill():
+def test_uncovered_pairs_get_the_priors_uncertainty_and_a_finite_fill():
     model = WindowDependentModel(200, 40)
     res = predict_windowed(model, model.sequence, window=40, stride=20)
     unc = res["coverage"] == 0
     np.fill_diagonal(unc, False)
+    covered = ~unc & ~np.eye(200, dtype=bool)
     assert unc.any()
     assert np.isinf(res["variance"][unc]).all()  # no confidence invented
-    w0 = pair_weights(res, cv=None)
-    assert (w0[unc] == 0).all() and (w0[~unc & ~np.eye(200, dtype=bool)] > 0).all()
-    # for reconstruction: the prior's uncertainty, (0.5 d)^2, a low weight
-    w = pair_weights(res)
-    np.testing.assert_allclose(w[unc], 1 / (UNCOVERED_CV * res["distance"][unc]) ** 2, rtol=1e-5)
+    # for reconstruction and confidence: the prior's uncertainty, (0.5 d)^2
     rv = reconstruction_variance(res)
+    np.testing.assert_allclose(rv[unc], (UNCOVERED_CV * res["distance"][unc]) ** 2, rtol=1e-6)
     np.testing.assert_array_equal(rv[~unc], res["variance"][~unc])
-    assert w[unc].max() < np.median(w[~unc & ~np.eye(200, dtype=bool)])
+    # the weights a reconstructor receives: 1 / that variance, so uncovered pairs weigh little but not 0
+    spy = SpyReconstructor()
+    Predictor(model, spy, window=40, stride=20).predict(model.sequence)
+    w = spy.weights
+    assert (w[unc] > 0).all() and w[unc].max() < np.median(w[covered])
+    (i, j), (a, b) = np.argwhere(unc)[0], np.argwhere(covered)[0]
+    assert w[i, j] / w[a, b] == pytest.approx(rv[a, b] / rv[i, j], rel=1e-5)
     # filler is finite, positive and at least the typical distance at the edge of coverage
     assert np.isfinite(res["distance"][unc]).all() and (res["distance"][unc] > 0).all()
 
@@ -174,9 +194,12 @@ def test_without_variance_weights_follow_coverage():
     model = WindowDependentModel(130, 48, variance=False)
     res = predict_windowed(model, model.sequence)
     assert res["variance"] is None
-    w = pair_weights(res)
+    spy = SpyReconstructor()
+    pred = Predictor(model, spy).predict(model.sequence)
+    assert pred.confidence is None and pred.diagnostics["weighted"]
     off = ~np.eye(130, dtype=bool)
-    np.testing.assert_array_equal(w[off] > 0, res["coverage"][off] > 0)
+    np.testing.assert_array_equal(spy.weights[off] > 0, res["coverage"][off] > 0)
+    assert set(np.unique(spy.weights[off])) == {0.0, 1.0}
     # equal weights: a plain mean over the covering windows
     n, seen = brute_force(model, res["windows"])
     for (a, b), obs in list(seen.items())[::97]:

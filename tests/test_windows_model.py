@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from distfold.pipeline.windows import pair_weights, plan_windows, predict_windowed  # noqa: E402
+from distfold.pipeline.windows import plan_windows, predict_windowed, reconstruction_variance  # noqa: E402
 
 from click.testing import CliRunner  # noqa: E402
 
@@ -83,11 +83,10 @@ def check_basic(res, n):
     assert (np.diag(d) == 0).all() and np.isfinite(d).all() and (d >= 0).all()
     off = ~np.eye(n, dtype=bool)
     assert (v[off & (cov > 0)] > 0).all() and np.isfinite(v[cov > 0]).all()
-    w = pair_weights(res, cv=None)
-    assert (w[cov == 0] == 0).all() and (w[off & (cov > 0)] > 0).all()
-    w = pair_weights(res)  # reconstruction: uncovered pairs at the prior's uncertainty (0.5 d)^2
+    assert np.isinf(v[cov == 0]).all()
+    rv = reconstruction_variance(res)  # reconstruction: uncovered pairs at the prior's uncertainty (0.5 d)^2
     unc = off & (cov == 0)
-    np.testing.assert_allclose(w[unc], 1 / (0.5 * d[unc]) ** 2, rtol=1e-5)
+    np.testing.assert_allclose(rv[unc], (0.5 * d[unc]) ** 2, rtol=1e-5)
 
 
 def test_model_reports_its_crop(model):
@@ -178,11 +177,13 @@ def test_predict_cli_length_guard_and_bad_window(tmp_path, model_dir):
     assert "stride must be between 1 and the window (8), got 9" in r.stderr
 
 
-def test_predict_sequence_weights_uncovered_pairs_by_the_prior_uncertainty(model):
+def test_predictor_weights_uncovered_pairs_by_the_prior_uncertainty(model):
     from distfold.components import Reconstruction
-    from distfold.pipeline.predict import predict_sequence
+    from distfold.pipeline.predictor import Predictor
 
     class Spy:
+        accepts_weights = True
+
         def reconstruct(self, distances, weights=None):
             self.distances, self.weights = distances, weights
             n = len(distances)
@@ -190,7 +191,7 @@ def test_predict_sequence_weights_uncovered_pairs_by_the_prior_uncertainty(model
 
     n = 3 * CROP
     spy = Spy()
-    pred = predict_sequence(model, seq_of(n, 6), spy, window=CROP, stride=CROP // 2)
+    pred = Predictor(model, spy, window=CROP, stride=CROP // 2).predict(seq_of(n, 6))
     res = predict_windowed(model, seq_of(n, 6), CROP, CROP // 2)
     unc = res["coverage"] == 0
     w = spy.weights

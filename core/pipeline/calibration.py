@@ -87,26 +87,25 @@ def _fold(family: str) -> int:
     return hashlib.sha256(str(family).encode()).digest()[0] % 2
 
 
-def collect(model: Any, dataset: Any, split: str = "val", max_length: int | None = 256,
+def collect(predictor: Any, dataset: Any, split: str = "val", max_length: int | None = 256,
             log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Per chain of ``split`` (<= max_length residues): the raw per-residue
     confidence and the observed per-residue lDDT (0-100) of the predicted
     distances, on observed residues; predicted exactly as ``distfold predict``
-    does (windows beyond the model's crop)."""
-    from distfold.pipeline.confidence import predicted_lddt
+    does (windows beyond the model's crop) by ``predictor``, a
+    :class:`distfold.pipeline.predictor.Predictor` (its own calibration, if any,
+    is not applied)."""
     from distfold.structure.metrics import lddt
-    from distfold.pipeline.predict import confidence_distribution, predict_distances
 
-    distribution = confidence_distribution(getattr(model, "config", None))
     rows = []
     idx = [i for i in dataset.indices(split) if max_length is None or len(dataset[i].sequence) <= max_length]
     for k, i in enumerate(idx, 1):
         s = dataset[i]
-        p = predict_distances(model, s.sequence)
-        if p["variance"] is None:
+        p = predictor.distances(s.sequence)
+        if p.variance is None:
             raise ValueError("this model's head gives no uncertainty, so it has no confidence to calibrate")
-        raw = predicted_lddt(p["distance"], p["weight_variance"], distribution)
-        _, per_res = lddt(p["distance"], s.distances(), s.mask)
+        raw = predictor.confidence(p.distance, p.weight_variance, calibrated=False)
+        _, per_res = lddt(p.distance, s.distances(), s.mask)
         ok = s.mask & np.isfinite(per_res)
         cid = s.record.get("id")
         rows.append({"id": cid, "family": s.record.get("family", cid), "raw": raw[ok],
@@ -117,13 +116,14 @@ def collect(model: Any, dataset: Any, split: str = "val", max_length: int | None
     return rows
 
 
-def fit_model_calibration(model: Any, dataset: Any, split: str = "val", max_length: int | None = 256,
+def fit_model_calibration(predictor: Any, dataset: Any, split: str = "val", max_length: int | None = 256,
                           log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(calibration to store, report). The report: chains, residues, mean raw /
+    """(calibration to store, report) of ``predictor``'s model (a
+    :class:`distfold.pipeline.predictor.Predictor`). The report: chains, residues, mean raw /
     observed / calibrated confidence, per-residue mean absolute error raw vs
     cross-fitted (two family halves, each scored by the map fitted on the other)
     and the per-chain Pearson r of mean confidence vs mean observed lDDT."""
-    rows = collect(model, dataset, split, max_length, log)
+    rows = collect(predictor, dataset, split, max_length, log)
     if not rows:
         raise ValueError(f"no {split} chains" + (f" of <= {max_length} residues" if max_length else ""))
     raw = np.concatenate([r["raw"] for r in rows])

@@ -1,7 +1,8 @@
 """``distfold evaluate``: score a model on one split of a dataset, beside the separation prior.
 
 For every chain of the split (optionally only those up to ``max_length``
-residues) the model predicts the full sequence's distance matrix, exactly as
+residues) the model predicts the full sequence's distance matrix through the same
+:class:`~distfold.pipeline.predictor.Predictor` as
 ``distfold predict`` does (windowed beyond the crop, weights 1/variance,
 same reconstructor). Masked (unobserved) residues are excluded from every
 metric. Two stages are scored separately (SCIENCE.md section 3):
@@ -22,7 +23,9 @@ same reconstructor without weights. The confidence (predicted lDDT) is
 compared with the observed per-residue lDDT (calibration).
 
 REPORT_DIR gets ``metrics.json`` (summaries: mean and median per metric, overall
-and by length bin), ``per_chain.tsv``, PNG plots, and ``structures/``:
+and by length bin), ``per_chain.tsv``, PNG plots (drawn by the report layer from
+the :class:`EvaluationFigures` this module computes, when the caller passes
+``plot``, as ``distfold evaluate`` does), and ``structures/``:
 ``<id>.pdb`` (the model's structure, confidence in the B-factor column) and
 ``<id>.ref.pdb`` (the observed reference C-alphas, numbered by their position
 in the full sequence), so that ``distfold compare structures/<id>.pdb
@@ -34,17 +37,19 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from distfold.errors import DistfoldError, InputError
+from distfold.errors import DistfoldError, InputError, message
 from distfold.fileio import atomic_write
+from distfold.pipeline.predictor import Predictor
+from distfold.serialise import dump
 
 #: Length bins (inclusive lower edge, exclusive upper edge) of the summaries.
 LENGTH_BINS = ((0, 64), (64, 128), (128, 256), (256, 512), (512, None))
@@ -83,35 +88,19 @@ def score_matrix(pred_d: np.ndarray, true_d: np.ndarray, mask: np.ndarray) -> tu
     return out, per_res
 
 
-def _score_coordinates():
-    """The shared coordinate scorer that ``distfold compare`` uses too."""
-    try:
-        from distfold.structure.metrics import score_coordinates
-    except ImportError:  # pragma: no cover - older layout
-        from distfold.structure.compare import score_coordinates
-    return score_coordinates
-
-
 def score_coords(model_xyz: np.ndarray, ref_xyz: np.ndarray) -> dict[str, Any]:
     """After-reconstruction metrics of residue-matched (L, 3) coordinates (reference
-    rows NaN where unobserved): rmsd, tm_score, tm_score_mirror, gdt_ts, gdt_ha,
-    lddt_coords (lDDT of the rebuilt coordinates) and hand_right."""
-    score_coordinates = _score_coordinates()
-    s = dict(score_coordinates(model_xyz, ref_xyz))
-    if "tm_score_mirror" not in s:  # pragma: no cover - scorers without it
-        mirror = np.array(model_xyz, dtype=np.float64)
-        mirror[:, 2] = -mirror[:, 2]
-        s["tm_score_mirror"] = float(score_coordinates(mirror, ref_xyz)["tm_score"])
-    out = {k: _plain(s.get(k)) for k in ("rmsd", "tm_score", "tm_score_mirror", "gdt_ts", "gdt_ha")}
-    out["lddt_coords"] = _plain(s.get("lddt"))
+    rows NaN where unobserved), by the scorer of ``distfold compare``
+    (:func:`distfold.structure.metrics.score_coordinates`): rmsd, tm_score,
+    tm_score_mirror, gdt_ts, gdt_ha, lddt_coords (lDDT of the rebuilt coordinates)
+    and hand_right."""
+    from distfold.structure.metrics import score_coordinates
+
+    s = score_coordinates(model_xyz, ref_xyz)
+    out = {k: s[k] for k in ("rmsd", "tm_score", "tm_score_mirror", "gdt_ts", "gdt_ha")}
+    out["lddt_coords"] = s["lddt"]
     out["hand_right"] = bool(out["tm_score"] > out["tm_score_mirror"])
     return out
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 def _nan_stats(values: list[float]) -> dict[str, Any]:
@@ -215,16 +204,54 @@ class _SeparationAccumulator:
             self.counts += np.bincount(sep, minlength=size)
 
 
+@dataclass
+class EvaluationFigures:
+    """What the plots of an evaluation show (drawn by the report layer,
+    :func:`distfold.report.plots.evaluation_plots`).
+
+    maps: the distance maps of the chains with the best, median and worst lDDT,
+        each ``{"title", "pred": (L, L) Å, "true": (L, L) Å, NaN where unobserved}``.
+    error_edges: (B + 1,) bin edges of the signed errors, Å; error_counts: method ->
+        (B,) pair counts; error_mae: method -> exact MAE, Å; error_n: method -> pairs.
+    separation_sums: method -> (S,) sum of |error| per sequence separation;
+        separation_counts: (S,) pairs per separation.
+    calibration_predicted, calibration_observed: (N,) per-residue confidence and
+        observed lDDT, 0-100, or None without a confidence; calibration_table: their
+        binned means (:func:`calibration_table`).
+    model_path: the checkpoint folder (its training log is plotted), or None.
+    """
+
+    maps: list[dict[str, Any]]
+    error_edges: np.ndarray
+    error_counts: dict[str, np.ndarray]
+    error_mae: dict[str, float]
+    error_n: dict[str, int]
+    separation_sums: dict[str, np.ndarray]
+    separation_counts: np.ndarray
+    calibration_predicted: np.ndarray | None = None
+    calibration_observed: np.ndarray | None = None
+    calibration_table: list[dict[str, Any]] | None = None
+    model_path: str | None = None
+
+
 def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, model_dir=None, split: str = "val",
              reconstruct: str = "smacof", max_length: int | None = None, device: str = "auto",
              log: Callable[[str], None] | None = None, model: Any = None, with_prior: bool = True,
-             ) -> dict[str, Any]:
-    """Evaluate, write the report, return the metrics dict (as in metrics.json)."""
+             predictor: Predictor | None = None,
+             plot: Callable[[Path, EvaluationFigures], dict[str, str | None]] | None = None) -> dict[str, Any]:
+    """Evaluate, write the report, return the metrics dict (as in metrics.json).
+
+    predictor: a built :class:`~distfold.pipeline.predictor.Predictor` (``model_dir``,
+    ``reconstruct``, ``device`` and ``model`` are then ignored); ``model``: an already
+    loaded model; otherwise ``model_dir`` (or the shipped default) is loaded.
+    plot: draws the figures into the report folder and returns ``{plot: file name or
+    None}`` for ``metrics["plots"]`` (``distfold evaluate`` passes
+    :func:`distfold.report.plots.evaluation_plots`); without it no plot is drawn and
+    ``metrics["plots"]`` is empty.
+    """
     from distfold import __version__
     from distfold.data.dataset import Dataset
-    from distfold.pipeline.predict import (_failure_message, confidence_calibration, confidence_distribution,
-                                  create_reconstructor, load_model, model_identity, predict_distances,
-                                  predict_sequence, reconstruct_and_score, resolve_device)
+    from distfold.pipeline.predict import resolve_device
     from distfold.pipeline.windows import check_length
     from distfold.structure.sequence import safe_id
     from distfold.structure.io import write_ca_trace
@@ -259,18 +286,12 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
             log("no train split: the separation prior is left out")
 
     t = time.perf_counter()
-    if model is None:
-        dev = resolve_device(device)
-        model, path = load_model(model_dir, dev)
-        model_info = model_identity(path)
-        model_info["device"] = dev
-    else:
-        model_info = {"name": type(model).__name__, "path": None, "sha256": None, "device": None}
-    distribution = confidence_distribution(getattr(model, "config", None))
-    calibration = confidence_calibration(getattr(model, "config", None))
+    if predictor is None:
+        predictor = (Predictor.load(model_dir, reconstruct, resolve_device(device)) if model is None
+                     else Predictor(model, reconstruct))
+    model_info = predictor.identity
     log(f"model {model_info['name']} loaded in {time.perf_counter() - t:.1f} s; "
-        f"{len(idx)} {split} chains; reconstructor {reconstruct}")
-    reconstructor = create_reconstructor(reconstruct)
+        f"{len(idx)} {split} chains; reconstructor {predictor.reconstructor_name}")
 
     chains: list[dict[str, Any]] = []
     hist = _ErrorHistogram()
@@ -296,7 +317,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
                                "family": rec.get("family")}
         try:
             check_length(f"chain {cid!r}", len(seq))
-            pred = predict_sequence(model, seq, reconstructor, distribution, calibration=calibration)
+            pred = predictor.predict(seq)
             m_scores, per_res = score_matrix(pred.distance, true_d, mask)
             xyz = as_written(pred.coords)
             m_scores.update(score_coords(xyz, ref))
@@ -306,7 +327,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
             row["model"] = m_scores
             if prior is not None:
                 prior_d = prior.matrix(len(seq)).astype(np.float32)
-                ppred = reconstruct_and_score(seq, prior_d, None, reconstructor)
+                ppred = predictor.reconstruct(seq, prior_d)
                 p_scores, _ = score_matrix(prior_d, true_d, mask)
                 p_scores.update(score_coords(as_written(ppred.coords), ref))
                 p_scores.update({"stress1": ppred.diagnostics.get("stress1"),
@@ -319,7 +340,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - one chain must not stop the evaluation
-            msg = _failure_message(exc)
+            msg = message(exc)
             failed.append({"id": cid, "length": len(seq), "error": msg})
             log(f"[{k}/{len(idx)}] {cid}  L={len(seq)}  FAILED: {msg}")
             continue
@@ -358,23 +379,24 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
                  "mean_observed": float(co.mean()) if len(co) else None,
                  "table": calibration_table(cp, co)}
 
-    def true_and_predicted(cid: str) -> dict[str, np.ndarray]:
-        sample = ds[where[cid]]
-        d = predict_distances(model, sample.sequence)["distance"]  # again, for the 3 chains plotted
-        m = sample.mask
-        return {"pred": d, "true": np.where(m[:, None] & m[None, :], sample.distances(), np.nan)}
-
-    plots = _write_plots(report_dir, chains, true_and_predicted, hist, sep_acc, calib, calib_pred, calib_obs,
-                         model_info)
-    if plots.get("training_curves") is None:
-        log("no training log (metrics.jsonl) in the checkpoint folder or the run folder above it: "
-            "no training curves plot")
+    plots: dict[str, str | None] = {}
+    if plot is not None:
+        figures = EvaluationFigures(
+            maps=_distance_maps(predictor, ds, chains, where), error_edges=hist.edges, error_counts=hist.counts,
+            error_mae={m: hist.abs_sum[m] / max(hist.n[m], 1) for m in hist.n}, error_n=hist.n,
+            separation_sums=sep_acc.sums, separation_counts=sep_acc.counts,
+            calibration_predicted=np.concatenate(calib_pred) if calib is not None else None,
+            calibration_observed=np.concatenate(calib_obs) if calib is not None else None,
+            calibration_table=calib["table"] if calib is not None else None, model_path=model_info.get("path"))
+        plots = plot(report_dir, figures)
+        if plots.get("training_curves") is None:
+            log("no training log (metrics.jsonl) in the checkpoint folder or the run folder above it: "
+                "no training curves plot")
     metrics = {
         "format": "distfold-evaluation", "version": 1, "distfold_version": __version__,
         "dataset": {"path": str(dataset_dir), "fingerprint": ds.fingerprint, "split": split,
                     "max_length": max_length, "n_chains": len(chains), "n_failed": len(failed)},
-        "model": model_info, "reconstructor": {"name": reconstruct, "config": reconstructor.get_config()
-                                               if hasattr(reconstructor, "get_config") else None},
+        "model": model_info, "reconstructor": predictor.reconstructor_info,
         "prior": None if prior is None else {"fitted_on": "train", "n_chains": len(ds.indices("train")),
                                              "statistic": prior.statistic, "buckets": list(prior.buckets)},
         "definitions": {
@@ -393,8 +415,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
     }
     _write_tsv(report_dir / "per_chain.tsv", chains)
     with atomic_write(report_dir / "metrics.json", "w") as fh:
-        json.dump(_finite(metrics), fh, indent=2, sort_keys=True)
-        fh.write("\n")
+        dump(metrics, fh)  # NaN and inf become null: strict JSON
     return metrics
 
 
@@ -420,19 +441,6 @@ class _ErrorHistogram:
         self.counts[name] = self.counts.get(name, 0) + c
         self.abs_sum[name] = self.abs_sum.get(name, 0.0) + float(np.abs(e).sum())
         self.n[name] = self.n.get(name, 0) + int(len(e))
-
-
-def _finite(obj: Any) -> Any:
-    """NaN/inf -> None, so metrics.json is strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 TSV_METRICS = ("mae", "rmse", "pearson", "lddt", "contact_precision", "mae_short", "mae_medium", "mae_long",
@@ -474,32 +482,21 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def _write_plots(report_dir: Path, chains, maps_of, hist, sep_acc, calib, calib_pred, calib_obs,
-                 model_info) -> dict[str, str | None]:
-    from distfold.report import plots
-
-    out: dict[str, str | None] = {}
+def _distance_maps(predictor: Predictor, ds: Any, chains: list[dict[str, Any]], where: dict[str, int]
+                   ) -> list[dict[str, Any]]:
+    """The predicted and true maps of the chains with the best, median and worst lDDT
+    (predicted again: only three chains' matrices are kept)."""
     ranked = sorted(chains, key=lambda c: (np.nan_to_num(c["model"]["lddt"], nan=-1.0), c["id"]))
     picks: list[tuple[str, dict]] = []
     for which, c in (("best", ranked[-1]), ("median", ranked[len(ranked) // 2]), ("worst", ranked[0])):
         if all(c is not other for _, other in picks):
             picks.append((which, c))
-    panels = [{"title": f"{which} lDDT: {c['id']} (L={c['length']}, lDDT {_fmt(c['model']['lddt'])}, "
-                        f"TM {_fmt(c['model']['tm_score'])})", **maps_of(c["id"])} for which, c in picks]
-    out["distance_maps"] = plots.distance_maps(report_dir / "distance_maps.png", panels).name
-    out["error_histogram"] = plots.error_histogram(report_dir / "error_histogram.png", hist.edges, hist.counts,
-                                                   {m: hist.abs_sum[m] / max(hist.n[m], 1) for m in hist.n},
-                                                   hist.n).name
-    out["error_by_separation"] = plots.error_by_separation(report_dir / "error_by_separation.png",
-                                                            sep_acc.sums, sep_acc.counts).name
-    if calib is not None:
-        out["calibration"] = plots.calibration(report_dir / "calibration.png", np.concatenate(calib_pred),
-                                               np.concatenate(calib_obs), calib["table"]).name
-    else:
-        out["calibration"] = None
-    out["training_curves"] = None
-    log_path = plots.find_training_log(model_info["path"]) if model_info.get("path") else None
-    if log_path is not None:
-        p = plots.training_curves(report_dir / "training_curves.png", plots.read_metrics_jsonl(log_path))
-        out["training_curves"] = None if p is None else p.name
-    return out
+    panels = []
+    for which, c in picks:
+        sample = ds[where[c["id"]]]
+        m = sample.mask
+        panels.append({"title": f"{which} lDDT: {c['id']} (L={c['length']}, lDDT {_fmt(c['model']['lddt'])}, "
+                                f"TM {_fmt(c['model']['tm_score'])})",
+                       "pred": predictor.distances(sample.sequence).distance,
+                       "true": np.where(m[:, None] & m[None, :], sample.distances(), np.nan)})
+    return panels

@@ -26,9 +26,9 @@ merges the window predictions into one (L, L) matrix:
   the confidence a wide distribution that may hide a contact, so they lower
   it instead of being skipped (:mod:`distfold.pipeline.confidence`).
 
-Each window is predicted with the full chain's length where the model's
-``predict`` takes ``lengths`` (the separation prior's length bucket), as the
-training crops were.
+Each window is predicted with the full chain's length (``model.predict(windows,
+lengths=[L, ...])``: the separation prior's length bucket), as the training
+crops were.
 
 Memory: only (L, L) float32 accumulators (four of them, plus a uint16
 coverage count) are quadratic in L; the model sees one window at a time, so no
@@ -36,15 +36,15 @@ coverage count) are quadratic in L; the model sees one window at a time, so no
 
 :func:`check_length` refuses chains that would not fit in the memory this
 machine has available (read from ``/proc/meminfo``), with a one-line message.
-numpy only; the model is whatever object has ``predict(list[str])`` (see
-:class:`distfold.pipeline.model.DistanceModel`).
+numpy only; the model is whatever object has ``predict(list[str], lengths=list[int])``
+(see :class:`distfold.pipeline.model.DistanceModel`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -281,8 +281,8 @@ def predict_windowed(model: Any, sequence: str, window: int | None = None, strid
                      ) -> dict[str, Any]:
     """Predict one chain of any length window by window.
 
-    model: has ``predict(list[str]) -> list[{"distance": (n, n), "variance": (n, n) or None}]``
-        and ``config["crop"]``.
+    model: has ``predict(list[str], lengths=list[int]) -> list[{"distance": (n, n), "variance": (n, n)
+        or None}]`` and ``config["crop"]``; ``lengths`` are the full chain's length.
     window, stride: residues; defaults ``model.config["crop"]`` and ``window // 2``.
     batch_size: windows per ``model.predict`` call (memory grows with it, not with L).
     progress: optional ``callback(windows_done, windows_total)``.
@@ -300,15 +300,13 @@ def predict_windowed(model: Any, sequence: str, window: int | None = None, strid
     plan = plan_windows(n, window, stride)
     acc = PairAccumulator(n)
     batch_size = max(1, int(batch_size))
-    # Training crops see the full chain's length (the separation prior's length
-    # bucket); give windows the same, where the model's predict takes it.
-    full_length = _accepts(model.predict, "lengths")
     if fill is None:
         fill = model_prior_fill(model, n)
     for b in range(0, len(plan), batch_size):
         chunk = plan[b:b + batch_size]
         windows = [sequence[s:e] for s, e in chunk]
-        outs = model.predict(windows, lengths=[n] * len(chunk)) if full_length else model.predict(windows)
+        # each window sees the full chain's length (the separation prior's length bucket), as training crops do
+        outs = model.predict(windows, lengths=[n] * len(chunk))
         for (s, e), out in zip(chunk, outs):
             d = np.asarray(out["distance"], np.float32)
             if d.shape != (e - s, e - s):
@@ -321,15 +319,6 @@ def predict_windowed(model: Any, sequence: str, window: int | None = None, strid
     result = acc.result(fill)
     result["windows"] = plan
     return result
-
-
-def _accepts(func: Callable, name: str) -> bool:
-    import inspect
-
-    try:
-        return name in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def model_prior_fill(model: Any, length: int) -> np.ndarray | None:
@@ -362,23 +351,6 @@ def reconstruction_variance(result: dict[str, Any], cv: float = UNCOVERED_CV) ->
         miss[i] = False
         out[i, miss] = (cv * d[i, miss]) ** 2
     return out
-
-
-def pair_weights(result: dict[str, Any], cv: float | None = UNCOVERED_CV) -> np.ndarray:
-    """(L, L) float32 reconstruction weights of a merged prediction, 0 on the diagonal:
-    ``1 / reconstruction_variance`` (``cv=None``: 0 for uncovered pairs), or
-    1 for covered and 0 for uncovered pairs when the model reports no variance."""
-    var = result.get("variance")
-    if var is None:
-        w = (result["coverage"] > 0).astype(np.float32)
-    else:
-        if cv is not None:
-            var = reconstruction_variance(result, cv)
-        with np.errstate(divide="ignore"):
-            w = (1.0 / np.maximum(var, MIN_VARIANCE)).astype(np.float32)
-        w[~np.isfinite(var)] = 0.0
-    np.fill_diagonal(w, 0.0)
-    return w
 
 
 # -- memory guard ------------------------------------------------------------------
@@ -456,10 +428,3 @@ def check_length(name: str, length: int, max_length: int | None = None,
 
 def _gib(n: float | None) -> str:
     return "?" if n is None else f"{n / 2 ** 30:.1f}"
-
-
-def check_lengths(named: Sequence[tuple[str, int]], max_length: int | None = None) -> None:
-    """:func:`check_length` for several chains (the available memory is read once)."""
-    avail = available_memory() if max_length is None else None
-    for name, length in named:
-        check_length(name, length, max_length, available=avail)

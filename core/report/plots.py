@@ -223,3 +223,28 @@ def find_training_log(model_dir: str | os.PathLike) -> Path | None:
         if (folder / "metrics.jsonl").is_file():
             return folder / "metrics.jsonl"
     return None
+
+
+def evaluation_plots(report_dir: str | os.PathLike, figures: Any) -> dict[str, str | None]:
+    """Every plot of one ``distfold evaluate`` run into ``report_dir``, from the figures'
+    data it computed (:class:`distfold.pipeline.evaluate.EvaluationFigures`): distance
+    maps, error histogram, error by separation, calibration (when the model has a
+    confidence) and training curves (when the checkpoint's run left a training log).
+    Returns ``{plot: file name, or None when not drawn}``, as ``metrics.json`` records it."""
+    report_dir = Path(report_dir)
+    out: dict[str, str | None] = {}
+    out["distance_maps"] = distance_maps(report_dir / "distance_maps.png", figures.maps).name
+    out["error_histogram"] = error_histogram(report_dir / "error_histogram.png", figures.error_edges,
+                                             figures.error_counts, figures.error_mae, figures.error_n).name
+    out["error_by_separation"] = error_by_separation(report_dir / "error_by_separation.png",
+                                                     figures.separation_sums, figures.separation_counts).name
+    out["calibration"] = None
+    if figures.calibration_predicted is not None:
+        out["calibration"] = calibration(report_dir / "calibration.png", figures.calibration_predicted,
+                                         figures.calibration_observed, figures.calibration_table).name
+    out["training_curves"] = None
+    log_path = find_training_log(figures.model_path) if figures.model_path else None
+    if log_path is not None:
+        p = training_curves(report_dir / "training_curves.png", read_metrics_jsonl(log_path))
+        out["training_curves"] = None if p is None else p.name
+    return out
