@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import click
@@ -65,6 +64,7 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
     if (sequence is None) == (fasta is None):
         raise UsageError("give either a SEQUENCE argument or -i FASTA (exactly one)")
     from distfold.pipeline.predict import cpu_threads, run_predict
+    from distfold.serialise import dumps
     from distfold.structure.sequence import parse_fasta, query_record
 
     if sequence is not None and os.path.isfile(sequence):
@@ -85,7 +85,7 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
     bad_pages = [r for r in summary["records"] if str(r.get("html", "")).startswith("error: ")]
     if as_json:
         if summary["world_size"] > 1:  # one line per process, so that outputs of ranks do not interleave
-            click.echo(json.dumps(summary, sort_keys=True))
+            click.echo(dumps(summary, indent=None))
         else:
             echo_json(summary)
     else:
