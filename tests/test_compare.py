@@ -88,8 +88,10 @@ def test_homologue_by_alignment_poor_model_and_missing_contacts():
     code, d = compare_json(LFM, CIH)
     assert code == 0 and d["n_aligned"] < d["ref_length"] and d["seq_identity"] < 0.9
     assert d["tm_score"] > 0.9
-    # lDDT is undefined (null) where the model has no residue
-    assert d["lddt_per_residue"][0] is None and d["lddt_per_residue"][50] is not None
+    # standard lDDT: a reference residue the model lacks scores 0, its pairs count as not
+    # preserved, and the coverage is reported beside it
+    assert d["lddt_per_residue"][0] == 0.0 and d["lddt_per_residue"][50] > 0.5
+    assert d["coverage"] == pytest.approx(d["n_aligned"] / d["ref_length"])
     code, poor = compare_json(NMR2, CIH)  # unrelated protein aligned by sequence
     assert code == 0 and poor["tm_score"] < 0.3
 

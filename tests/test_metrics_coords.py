@@ -273,7 +273,9 @@ def test_score_coordinates_masks_and_unobserved_rows(chains):
     assert s["ref_length"] == keep.sum() and s["n_aligned"] == cov.sum()
     assert s["tm_score"] == pytest.approx(M.tm_score(xs[cov], ys[cov], l_ref=len(ys)))
     assert s["rmsd"] == pytest.approx(M.rmsd(xs[cov], ys[cov]))
-    assert np.isnan(s["lddt_per_residue"][4]) and not np.isnan(s["lddt_per_residue"][10])
+    # reference rows 5-8 (4-7 once row 0 is dropped) lack a model residue: lDDT 0, not undefined
+    assert s["lddt_per_residue"][4] == 0.0 and s["lddt_per_residue"][10] > 0.5
+    assert s["coverage"] == pytest.approx(cov.mean())
     with pytest.raises(InputError):
         M.score_coordinates(x, y, mask=np.zeros(len(y), bool))
     with pytest.raises(InputError):

@@ -51,24 +51,40 @@ def _pair_mask(n: int, mask: np.ndarray | None) -> np.ndarray:
 
 
 def lddt(pred_d: np.ndarray, true_d: np.ndarray, mask: np.ndarray | None = None,
-         cutoff: float = LDDT_CUTOFF, thresholds=LDDT_THRESHOLDS) -> tuple[float, np.ndarray]:
-    """C-alpha lDDT from two (L, L) distance matrices.
+         cutoff: float = LDDT_CUTOFF, thresholds=LDDT_THRESHOLDS,
+         model_mask: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """C-alpha lDDT (Mariani et al. 2013) from two (L, L) distance matrices (Å).
 
-    Pairs i != j with true distance < cutoff are scored; the score is the mean over
-    thresholds of the fraction with |d_pred - d_true| < threshold. Returns
-    (global score in [0, 1], per-residue scores (L,) with NaN where a residue
-    has no scored pair).
+    The reference defines the pairs: i != j, both residues in the reference
+    (``mask`` True, default all; non-finite ``true_d`` entries count as absent
+    too) and true distance < ``cutoff``. A pair is preserved at threshold t when
+    |d_pred - d_true| < t; the score is the mean over ``thresholds`` of the
+    fraction preserved. A pair whose residue the model lacks (``model_mask``
+    False, or a non-finite ``pred_d`` entry) stays in the denominator and counts
+    as not preserved, as in CASP / OpenStructure, AlphaFold2's ``lddt`` and
+    biotite's ``lddt``: a fragment model cannot score above its coverage.
+
+    Returns (global score in [0, 1], per-residue scores (L,)): residue i's score
+    is over the pairs (i, j) above, so a reference residue the model lacks scores
+    0; NaN where a residue has no scored pair (absent from the reference, or
+    nothing within ``cutoff``). NaN global score when no pair is scored.
     """
     pred_d = np.asarray(pred_d, dtype=np.float64)
     true_d = np.asarray(true_d, dtype=np.float64)
     n = len(true_d)
+    if pred_d.shape != true_d.shape or true_d.shape != (n, n):
+        raise InputError(f"lddt needs two (L, L) matrices, got {pred_d.shape} and {true_d.shape}")
     pm = _pair_mask(n, mask) & ~np.eye(n, dtype=bool)
     with np.errstate(invalid="ignore"):
-        incl = pm & (true_d < cutoff) & np.isfinite(true_d) & np.isfinite(pred_d)
-    err = np.abs(pred_d - true_d)
+        incl = pm & np.isfinite(true_d) & (true_d < cutoff)
+    has = np.isfinite(pred_d)
+    if model_mask is not None:
+        has &= _pair_mask(n, model_mask)
+    with np.errstate(invalid="ignore"):
+        err = np.where(has, np.abs(pred_d - true_d), np.inf)
     preserved = np.zeros((n, n))
     for t in thresholds:
-        preserved += np.where(incl, err < t, False)
+        preserved += incl & (err < t)
     preserved /= len(thresholds)
     n_pairs = incl.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -531,16 +547,20 @@ def score_coordinates(model_xyz: np.ndarray, ref_xyz: np.ndarray, mask: np.ndarr
     are dropped first, so the reference length is the number of observed
     reference residues (as for a structure file). Rows of ``model_xyz`` that are
     not finite, or False in ``mask`` (L,), are reference residues the model does
-    not cover: they count in the TM-score / GDT denominator and are excluded
-    from everything else. Sequence separations are counted over observed
-    reference residues.
+    not cover: they count in the TM-score / GDT / lDDT denominators (lDDT: their
+    pairs count as not preserved, the CASP standard) and are excluded from
+    everything else. Sequence separations are counted over observed reference
+    residues.
 
     Returns a dict of floats: rmsd (Å), tm_score, tm_score_mirror (the model's
-    mirror image), gdt_ts, gdt_ha (0-100), lddt (0-1, C-alpha, 15 Å, 0.5/1/2/4 Å),
-    lddt_per_residue (list, one per observed reference residue, NaN where not
-    covered), distance_mae, distance_rmse (Å), distance_pearson (pairs i < j),
-    contact_precision_l5 (C-alpha contacts, see CONTACT_DEFINITION), n_aligned,
-    ref_length. NaN where a metric is undefined (e.g. no pair with |i-j| >= 24).
+    mirror image), gdt_ts, gdt_ha (0-100), lddt (0-1, C-alpha, 15 Å, 0.5/1/2/4 Å,
+    see :func:`lddt`), lddt_per_residue (list, one per observed reference
+    residue: 0 where the model lacks the residue, NaN where the residue has no
+    reference pair within 15 Å), distance_mae, distance_rmse (Å),
+    distance_pearson (pairs i < j), contact_precision_l5 (C-alpha contacts, see
+    CONTACT_DEFINITION), n_aligned, ref_length, coverage (n_aligned / ref_length:
+    the fraction of reference residues the model has). NaN where a metric is
+    undefined (e.g. no pair with |i-j| >= 24).
     """
     x = _as_xyz(model_xyz, "model")
     y = _as_xyz(ref_xyz, "reference")
@@ -567,7 +587,7 @@ def score_coordinates(model_xyz: np.ndarray, ref_xyz: np.ndarray, mask: np.ndarr
     g = _gdt_from_fractions({c: counts[c] / l_ref for c in GDT_CUTOFFS})
     x_full = np.where(covered[:, None], x, np.nan)
     dm, dr = distance_matrix(x_full), distance_matrix(y)
-    score, per_res = lddt(dm, dr, mask=covered)
+    score, per_res = lddt(dm, dr, model_mask=covered)
     err = distance_errors(dm, dr, mask=covered)
     cp = contact_precision(dm, dr, mask=covered)
     return {
@@ -584,4 +604,5 @@ def score_coordinates(model_xyz: np.ndarray, ref_xyz: np.ndarray, mask: np.ndarr
         "contact_precision_l5": cp,
         "n_aligned": n_aligned,
         "ref_length": l_ref,
+        "coverage": n_aligned / l_ref,
     }
