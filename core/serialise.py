@@ -18,8 +18,8 @@ def jsonable(obj: Any) -> Any:
     """A copy of ``obj`` made of dict, list, str, int, float (finite), bool and None."""
     if obj is None or isinstance(obj, (bool, str, int)):
         return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+    if isinstance(obj, float):  # numpy.float64 included: it subclasses float
+        return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
