@@ -22,6 +22,7 @@ LABELS = {
     "gdt_ts": ("GDT-TS", "{:.2f}"),
     "gdt_ha": ("GDT-HA", "{:.2f}"),
     "lddt": ("lDDT (C-alpha)", "{:.4f}"),
+    "coverage": ("Coverage of the reference", "{:.3f}"),
     "distance_mae": ("Distance MAE", "{:.3f} Å"),
     "distance_rmse": ("Distance RMSE", "{:.3f} Å"),
     "distance_pearson": ("Distance Pearson r", "{:.4f}"),
@@ -30,7 +31,7 @@ LABELS = {
 
 #: Columns of the tab-separated table (TM-align -outfmt 2 spirit: header line starting with #).
 TSV_COLUMNS = ("model", "reference", "status", "model_chain", "ref_chain", "model_length", "ref_length",
-               "n_aligned", "seq_identity", "rmsd", "tm_score", "tm_score_mirror", "gdt_ts", "gdt_ha", "lddt",
+               "n_aligned", "seq_identity", "coverage", "align", "pairing_status", "rmsd", "tm_score", "tm_score_mirror", "gdt_ts", "gdt_ha", "lddt",
                "distance_mae", "distance_rmse", "distance_pearson", "contact_precision_l5", "error")
 
 
@@ -58,13 +59,15 @@ def _clean(value):
     return value
 
 
-def _score(model: Path, reference: Path, chain, ref_chain, by_number, keep_going: bool = False) -> dict:
-    """One pair's result; a bad input becomes status "error". With ``keep_going``
-    (folder mode) any failure does, so that one pair cannot stop the others."""
+def _score(model: Path, reference: Path, chain, ref_chain, by_number, keep_going: bool = False,
+           align: str = "sequence", force_pairing: bool = False) -> dict:
+    """One pair's result; a bad input (a meaningless pairing included) becomes status
+    "error". With ``keep_going`` (folder mode) any failure does, so that one pair
+    cannot stop the others."""
     from distfold.structure.compare import compare_files
 
     try:
-        res = compare_files(model, reference, chain, ref_chain, by_number)
+        res = compare_files(model, reference, chain, ref_chain, by_number, align, force_pairing)
     except DistfoldError as exc:
         return {"status": "error", "error": str(exc), "model": str(model), "reference": str(reference)}
     except Exception as exc:  # noqa: BLE001 - folder mode reports and goes on
@@ -73,7 +76,10 @@ def _score(model: Path, reference: Path, chain, ref_chain, by_number, keep_going
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return {"status": "error", "error": f"internal error ({type(exc).__name__}: {msg}); please report it",
                 "model": str(model), "reference": str(reference)}
-    return {k: _clean(v) for k, v in res.items()}
+    out = {k: _clean(v) for k, v in res.items()}
+    out["pairing"] = {k: _clean(v) for k, v in res["pairing"].items()}
+    out["pairing_status"] = out["pairing"]["status"]
+    return out
 
 
 def _tsv_value(v) -> str:
@@ -102,21 +108,35 @@ def _chain_label(chain_id: str) -> str:
     return chain_id if chain_id.strip() else repr(chain_id)
 
 
+HOW = {"residue_number": "residue number", "alignment": "sequence alignment",
+       "structure": "structural alignment (TM-align's algorithm, sequence-independent)"}
+
+
 def readable(res: dict) -> str:
-    how = "residue number" if res["correspondence"] == "residue_number" else "sequence alignment"
+    how = HOW.get(res["correspondence"], res["correspondence"])
+    pairing = res.get("pairing") or {}
     lines = [
         f"Model      {res['model']}  chain {_chain_label(res['model_chain'])}  {res['model_length']} residues",
         f"Reference  {res['reference']}  chain {_chain_label(res['ref_chain'])}  {res['ref_length']} residues",
-        f"Aligned    {res['n_aligned']} residues by {how}, sequence identity {res['seq_identity']:.3f}",
-        "",
+        f"Aligned    {res['n_aligned']} residues by {how}, sequence identity {res['seq_identity']:.3f}, "
+        f"{res['coverage']:.1%} of the reference",
     ]
+    if pairing.get("status", "ok") != "ok":
+        lines.append(f"Pairing    {pairing['status']}: {pairing['reason']}")
+    lines.append("")
     width = max(len(label) for label, _ in LABELS.values())
     for key, (label, fmt) in LABELS.items():
         v = res.get(key)
         lines.append(f"{label:<{width}}  {'NA' if v is None else fmt.format(v)}")
-    lines += ["", "TM-score and GDT are normalised by the reference length, with the residue",
-              "correspondence fixed (TM-score program, not TM-align); contacts are C-alpha < 8 Å,",
-              "|i-j| >= 24, top L/5 by model distance."]
+    if res.get("align") == "structure":
+        lines += ["", "TM-score and GDT are normalised by the reference length, on the residue pairs of",
+                  "the structural alignment (TM-align's answer); lDDT counts reference residues the",
+                  "model lacks as not preserved; contacts are C-alpha < 8 Å, |i-j| >= 24, top L/5."]
+    else:
+        lines += ["", "TM-score and GDT are normalised by the reference length, with the residue",
+                  "correspondence fixed (TM-score program, not TM-align: --align structure for that);",
+                  "lDDT counts reference residues the model lacks as not preserved; contacts are",
+                  "C-alpha < 8 Å, |i-j| >= 24, top L/5 by model distance."]
     return "\n".join(lines)
 
 
@@ -126,7 +146,16 @@ def readable(res: dict) -> str:
 @click.option("--chain", default=None, help="Model chain id (default: the first protein chain).")
 @click.option("--ref-chain", default=None, help="Reference chain id (default: the first protein chain).")
 @click.option("--by-number", is_flag=True,
-              help="Pair residues by residue number instead of global sequence alignment.")
+              help="Pair residues by residue number instead of global sequence alignment (also the way to score "
+                   "a model without a sequence whose numbering you know matches).")
+@click.option("--align", "align", type=click.Choice(["sequence", "structure"]), default="sequence",
+              show_default=True,
+              help="sequence: residues paired by sequence (the TM-score program's fixed correspondence; for models "
+                   "of the same protein). structure: TM-align's sequence-independent structural alignment of the "
+                   "C-alpha traces (homologues, different constructs, models without a sequence).")
+@click.option("--force-pairing", is_flag=True,
+              help="Score even a pairing judged meaningless (a chain without a sequence paired by number without "
+                   "--by-number, or a sequence alignment no better than chance); it is still reported as such.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the tab-separated table to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (status 'ok' or 'error').")
@@ -134,13 +163,23 @@ def readable(res: dict) -> str:
               help="Also write a self-contained report page (superposed traces in a 3D viewer, distance maps, "
                    "per-residue lDDT, the scores of --json) that opens offline, with PNG plots beside it. "
                    "With two folders: a folder, one page per pair plus index.html.")
-def compare(model: Path, reference: Path, chain, ref_chain, by_number, output, as_json, html) -> None:
+def compare(model: Path, reference: Path, chain, ref_chain, by_number, align, force_pairing, output, as_json,
+            html) -> None:
     """Score MODEL against REFERENCE (PDB or mmCIF, plain or .gz), on C-alpha atoms.
 
     Metrics: RMSD (Å, optimal proper superposition), TM-score (normalised by the
     reference length, residue correspondence fixed), TM-score of the model's mirror
-    image, GDT-TS, GDT-HA, C-alpha lDDT, distance-map MAE / RMSE / Pearson, and
-    C-alpha contact precision (< 8 Å, |i-j| >= 24, top L/5).
+    image, GDT-TS, GDT-HA, C-alpha lDDT (reference residues the model lacks count as
+    not preserved) and the coverage of the reference, distance-map MAE / RMSE /
+    Pearson, and C-alpha contact precision (< 8 Å, |i-j| >= 24, top L/5).
+
+    Residue pairing: by sequence alignment (default), by residue number
+    (--by-number) or by structural alignment (--align structure). A weak pairing
+    (low identity, little of the reference paired, an alignment score close to
+    chance) is scored with a warning on stderr and under "pairing" in --json; a
+    meaningless one (a chain without a sequence and no --by-number, or an alignment
+    no better than shuffled sequences) is refused with exit code 1 unless
+    --force-pairing.
 
     With two folders, files are paired by name (the suffixes .pdb, .cif, .ent,
     .mmcif and .gz stripped) and one tab-separated row is written per pair; a pair
@@ -150,8 +189,11 @@ def compare(model: Path, reference: Path, chain, ref_chain, by_number, output, a
     if model.is_dir() != reference.is_dir() and model.exists() and reference.exists():
         raise click.UsageError("give two structure files or two folders, not one of each")
     if model.is_dir() and reference.is_dir():
-        sys.exit(_compare_folders(model, reference, chain, ref_chain, by_number, output, as_json, html))
-    res = _score(model, reference, chain, ref_chain, by_number)
+        sys.exit(_compare_folders(model, reference, chain, ref_chain, by_number, output, as_json, html, align,
+                                  force_pairing))
+    res = _score(model, reference, chain, ref_chain, by_number, align=align, force_pairing=force_pairing)
+    if res.get("warning"):
+        click.echo(f"Warning: {res['warning']}", err=True)
     if output is not None:
         _write(output, tsv_table([res]))
     if html is not None and res["status"] == "ok":
@@ -193,7 +235,7 @@ def _report(html: Path, model: Path, reference: Path, res: dict, chain, ref_chai
 
 
 def _compare_folders(model_dir: Path, ref_dir: Path, chain, ref_chain, by_number, output, as_json,
-                     html=None) -> int:
+                     html=None, align: str = "sequence", force_pairing: bool = False) -> int:
     models, refs = structure_files(model_dir), structure_files(ref_dir)
     results: dict[str, dict] = {}
     pairs = []
@@ -215,10 +257,12 @@ def _compare_folders(model_dir: Path, ref_dir: Path, chain, ref_chain, by_number
     if not as_json and len(pairs) >= PROGRESS_MIN_PAIRS:
         with click.progressbar(pairs, label="Comparing", file=sys.stderr, show_pos=True) as bar:
             for name, m, r in bar:
-                results[name] = _score(m, r, chain, ref_chain, by_number, keep_going=True)
+                results[name] = _score(m, r, chain, ref_chain, by_number, keep_going=True, align=align,
+                                   force_pairing=force_pairing)
     else:
         for name, m, r in pairs:
-            results[name] = _score(m, r, chain, ref_chain, by_number, keep_going=True)
+            results[name] = _score(m, r, chain, ref_chain, by_number, keep_going=True, align=align,
+                                   force_pairing=force_pairing)
     ordered = [results[name] for name in sorted(results)]
     n_ok = sum(r["status"] == "ok" for r in ordered)
     n_err = sum(r["status"] == "error" for r in ordered)
@@ -234,6 +278,9 @@ def _compare_folders(model_dir: Path, ref_dir: Path, chain, ref_chain, by_number
         for r in ordered:
             if r["status"] != "ok":
                 log(f"  {r['status']}: {Path(r['model'] or r['reference']).name}: {r.get('error', '')}")
+    for r in ordered:  # weak pairings are said on stderr in every mode, as for a single pair
+        if r.get("warning"):
+            click.echo(f"Warning: {Path(r['model']).name}: {r['warning']}", err=True)
     if output is not None:
         _write(output, tsv_table(ordered))
         log(f"wrote {output}", as_json)

@@ -92,8 +92,24 @@ def test_homologue_by_alignment_poor_model_and_missing_contacts():
     # preserved, and the coverage is reported beside it
     assert d["lddt_per_residue"][0] == 0.0 and d["lddt_per_residue"][50] > 0.5
     assert d["coverage"] == pytest.approx(d["n_aligned"] / d["ref_length"])
-    code, poor = compare_json(NMR2, CIH)  # unrelated protein aligned by sequence
-    assert code == 0 and poor["tm_score"] < 0.3
+    assert d["align"] == "sequence" and d["pairing"]["status"] == "ok" and d["warning"] is None
+    assert d["pairing"]["z_score"] > 20
+
+
+def test_unrelated_protein_by_sequence_is_refused_unless_forced_or_aligned_by_structure():
+    """An unrelated protein aligned by sequence pairs 32 residues by chance (z-score
+    about 1.5): refused; --force-pairing scores it and says so; --align structure is
+    the meaningful comparison."""
+    res = invoke(NMR2, CIH)
+    assert res.exit_code == 1 and res.stdout == ""
+    assert len(res.stderr.strip().splitlines()) == 1 and "no better than chance" in res.stderr
+    assert "--align structure" in res.stderr and "--force-pairing" in res.stderr
+    code, forced = compare_json(NMR2, CIH, "--force-pairing")
+    assert code == 0 and forced["tm_score"] < 0.3 and forced["pairing"]["status"] == "forced"
+    assert forced["warning"].startswith("meaningless residue pairing")
+    code, st = compare_json(NMR2, CIH, "--align", "structure")
+    assert code == 0 and st["align"] == "structure" and st["correspondence"] == "structure"
+    assert st["pairing"]["rule"] == "structure_alignment" and st["n_aligned"] > 32
 
 
 def test_xray_chain_vs_its_ca_only_trace_and_its_mirror(tmp_path):
@@ -240,3 +256,104 @@ def test_folder_mode_goes_on_past_an_unexpected_failure(tmp_path, monkeypatch):
     d = json.loads(res.stdout)
     assert res.exit_code == 0 and [row["status"] for row in d["rows"]] == ["error", "ok"]
     assert "RuntimeError: boom" in d["rows"][0]["error"]
+
+
+# ---------------------------------------------------------------- pairing (issue 15, point 2)
+
+EXAMPLE = DATA.parent.parent / "examples" / "example.pdb"
+
+
+@pytest.fixture(scope="module")
+def unk_model(tmp_path_factory):
+    """What ``distfold reconstruct`` writes without --sequence: UNK residues numbered
+    1..L, here of the example protein (numbered 8-147 in examples/example.pdb) with
+    0.5 Å noise."""
+    ref = read_chain(EXAMPLE)
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("unk") / "model.pdb"
+    write_ca_trace(path, ref.ca + rng.normal(scale=0.5, size=ref.ca.shape))
+    assert set(read_chain(path).sequence) == {"X"} and read_chain(path).residue_ids[0] == (1, "")
+    return path
+
+
+def test_model_without_sequence_is_refused(unk_model):
+    """Before: paired by residue number, shifted by seven, identity 0.000, TM 0.206, exit 0."""
+    res = invoke(unk_model, EXAMPLE)
+    assert res.exit_code == 1 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no sequence" in lines[0] and "--by-number" in lines[0]
+    res = invoke(unk_model, EXAMPLE, "--json")
+    d = json.loads(res.stdout)
+    assert res.exit_code == 1 and d["status"] == "error" and "no sequence" in d["error"]
+
+
+def test_model_without_sequence_by_structure_or_on_purpose(unk_model):
+    code, st = compare_json(unk_model, EXAMPLE, "--align", "structure")
+    assert code == 0 and st["tm_score"] > 0.9 and st["n_aligned"] >= 135 and st["warning"] is None
+    assert st["pairing"]["identity"] is None  # nothing to compare the reference's sequence with
+    # --by-number on purpose: scored as asked (the numbering is off by 7 here), with a warning
+    res = invoke(unk_model, EXAMPLE, "--by-number")
+    assert res.exit_code == 0 and "Warning: weak residue pairing" in res.stderr
+    assert "cannot be checked" in res.stderr
+    code, bn = compare_json(unk_model, EXAMPLE, "--by-number")
+    assert bn["pairing"]["rule"] == "residue_number" and bn["pairing"]["status"] == "weak"
+    assert bn["tm_score"] < 0.5  # the shifted pairing is as poor as it looks
+    code, forced = compare_json(unk_model, EXAMPLE, "--force-pairing")
+    assert code == 0 and forced["pairing"]["status"] == "forced"
+
+
+def test_unrelated_short_query_is_refused(tmp_path):
+    """A 33-residue query of an unrelated protein against the 140-residue example: the
+    global alignment pairs 15 residues by chance. Before: scored, no warning."""
+    other = read_chain(DATA / "chains" / "c55406f94174e.pdb.gz")
+    q = tmp_path / "query.pdb"
+    write_ca_trace(q, other.ca[:33], other.sequence[:33])
+    res = invoke(q, EXAMPLE)
+    assert res.exit_code == 1 and "no better than chance" in res.stderr
+    code, d = compare_json(q, EXAMPLE, "--force-pairing")
+    assert code == 0 and d["pairing"]["z_score"] < 4 and d["n_aligned"] < 20
+
+
+def test_fragment_model_is_weak_and_scored(tmp_path):
+    """A real fragment (40 of 108 residues) pairs well but covers little: scored, with
+    a warning; lDDT is bounded by the coverage."""
+    ref = read_chain(CIH)
+    frag = tmp_path / "frag.pdb"
+    write_ca_trace(frag, ref.ca[20:60], ref.sequence[20:60])
+    res = invoke(frag, CIH)
+    assert res.exit_code == 0 and res.stderr.startswith("Warning: weak residue pairing")
+    assert "under 50% of the reference" in res.stderr and "Pairing    weak" in res.stdout
+    code, d = compare_json(frag, CIH)
+    assert d["pairing"]["status"] == "weak" and d["coverage"] == pytest.approx(40 / 108)
+    assert d["lddt"] <= d["coverage"] and d["pairing"]["identity"] == 1.0
+
+
+def test_structure_and_by_number_exclude_each_other():
+    res = invoke(NMR2, NMR_BOTH, "--by-number", "--align", "structure")
+    assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_structure_alignment_of_homologues_matches_tmalign_fixture():
+    """compare --align structure on d1lfma vs d1cih: TM-align's 0.9294 (fixture)."""
+    ref = json.loads((DATA / "reference_scores" / "tmalign_reference.json").read_text())
+    want = next(p for p in ref["pairs"] if (p["model"], p["reference"]) == ("1lfm", "1cih"))
+    code, d = compare_json(LFM, CIH, "--align", "structure")
+    assert code == 0 and d["tm_score"] == pytest.approx(want["tm_score_ref"], abs=1e-3)
+    res = invoke(LFM, CIH, "--align", "structure")
+    assert "structural alignment" in res.stdout
+
+
+def test_tsv_has_coverage_align_and_pairing_columns(tmp_path):
+    out = tmp_path / "t.tsv"
+    res = invoke(LFM, CIH, "-o", out)
+    assert res.exit_code == 0
+    header, row = out.read_text().splitlines()
+    cols = dict(zip(header.lstrip("#").split("\t"), row.split("\t")))
+    assert cols["align"] == "sequence" and cols["pairing_status"] == "ok" and float(cols["coverage"]) > 0.9
+
+
+def test_report_page_of_a_structural_alignment(tmp_path):
+    page = tmp_path / "p.html"
+    res = invoke(NMR2, CIH, "--align", "structure", "--html", page)
+    assert res.exit_code == 0, res.output
+    assert "structural alignment" in page.read_text()

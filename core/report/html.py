@@ -547,7 +547,8 @@ def comparison_report(html_path: str | os.PathLike, model_chain, ref_chain, resu
         (:func:`distfold.structure.compare.compare_structures`); its scalars make the
         table, its ``lddt_per_residue`` (one per reference residue) the lDDT plot.
     The page covers the corresponding residues (the same correspondence as the
-    scores: sequence alignment, or residue numbers when ``by_number``). The model
+    scores: sequence alignment, residue numbers when ``by_number``, or the structural
+    alignment when ``result["align"]`` is "structure"). The model
     is superposed onto the reference by Kabsch on those C-alphas (the RMSD
     superposition, a proper rotation). The model's B-factor column is shown as
     confidence when it holds values in 0-100 that are not all equal (distfold
@@ -556,10 +557,10 @@ def comparison_report(html_path: str | os.PathLike, model_chain, ref_chain, resu
         model's residues, shown instead of the model's own distances.
     lddt_per_residue: optional (L_ref,) in [0, 1], used instead of ``result``'s.
     """
-    from distfold.structure.alignment import correspond
     from distfold.geometry.superpose import apply, kabsch
+    from distfold.structure.compare import result_correspondence
 
-    corr = correspond(model_chain, ref_chain, by_number)
+    corr = result_correspondence(model_chain, ref_chain, result, by_number)
     mi, ri = corr.model_index, corr.ref_index
     if len(ri) == 0:
         raise InputError("no residue of the model corresponds to the reference; no report written")
@@ -583,7 +584,8 @@ def comparison_report(html_path: str | os.PathLike, model_chain, ref_chain, resu
             raise InputError(f"predicted distances: expected ({len(model_chain)}, {len(model_chain)}) for the "
                              f"model's residues, got shape {full.shape}")
         pred_d = full[np.ix_(mi, mi)]
-    how = "residue number" if corr.method == "residue_number" else "sequence alignment"
+    how = {"residue_number": "residue number", "structure": "structural alignment, TM-align's algorithm"}.get(
+        corr.method, "sequence alignment")
     rows = {
         "model": f"{Path(model_chain.source).name} chain {model_chain.chain_id}, {len(model_chain)} residues",
         "reference": f"{Path(ref_chain.source).name} chain {ref_chain.chain_id}, {len(ref_chain)} residues",
