@@ -9,8 +9,9 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
 
 @click.command()
 @click.argument("dataset_dir", type=click.Path(file_okay=False))
-@click.option("--model", "model_dir", type=click.Path(file_okay=False),
-              help="Checkpoint directory (default: the shipped model).")
+@click.option("--model", "model_dir", metavar="NAME|DIR",
+              help="An installed model's name (see `distfold models`) or a checkpoint directory (default: the "
+                   "shipped model).")
 @click.option("--split", default="val", show_default=True, help="Dataset split to score.")
 @click.option("--reconstruct", type=ComponentName("reconstructor"), default="smacof", show_default=True,
               help="Reconstructor: any installed one (see `distfold plugins`).")
@@ -45,9 +46,11 @@ def evaluate(ctx, dataset_dir, model_dir, split, reconstruct, max_length, no_pri
     for the available memory) is reported and left out; the exit code is then 1.
     """
     from distfold.pipeline.evaluate import evaluate as run
+    from distfold.pipeline.models import select_model
     from distfold.pipeline.predict import cpu_threads
     from distfold.report.plots import evaluation_plots
 
+    model_dir = select_model(model_dir)  # an installed model's name, a folder, or None (the shipped model)
     with cpu_threads(threads):
         metrics = run(dataset_dir, report_dir, model_dir=model_dir, split=split, reconstruct=reconstruct,
                       max_length=max_length, device=device, with_prior=not no_prior, log=lambda m: log(m, as_json),

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("distfold.cli.calibrate:calibrate", "Fit a model's confidence calibration on held-out chains."),
     "data": ("distfold.cli.data:data", "Build and inspect training datasets."),
     "plugins": ("distfold.cli.plugins:plugins", "List installed components and plugin problems."),
+    "models": ("distfold.cli.models:models", "List installed trained models (name, backbone, size, validation)."),
 }
 
 

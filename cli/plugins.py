@@ -11,19 +11,25 @@ from distfold.cli.common import echo_json
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def plugins(as_json: bool) -> None:
     """List every component (kind, name, summary, plugin, distribution,
-    version), then plugin load failures and name conflicts."""
+    version) and trained model (kind `model`; details: `distfold models`), then
+    plugin load failures and name conflicts."""
     from distfold.registry import get_registry
 
     reg = get_registry()
     comps = [c.as_dict() for c in reg.all_components()]
+    models = [m.as_dict() for m in reg.all_models()]
     failures = [f.as_dict() for f in reg.failures]
     conflicts = reg.conflicts()
+    if reg.model_conflicts():
+        conflicts = {**conflicts, "model": reg.model_conflicts()}
     if as_json:
-        echo_json({"components": comps, "failures": failures, "conflicts": conflicts})
+        echo_json({"components": comps, "models": models, "failures": failures, "conflicts": conflicts})
         return
     header = ("KIND", "NAME", "PLUGIN", "DISTRIBUTION", "VERSION", "SUMMARY")
     rows = [(c["kind"], c["name"], c["plugin"], c["distribution"] or "-", c["version"] or "-", c["summary"])
             for c in comps]
+    rows += [("model", m["name"], m["plugin"], m["distribution"] or "-", m["version"] or "-", m["summary"])
+             for m in models]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     for r in [header, *rows]:
         click.echo("  ".join(str(v).ljust(w) for v, w in zip(r[:5], widths)) + "  " + str(r[5]))

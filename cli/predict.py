@@ -15,8 +15,16 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
               help="FASTA file of sequences ('-' reads standard input).")
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False),
               help="Output folder: <id>.pdb|cif, <id>.distmat.npy, <id>.scores.json per record.")
-@click.option("--model", "model_dir", type=click.Path(file_okay=False),
-              help="Checkpoint directory (default: the shipped model).")
+@click.option("--model", "model_dir", metavar="NAME|DIR",
+              help="An installed model's name (see `distfold models`) or a checkpoint directory (default: the "
+                   "shipped model, `default`).")
+@click.option("--backbone", type=ComponentName("backbone"), default=None,
+              help="Use the installed model built on this backbone (the one marked default among several); with "
+                   "--model, the model must be built on it.")
+@click.option("--head", type=ComponentName("distance_head"), default=None,
+              help="Like --backbone, for the distance head.")
+@click.option("--normaliser", type=ComponentName("normaliser"), default=None,
+              help="Like --backbone, for the normaliser.")
 @click.option("--reconstruct", type=ComponentName("reconstructor"), default="smacof", show_default=True,
               help="Reconstructor: any installed one (see `distfold plugins`).")
 @click.option("--format", "fmt", type=click.Choice(["pdb", "cif"]), default="pdb", show_default=True,
@@ -42,7 +50,7 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
 @click.pass_context
 @wrap_errors
 def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, max_length, window, stride,
-            threads, overwrite, html, as_json):
+            threads, overwrite, html, as_json, backbone=None, head=None, normaliser=None):
     """Predict C-alpha structures from SEQUENCE (id `query`) or a FASTA file.
 
     Writes, per record, the structure with per-residue confidence (predicted
@@ -52,6 +60,11 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
     stderr; a failing record is reported and the others continue (exit code 1
     if any failed). Complete records are skipped unless --overwrite, so a
     rerun resumes an interrupted batch.
+
+    Model: --model NAME (an installed model, `distfold models`) or DIR (a
+    checkpoint folder; ./NAME when a folder and a model share the name);
+    --backbone/--head/--normaliser alone pick the installed model built from
+    them (among several, the one marked default); the shipped model otherwise.
 
     Sequences: case-insensitive, whitespace ignored, the 20 standard letters
     and X; U->C, O->K, B/Z/J->X; anything else is rejected with its position.
@@ -63,12 +76,14 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
 
     if (sequence is None) == (fasta is None):
         raise UsageError("give either a SEQUENCE argument or -i FASTA (exactly one)")
+    from distfold.pipeline.models import select_model
     from distfold.pipeline.predict import cpu_threads, run_predict
     from distfold.serialise import dumps
     from distfold.structure.sequence import parse_fasta, query_record
 
     if sequence is not None and os.path.isfile(sequence):
         raise UsageError(f"SEQUENCE {sequence!r} is a file; read a FASTA file with -i {sequence}")
+    model_dir = select_model(model_dir, backbone, head, normaliser)  # a name, a folder, or None: the shipped model
     records = [query_record(sequence)] if sequence is not None else parse_fasta(fasta)
     with cpu_threads(threads):
         summary = run_predict(records, outdir, model_dir=model_dir, reconstruct=reconstruct, fmt=fmt,

@@ -31,6 +31,11 @@ type checkers read and :meth:`distfold.registry.Registry.create` checks. Optiona
 capabilities are declared attributes (``accepts_weights``, ``error_distribution``,
 ``is_pretrained``), never guessed from signatures or names.
 
+Besides the four component kinds, one hook provides **trained models**
+(:func:`distfold_models`, returning :class:`ModelSpec`): a name users type
+(``distfold predict --model NAME``), the components the model is built from, and
+where its checkpoint directory is. ``distfold models`` lists them.
+
 Only functions marked ``@hookimpl`` are hooks, and their names must match a
 spec below: the registry reports a marked function that matches none (a typo,
 ``distfold_reconstructorz``) as a failure of that plugin, and ignores, with a
@@ -40,6 +45,8 @@ warning, an unmarked function named like a hook.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
+from pathlib import Path
 from typing import Any, Callable, Union, cast
 
 import pluggy
@@ -57,6 +64,12 @@ KINDS: dict[str, str] = {
     "normaliser": "distfold_normalisers",
     "reconstructor": "distfold_reconstructors",
 }
+
+#: The hook that provides trained models (:class:`ModelSpec`), beside the component kinds.
+MODEL_HOOK = "distfold_models"
+
+#: Every hook name, component kinds first.
+HOOK_NAMES: tuple[str, ...] = (*KINDS.values(), MODEL_HOOK)
 
 
 @dataclass(frozen=True)
@@ -85,13 +98,91 @@ class ComponentSpec:
         """Import and return the factory."""
         if callable(self.factory):
             return self.factory
-        import importlib
+        return cast("Callable[..., Any]", _import_attr(self.factory))
 
-        module_name, _, attr = self.factory.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        return cast("Callable[..., Any]", obj)
+
+def _import_attr(target: str) -> Any:
+    """The object an import string ``"package.module:attr.sub"`` names (imported now)."""
+    import importlib
+
+    module_name, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a plugin says about one trained model (hook :func:`distfold_models`).
+
+    name: lower-case identifier users type (``distfold predict --model NAME``).
+    summary: one line shown by ``distfold models``.
+    backbone, distance_head, normaliser: the component names the model is built
+        from, as its ``config.json`` records them (``components.<kind>.name``);
+        ``distfold predict --backbone NAME`` chooses among models by these without
+        opening any checkpoint, and the core checks them against the config.
+    path: the checkpoint directory (``config.json`` + ``*.safetensors``, as
+        ``distfold train`` writes it), a ``str`` or :class:`os.PathLike`; or
+    loader: instead of ``path``, a zero-argument callable, or an import string
+        ``"package.module:function"`` resolved only on use, that returns the
+        directory (for weights that are unpacked or located when first needed; it
+        must not download anything without the user asking). Exactly one of
+        ``path`` and ``loader``.
+    data_card: the model's data card (what it was trained on, how, and its
+        numbers), a Markdown file; a relative path is read inside the checkpoint
+        directory. None when there is none.
+    default: True when this model is the one ``--backbone NAME`` picks among
+        several installed models built on that backbone (see
+        :func:`distfold.pipeline.models.select_model` for the rule).
+
+    Constructing a spec imports nothing and reads no file.
+    """
+
+    name: str
+    summary: str
+    backbone: str
+    distance_head: str
+    normaliser: str
+    path: Union[str, "os.PathLike[str]", None] = None
+    loader: Union[str, Callable[[], Any], None] = None
+    data_card: Union[str, None] = "DATA_CARD.md"
+    default: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or self.name != self.name.lower():
+            raise ValueError(f"model name {self.name!r} must be a non-empty lower-case string")
+        for field_name in ("backbone", "distance_head", "normaliser"):
+            value = getattr(self, field_name)
+            if not isinstance(value, str) or not value or value != value.lower():
+                raise ValueError(f"model {self.name!r}: {field_name} must be a lower-case component name, "
+                                 f"not {value!r}")
+        if (self.path is None) == (self.loader is None):
+            raise ValueError(f"model {self.name!r}: give exactly one of path and loader")
+        if self.path is not None and not isinstance(self.path, (str, os.PathLike)):
+            raise ValueError(f"model {self.name!r}: path must be a str or os.PathLike")
+        if isinstance(self.loader, str) and ":" not in self.loader:
+            raise ValueError(f"model {self.name!r}: loader string must look like 'module:function'")
+        if self.loader is not None and not (isinstance(self.loader, str) or callable(self.loader)):
+            raise ValueError(f"model {self.name!r}: loader must be an import string or callable")
+        if not isinstance(self.default, bool):
+            raise ValueError(f"model {self.name!r}: default must be a bool")
+
+    def location(self) -> Path:
+        """The checkpoint directory: ``path``, or what ``loader`` returns (called now)."""
+        if self.path is not None:
+            return Path(self.path)
+        loader = _import_attr(self.loader) if isinstance(self.loader, str) else self.loader
+        return Path(cast("Callable[[], Any]", loader)())
+
+    def data_card_path(self, directory: Union[str, "os.PathLike[str]", None] = None) -> Union[Path, None]:
+        """The data card's file (relative paths inside ``directory``, default :meth:`location`)."""
+        if self.data_card is None:
+            return None
+        card = Path(self.data_card)
+        if card.is_absolute():
+            return card
+        return Path(directory if directory is not None else self.location()) / card
 
 
 @hookspec
@@ -194,4 +285,39 @@ def distfold_reconstructors() -> list[ComponentSpec]:
     - through the core, exact input is reproduced up to a proper rigid motion;
       L = 1, 2, 3 give sensible coordinates; deterministic for a fixed ``seed``
       parameter.
+    """
+
+
+@hookspec
+def distfold_models() -> list[ModelSpec]:
+    """Trained models: a checkpoint directory with the names of its components.
+
+    A plugin that ships weights returns one :class:`ModelSpec` per model; the core
+    lists them (``distfold models``: name, backbone, parameters, size and the
+    validation numbers of the checkpoint's ``config.json``) and resolves
+    ``distfold predict --model NAME`` and ``--backbone NAME`` to them. The
+    components the model names must be installed too (from the same plugin or
+    another); the checkpoint is an ordinary ``distfold train`` output directory.
+    distfold's own shipped model arrives through this hook (plugin
+    ``default_model``). A complete plugin with a model::
+
+        # my_plugin/hooks.py
+        from pathlib import Path
+        from distfold import ModelSpec, hookimpl
+
+        @hookimpl
+        def distfold_models():
+            return [ModelSpec("my-model", "My backbone + regression head, trained on X.",
+                              backbone="my-backbone", distance_head="regression",
+                              normaliser="log1p", path=Path(__file__).parent / "my_model")]
+
+    Contract (checked when the model is listed or used):
+
+    - ``name`` is unique among installed models (a name two plugins provide is
+      listed as a conflict and using it is an error naming both);
+    - ``path`` (or what ``loader`` returns) is a directory with a ``config.json``
+      in distfold's model format whose components are ``backbone``,
+      ``distance_head`` and ``normaliser``;
+    - nothing heavy is imported and no file is read to build the spec; ``loader``
+      runs only when the model is used or listed in detail.
     """

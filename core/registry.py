@@ -16,6 +16,11 @@ program down, when
   :class:`~distfold.hookspecs.ComponentSpec` (stage: the hook name; that hook's
   components are dropped).
 
+Trained models arrive the same way, through the ``distfold_models`` hook
+(:class:`~distfold.hookspecs.ModelSpec`): :attr:`Registry.models` lists them,
+:meth:`Registry.get_model` looks one up by name (an unknown name lists the
+installed ones, a name two plugins provide is an error naming both).
+
 :meth:`Registry.create` imports a component's factory on first use (a factory
 that does not import is a one-line :class:`~distfold.errors.PluginLoadError`
 naming the plugin) and checks the instance against its kind's protocol
@@ -41,7 +46,7 @@ import pluggy
 
 from distfold import hookspecs
 from distfold.errors import ComponentConflictError, PluginLoadError, UnknownComponentError, message
-from distfold.hookspecs import ENTRY_POINT_GROUP, KINDS, ComponentSpec
+from distfold.hookspecs import ENTRY_POINT_GROUP, HOOK_NAMES, KINDS, MODEL_HOOK, ComponentSpec, ModelSpec
 
 ENV_ALLOW = "DISTFOLD_PLUGINS"
 ENV_BLOCK = "DISTFOLD_DISABLE_PLUGINS"
@@ -78,6 +83,30 @@ class Component:
                 f"distribution {self.distribution or 'unknown'})")
 
 
+@dataclass(frozen=True)
+class InstalledModel:
+    """One trained model as the registry knows it (hook ``distfold_models``)."""
+
+    spec: ModelSpec
+    plugin: str
+    distribution: str | None
+    version: str | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.spec
+        return {"name": s.name, "summary": s.summary, "backbone": s.backbone, "distance_head": s.distance_head,
+                "normaliser": s.normaliser, "default": s.default, "plugin": self.plugin,
+                "distribution": self.distribution, "version": self.version}
+
+    def describe(self) -> str:
+        """``model 'default' (plugin 'default_model', distribution distfold)``."""
+        return f"model {self.name!r} (plugin {self.plugin!r}, distribution {self.distribution or 'unknown'})"
+
+
 @dataclass
 class PluginFailure:
     plugin: str
@@ -108,6 +137,7 @@ class Registry:
     """Components of every kind, with who provides them and what failed."""
 
     components: dict[str, list[Component]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    models: list[InstalledModel] = field(default_factory=list)
     failures: list[PluginFailure] = field(default_factory=list)
     plugins: dict[str, str | None] = field(default_factory=dict)  # plugin -> distribution
     pm: pluggy.PluginManager = field(default_factory=lambda: _new_plugin_manager())
@@ -172,6 +202,14 @@ class Registry:
                 continue
             for spec in specs:
                 self.components[kind].append(Component(kind, spec, name, distribution, version))
+        caller = self._caller(module, MODEL_HOOK)
+        if caller is not None:
+            try:
+                models = [spec for result in caller() for spec in _as_specs(result, MODEL_HOOK, ModelSpec)]
+            except Exception as exc:  # noqa: BLE001 - a raising hook must not take us down
+                self._fail(PluginFailure(name, distribution, MODEL_HOOK, message(exc)), warn)
+            else:
+                self.models.extend(InstalledModel(spec, name, distribution, version) for spec in models)
 
     def _unknown_hooks(self, module: Any) -> str | None:
         """pluggy's ``check_pending()``: a ``@hookimpl`` whose name matches no hook spec
@@ -187,7 +225,7 @@ class Registry:
                        if not caller.has_spec())
         out = []
         for hook_name in names:
-            close = difflib.get_close_matches(hook_name, list(KINDS.values()), n=1)
+            close = difflib.get_close_matches(hook_name, list(HOOK_NAMES), n=1)
             out.append(f"unknown hook {hook_name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         return "; ".join(out) or "a hook implementation matches no hook spec"
 
@@ -195,7 +233,7 @@ class Registry:
     def _unmarked_hooks(module: Any) -> list[str]:
         """Hook names that ``module`` defines as plain functions, without ``@hookimpl``."""
         out = []
-        for hook_name in KINDS.values():
+        for hook_name in HOOK_NAMES:
             try:
                 obj = inspect.getattr_static(module, hook_name)
             except AttributeError:
@@ -293,13 +331,46 @@ class Registry:
         for kind in KINDS:
             yield from sorted(self.components[kind], key=lambda c: (c.name, c.plugin))
 
+    # -- trained models -------------------------------------------------------
+    def model_names(self) -> list[str]:
+        return sorted({m.name for m in self.models})
 
-def _as_specs(result: Any, hook_name: str) -> list[ComponentSpec]:
-    """One hook implementation's return value, checked: a list of ComponentSpec."""
+    def all_models(self) -> list[InstalledModel]:
+        return sorted(self.models, key=lambda m: (m.name, m.plugin))
+
+    def model_conflicts(self) -> dict[str, list[str]]:
+        """{name: [plugin, ...]} for model names provided more than once."""
+        by_name: dict[str, list[str]] = {}
+        for m in self.models:
+            by_name.setdefault(m.name, []).append(m.plugin)
+        return {n: p for n, p in by_name.items() if len(p) > 1}
+
+    def get_model(self, name: str) -> InstalledModel:
+        """The installed model called ``name``; an unknown name is an
+        :class:`UnknownComponentError` listing the installed ones, a name several
+        plugins provide a :class:`ComponentConflictError` naming them."""
+        matches = [m for m in self.models if m.name == name]
+        if not matches:
+            available = self.model_names()
+            msg = f"no installed model {name!r}; installed: {', '.join(available) or '(none)'}"
+            close = difflib.get_close_matches(name, available, n=1)
+            if close:
+                msg += f". Did you mean {close[0]!r}?"
+            raise UnknownComponentError(msg)
+        if len(matches) > 1:
+            providers = ", ".join(f"{m.plugin} ({m.distribution or 'unknown distribution'})" for m in matches)
+            raise ComponentConflictError(f"model {name!r} is provided by several plugins: {providers}; "
+                                         f"disable all but one with {ENV_BLOCK}")
+        return matches[0]
+
+
+def _as_specs(result: Any, hook_name: str, spec_type: type = ComponentSpec) -> list[Any]:
+    """One hook implementation's return value, checked: a list of ``spec_type``
+    (:class:`ComponentSpec`, or :class:`ModelSpec` for the models hook)."""
     specs = list(result or [])
     for spec in specs:
-        if not isinstance(spec, ComponentSpec):
-            raise TypeError(f"{hook_name} returned {type(spec).__name__}, not ComponentSpec")
+        if not isinstance(spec, spec_type):
+            raise TypeError(f"{hook_name} returned {type(spec).__name__}, not {spec_type.__name__}")
     return specs
 
 

@@ -1,0 +1,1 @@
+"""Built-in distfold plugin: default_model (the shipped trained model)."""
