@@ -1,7 +1,8 @@
 """Entry point of the ``distfold`` command.
 
 Sub-commands live one per module in this folder and are imported only when
-invoked, so ``distfold --help`` loads no plugin and no torch.
+invoked, so ``distfold --help`` and ``distfold --version`` load no plugin and
+no torch.
 """
 
 from __future__ import annotations
@@ -51,11 +52,46 @@ def _available(target: str) -> bool:
     return find_spec(target.partition(":")[0]) is not None
 
 
+def default_model_id() -> str:
+    """``<folder name> (sha256 <first 16 hex digits>)`` of the shipped default model.
+
+    The same digest as ``model_identity()`` of the pipeline (over the model's
+    ``*.json`` and ``*.safetensors`` files, ``metrics.jsonl`` aside, in sorted
+    path order), computed here from the files so that ``--version`` imports
+    neither torch nor numpy; ``tests/test_release.py`` checks the two agree.
+    """
+    import hashlib
+    from pathlib import Path
+
+    import distfold
+
+    model_dir = Path(distfold.__file__).resolve().parent / "default_model"
+    if not (model_dir / "config.json").is_file():
+        return "not installed"
+    h = hashlib.sha256()
+    for f in sorted(model_dir.rglob("*")):
+        if f.is_file() and f.suffix in (".safetensors", ".json") and f.name != "metrics.jsonl":
+            h.update(f.relative_to(model_dir).as_posix().encode())
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return f"{model_dir.name} (sha256 {h.hexdigest()[:16]})"
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(f"distfold {__version__}")
+    click.echo(f"default model: {default_model_id()}")
+    ctx.exit()
+
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
-@click.version_option(__version__, "--version", prog_name="distfold")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and the default model's id (folder name and SHA-256 prefix), then exit.")
 def cli() -> None:
     """distfold: protein structure from sequence by way of a distance matrix.
 
