@@ -27,7 +27,8 @@ def _json_params(ctx, param, value):
               help="Model directory: checkpoints/, best/, metrics.jsonl and the final model.")
 @click.option("--backbone", type=ComponentName("backbone"), default="qwen", show_default=True)
 @click.option("--base-model", default=None, metavar="PATH_OR_ID",
-              help="Pretrained Qwen2/Qwen2.5 (local directory or local HF cache id), fine-tuned with LoRA.")
+              help="Pretrained weights for the backbone (qwen: Qwen2/Qwen2.5; esm: ESM-2), a local directory or a "
+                   "local Hugging Face cache id (nothing is downloaded), fine-tuned with LoRA.")
 @click.option("--preset", default=None, metavar="NAME",
               help="From-scratch backbone size (tiny, small, base); default small without --base-model.")
 @click.option("--backbone-params", callback=_json_params, default=None, metavar="JSON",
@@ -62,6 +63,8 @@ def _json_params(ctx, param, value):
               help="Validate on val chains of at most this many residues.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads per process.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to train (auto: CUDA when available); under torchrun each process uses cuda:LOCAL_RANK.")
 @click.option("--init", "init_from", type=click.Path(file_okay=False, exists=True), default=None, metavar="MODEL",
               help="Start from this model's weights (fine-tuning; e.g. core/default_model at a longer --crop). "
                    "Its components, normaliser scale and prior are kept; optimizer and schedule start afresh.")
@@ -71,7 +74,7 @@ def _json_params(ctx, param, value):
 def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params, head, head_params, normaliser,
           epochs, max_steps, lr, warmup, weight_decay, batch_size, grad_accum, crop, precision,
           gradient_checkpointing, eval_every, save_every, log_every, keep, select, val_max_length, seed, threads, init_from,
-          resume, as_json):
+          resume, as_json, device="auto"):
     """Train a distance model on DATASET_DIR (see `distfold data`).
 
     \b
@@ -81,8 +84,9 @@ def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params,
         "dropout": 0.2, "seq_kernel": 15}'
     Fine-tuning a saved model (architecture, normaliser and prior kept):
       distfold train DATA -o MODEL --init core/default_model --crop 256 --max-steps 1000 --lr 3e-4
-    LoRA on a local pretrained Qwen2.5:
+    LoRA on a local pretrained Qwen2.5 or ESM-2:
       distfold train DATA -o MODEL --base-model ./Qwen2.5-0.5B --lr 1e-4 --grad-accum 8
+      distfold train DATA -o MODEL --backbone esm --base-model ./esm2_t12_35M_UR50D --lr 5e-4
     Data-parallel on one machine (DDP; gloo on CPU):
       torchrun --standalone --nproc-per-node 2 -m distfold train DATA -o MODEL ...
     """
@@ -108,7 +112,8 @@ def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params,
         bparams["base_model"] = base_model
     if preset is not None:
         bparams["preset"] = preset
-    bparams.setdefault("precision", precision)
+    if click.get_current_context().get_parameter_source("precision") is not click.core.ParameterSource.DEFAULT:
+        bparams.setdefault("precision", precision)  # only when asked: a plugin's backbone may have no precision
     if gradient_checkpointing:
         bparams["gradient_checkpointing"] = True
     opts = TrainOptions(backbone=backbone, backbone_params=bparams, head=head, head_params=dict(head_params),
@@ -116,7 +121,7 @@ def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params,
                         weight_decay=weight_decay, batch_size=batch_size, grad_accum=grad_accum, crop=crop,
                         eval_every=eval_every, save_every=save_every, log_every=log_every, keep=keep, seed=seed,
                         val_max_length=val_max_length, select=select, init=init_from)
-    summary = run_training(dataset_dir, model_dir, opts, resume=resume, quiet=as_json)
+    summary = run_training(dataset_dir, model_dir, opts, resume=resume, quiet=as_json, device=device)
     if as_json:
         echo_json(summary)
     else:

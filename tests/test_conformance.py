@@ -13,9 +13,25 @@ from distfold.testing import CHECKS
 
 REG = Registry.from_entry_points(warn=False)
 
-#: Small constructor parameters for built-in components (third-party ones use their defaults).
+_TMP: list = []
+
+
+def _tiny_esm_params() -> dict:
+    """The esm backbone needs weights: a tiny random ESM-2 saved once per session."""
+    if not _TMP:
+        import tempfile
+
+        from trainkit import make_tiny_esm
+
+        _TMP.append(tempfile.TemporaryDirectory(prefix="distfold-esm-"))
+        make_tiny_esm(Path(_TMP[0].name) / "tiny-esm2")
+    return {"base_model": str(Path(_TMP[0].name) / "tiny-esm2")}
+
+
+#: Small constructor parameters for built-in components (third-party ones use their defaults);
+#: a callable is called on use.
 PARAMS = {("backbone", "qwen"): {"preset": "tiny"}, ("distance_head", "distogram"): {"hidden_size": 16},
-          ("distance_head", "regression"): {"hidden_size": 16}}
+          ("distance_head", "regression"): {"hidden_size": 16}, ("backbone", "esm"): _tiny_esm_params}
 
 
 def _instances(kind):
@@ -24,7 +40,8 @@ def _instances(kind):
 
 def _create(comp):
     """Through the registry, which checks the protocol of the kind as it creates."""
-    return REG.create(comp.kind, comp.name, **PARAMS.get((comp.kind, comp.name), {}))
+    params = PARAMS.get((comp.kind, comp.name), {})
+    return REG.create(comp.kind, comp.name, **(params() if callable(params) else params))
 
 
 @pytest.mark.parametrize("check", CHECKS["normaliser"], ids=lambda c: c.__name__)

@@ -50,3 +50,29 @@ def make_tiny_qwen(path: Path) -> Path:
     model.save_pretrained(str(path))
     fast.save_pretrained(str(path))
     return path
+
+
+#: The ESM-2 vocabulary, in the order of facebook/esm2_* checkpoints' vocab.txt (33 tokens).
+ESM2_VOCAB = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO.-", "<null_1>", "<mask>"]
+
+
+def make_tiny_esm(path: Path, hidden_size: int = 32, layers: int = 2, heads: int = 4) -> Path:
+    """A randomly initialised ESM-2-style EsmForMaskedLM with the real ESM-2 tokenizer
+    (vocab.txt written here), saved like a downloaded model (rotary positions,
+    token dropout, final layer norm: ESM-2's settings)."""
+    import torch
+    from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = path / "vocab.txt"
+    vocab.write_text("\n".join(ESM2_VOCAB) + "\n")
+    tokenizer = EsmTokenizer(str(vocab))
+    torch.manual_seed(0)
+    config = EsmConfig(vocab_size=len(ESM2_VOCAB), hidden_size=hidden_size, num_hidden_layers=layers,
+                       num_attention_heads=heads, intermediate_size=4 * hidden_size, max_position_embeddings=1026,
+                       position_embedding_type="rotary", token_dropout=True, emb_layer_norm_before=False,
+                       pad_token_id=ESM2_VOCAB.index("<pad>"), mask_token_id=ESM2_VOCAB.index("<mask>"),
+                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, layer_norm_eps=1e-5)
+    EsmForMaskedLM(config).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path

@@ -5,6 +5,9 @@ data-parallel with PyTorch DDP (gloo on CPU, NCCL on GPUs)::
 
     torchrun --standalone --nproc-per-node 2 -m distfold train DATASET -o MODEL_DIR ...
 
+``device`` is ``cpu``, ``cuda`` or ``auto`` (CUDA when available); on CUDA each
+process uses the GPU ``cuda:<LOCAL_RANK>``.
+
 Each step draws ``batch_size`` training chains per process with probability
 proportional to their dataset ``weight`` (1 / family size: family-balanced),
 takes a random contiguous window of ``crop`` residues from longer chains, and
@@ -208,6 +211,7 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
 class Dist:
     rank: int = 0
     world: int = 1
+    device: str = "cpu"
 
     @property
     def main(self) -> bool:
@@ -220,21 +224,22 @@ class Dist:
     def any(self, flag: bool) -> bool:
         if self.world == 1:
             return flag
-        t = torch.tensor([1.0 if flag else 0.0])
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
         torch.distributed.all_reduce(t)
         return bool(t.item() > 0)
 
 
-def _init_distributed() -> Dist:
+def _init_distributed(device: str = "cpu") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist()
+        return Dist(device=device)
     import torch.distributed as dist
 
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    return Dist(dist.get_rank(), dist.get_world_size())
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), device)
 
 
 # -- the loop ---------------------------------------------------------------------------------------------
@@ -321,8 +326,12 @@ def _param_groups(model: DistanceModel, weight_decay: float) -> list[dict[str, A
 
 
 def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options: TrainOptions | None = None,
-          resume: bool = False, quiet: bool = False) -> dict[str, Any]:
-    """Train; returns a summary dict (steps, final and best validation metrics, paths)."""
+          resume: bool = False, quiet: bool = False, device: str = "cpu") -> dict[str, Any]:
+    """Train; returns a summary dict (steps, final and best validation metrics, paths).
+
+    ``device``: ``cpu``, ``cuda`` or ``auto`` (CUDA when available); each torchrun
+    process uses ``cuda:<LOCAL_RANK>``. Not a training option: a run may resume on
+    another device."""
     opts = options or TrainOptions()
     model_dir = Path(model_dir)
     dataset = Dataset(dataset_dir)
@@ -336,7 +345,10 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
     if opts.select not in ("lddt", "mae"):
         raise InputError("select must be 'lddt' or 'mae'")
 
-    dist = _init_distributed()
+    from distfold.pipeline.predict import resolve_device
+
+    device = resolve_device(device, int(os.environ.get("LOCAL_RANK") or 0))
+    dist = _init_distributed(device)
     quiet = quiet or not dist.main
     start_step = 0
     best: dict[str, Any] | None = None
@@ -379,6 +391,7 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
     if total < 1:
         raise InputError("nothing to train: --max-steps/--epochs give 0 steps")
 
+    model.to(device)
     params = model.trainable_parameters()
     n_train = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(_param_groups(model, opts.weight_decay), lr=opts.lr, betas=(0.9, 0.999), eps=1e-8)
@@ -397,14 +410,15 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model)
+        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if dist.device.startswith("cuda")
+                                      else None)
 
     if dist.main:
         model_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = model_dir / "metrics.jsonl"
     _log(f"training {n_train:,} parameters on {len(train_idx)} chains ({len(val_idx)} val); "
          f"{total} steps of {per_step} crops (<= {opts.crop} residues), {steps_per_epoch} steps/epoch"
-         + (f", {dist.world} processes" if dist.world > 1 else ""), quiet)
+         + (f", {dist.world} processes" if dist.world > 1 else "") + f" on {device}", quiet)
 
     stop = _Stop()
     old_handlers = {}
@@ -525,7 +539,7 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
                                                           if k in final_val}}
         model.save(model_dir, replace_dir=False)
     dist.barrier()
-    summary = {"model_dir": str(model_dir), "steps": step, "trainable_parameters": n_train,
+    summary = {"model_dir": str(model_dir), "steps": step, "trainable_parameters": n_train, "device": device,
                "train_s": round(time.time() - t_start, 1), "final_val": final_val, "best_val": best,
                "best_dir": str(model_dir / "best") if best else None}
     if dist.world > 1:
@@ -547,7 +561,8 @@ def training_step(net: torch.nn.Module, model: DistanceModel, batches: list[dict
         ctx = net.no_sync() if (not last and hasattr(net, "no_sync")) else _null()
         with ctx:
             out = net(batch["sequences"], batch["lengths"], batch["starts"])
-            loss = model.head.loss(out, target, pmask) / len(batches)
+            device = out["distance"].device
+            loss = model.head.loss(out, target.to(device), pmask.to(device)) / len(batches)
             loss.backward()
         step_loss += float(loss.detach())
     if math.isfinite(step_loss):
