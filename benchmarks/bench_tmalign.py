@@ -1,0 +1,82 @@
+"""Structural alignment (``distfold compare --align structure``): speed and agreement
+with TM-align.
+
+For every pair of the committed fixture (tests/data/reference_scores/
+tmalign_reference.json: TM-align 20210224's own scores, by tmtools), prints distfold's
+TM-align TM-score (normalised by the reference), TM-align's, their difference, the
+time of one call, and what ``compare`` gave before structural alignment existed (the
+TM-score with residues paired by sequence alignment, the TM-score program's fixed
+correspondence). Then times the 300 x 300 pairs (best of --repeat). Run from the
+repository root:
+
+    python benchmarks/bench_tmalign.py [--repeat 3] [--tmtools]
+
+With --tmtools (needs the test extra), also times tmtools on the same pairs.
+Targets (issue 15): within 0.01 of TM-align on different proteins of 50-500 residues;
+under 1 s for a 300 x 300 pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from distfold.structure.alignment import align_sequences
+from distfold.structure.io import read_chain
+from distfold.structure.metrics import tm_score
+from distfold.structure.tmalign import tm_align
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--tmtools", action="store_true")
+    args = ap.parse_args()
+    ref = json.loads((ROOT / "tests/data/reference_scores/tmalign_reference.json").read_text())
+    chains = {k: read_chain(ROOT / v["file"]) for k, v in ref["chains"].items()}
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print("model         reference      Lm   Lr  TM-align  distfold    diff  time_s  by_sequence")
+    worst, worst_before = 0.0, 0.0
+    for p in ref["pairs"]:
+        a, b = chains[p["model"]], chains[p["reference"]]
+        t = time.perf_counter()
+        res = tm_align(a.ca, b.ca, a.sequence, b.sequence)
+        dt = time.perf_counter() - t
+        c = align_sequences(a.sequence, b.sequence)
+        before = tm_score(a.ca[c.model_index], b.ca[c.ref_index], len(b)) if c.n_aligned else 0.0
+        diff = res.tm_score - p["tm_score_ref"]
+        worst = max(worst, abs(diff))
+        worst_before = max(worst_before, abs(before - p["tm_score_ref"]))
+        print(f"{p['model']:13s} {p['reference']:13s} {len(a):4d} {len(b):4d}  {p['tm_score_ref']:.4f}    "
+              f"{res.tm_score:.4f}  {diff:+.4f}  {dt:6.2f}  {before:.4f}")
+    print(f"largest |distfold - TM-align| {worst:.2e}; by sequence pairing (before) {worst_before:.3f}")
+    for m, r in (("1us0", "1o6z"), ("1o6z", "2e37")):
+        a, b = chains[m], chains[r]
+        times = []
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            tm_align(a.ca, b.ca)
+            times.append(time.perf_counter() - t)
+        line = f"{m} x {r} ({len(a)} x {len(b)}): distfold best {min(times):.2f} s"
+        if args.tmtools:
+            import tmtools
+
+            tt = []
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                tmtools.tm_align(np.ascontiguousarray(a.ca), np.ascontiguousarray(b.ca), a.sequence, b.sequence)
+                tt.append(time.perf_counter() - t)
+            line += f", tmtools best {min(tt):.3f} s"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
