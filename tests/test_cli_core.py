@@ -88,5 +88,6 @@ def test_example_third_party_plugin_is_installed_and_listed():
     res = run_distfold("plugins", "--json")
     data = json.loads(res.stdout)
     ours = [c for c in data["components"] if c["distribution"] == "distfold-example"]
-    assert {c["name"] for c in ours} == {"example-spectral", "example-sqrt"}
+    assert {c["name"] for c in ours} == {"example-spectral", "example-sqrt", "example-conv"}
     assert all(c["plugin"] == "example" and c["version"] == "0.0.1" for c in ours)
+    assert [m["name"] for m in data["models"] if m["distribution"] == "distfold-example"] == ["example-conv-tiny"]

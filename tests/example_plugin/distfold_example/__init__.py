@@ -1,1 +1,1 @@
-"""An example third-party distfold plugin: a reconstructor and a normaliser."""
+"""An example third-party distfold plugin: a reconstructor, a normaliser, a backbone and a trained model."""
