@@ -181,13 +181,12 @@ def _tm8_search(xtm: np.ndarray, ytm: np.ndarray, p: _Params, step: int, score_d
             best[:] = [float(s[k]), r[k], t[k]]
         return _tm_select(d2, cut)
 
-    with _one_blas_thread():
-        sel = fit_score_select(sel, d0_search - 1.0)
-        for _ in range(N_ITER):
-            if not len(sel):
-                break
-            nxt = fit_score_select(sel, d0_search + 1.0)
-            sel = nxt[(nxt != sel).any(1)]  # a subset that repeats has converged (TM-align's stop)
+    sel = fit_score_select(sel, d0_search - 1.0)
+    for _ in range(N_ITER):
+        if not len(sel):
+            break
+        nxt = fit_score_select(sel, d0_search + 1.0)
+        sel = nxt[(nxt != sel).any(1)]  # a subset that repeats has converged (TM-align's stop)
     r, t = sp.transform(best[1], best[2])
     return best[0], r, t
 
@@ -298,19 +297,17 @@ def _nw_free(score: np.ndarray) -> np.ndarray:
     (aligned, gap) candidates along its row."""
     b, l1, l2 = score.shape
     val = np.zeros((b, l1 + 1, l2 + 1))
-    path = np.zeros((b, l1 + 1, l2 + 1), dtype=bool)
+    maximum, accumulate = np.maximum, np.maximum.accumulate
     for i in range(1, l1 + 1):
         prev = val[:, i - 1]
-        d = prev[:, :-1] + score[:, i - 1]
-        row = np.maximum.accumulate(np.maximum(d, prev[:, 1:]), axis=1)
-        val[:, i, 1:] = row
-        path[:, i, 1:] = (d >= prev[:, 1:]) & (d >= val[:, i, :-1])
+        accumulate(maximum(prev[:, :-1] + score[:, i - 1], prev[:, 1:]), axis=1, out=val[:, i, 1:])
     out = np.full((b, l2), -1, dtype=np.intp)
     for n in range(b):
-        pn, vn = path[n], val[n]
+        vn, sn = val[n], score[n]
         i, j = l1, l2
         while i > 0 and j > 0:
-            if pn[i, j]:
+            d = vn[i - 1, j - 1] + sn[i - 1, j - 1]  # the cell's aligned candidate, as in the fill
+            if d >= vn[i - 1, j] and d >= vn[i, j - 1]:
                 out[n, j - 1] = i - 1
                 i -= 1
                 j -= 1
@@ -517,6 +514,11 @@ def tm_align(model: np.ndarray, ref: np.ndarray, model_seq: str = "", ref_seq: s
             raise InputError(f"{name} coordinates must be finite (N, 3), got shape {a.shape}")
         if len(a) < 5:
             raise InputError(f"structural alignment needs at least 5 residues; the {name} has {len(a)}")
+    with _one_blas_thread():  # thousands of small products: one BLAS thread is faster
+        return _tm_align(x, y, model_seq, ref_seq)
+
+
+def _tm_align(x: np.ndarray, y: np.ndarray, model_seq: str, ref_seq: str) -> StructuralAlignment:
     p = _search_params(len(x), len(y))
     ddcc = 0.1 if p.lnorm <= 40 else 0.4
     secx, secy = secondary_structure(x), secondary_structure(y)
