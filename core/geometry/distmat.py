@@ -12,6 +12,9 @@ Conventions (units: Å throughout):
 - ``distances``: (L, L) float, symmetric, non-negative, zero diagonal.
 - ``weights``: (L, L) float >= 0 or None (None = every pair weighs 1). A pair
   with weight 0 is ignored, and only there may its distance be non-finite.
+- A distance above :data:`MAX_DISTANCE` (1e6 Å) is an error: no chain distfold can
+  hold in memory spans that much, and the reconstructors square and sum distances,
+  which would overflow for values near 1e154 (a matrix scaled by 1e300 by mistake).
 - Small asymmetry is forgiven: where ``|d_ij - d_ji| <= SYMMETRY_ATOL +
   SYMMETRY_RTOL * max(d_ij, d_ji)`` for every pair, the matrix is replaced by
   ``(d + d.T) / 2`` (weights likewise); larger asymmetry is an error. A
@@ -25,6 +28,7 @@ Conventions (units: Å throughout):
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,8 @@ from distfold.errors import InputError
 SYMMETRY_ATOL = 1e-3
 #: Asymmetry forgiven: relative part.
 SYMMETRY_RTOL = 1e-3
+#: Largest distance accepted, Å (module docstring).
+MAX_DISTANCE = 1e6
 
 
 @dataclass
@@ -151,6 +157,11 @@ def check_distances(distances: Any, weights: Any = None, *, name: str = "distanc
         bad = ~np.isfinite(d)
         i, j = np.argwhere(bad)[0]
         raise InputError(f"{name}: {int(bad.sum())} non-finite entries (first at [{i}, {j}])")
+    top = float(d.max())
+    if top > MAX_DISTANCE:
+        i, j = np.unravel_index(int(np.argmax(d)), d.shape)
+        raise InputError(f"{name}: distance {top:.4g} A at [{i}, {j}] is above {MAX_DISTANCE:g} A; "
+                         "not distances in angstrom (wrong units or scale?)")
     if d.min() < 0:
         if d.min() < -SYMMETRY_ATOL:
             neg = d < -SYMMETRY_ATOL
@@ -185,27 +196,150 @@ def as_checked(distances: np.ndarray, weights: np.ndarray | None = None) -> Chec
     return CheckedDistances(distances, weights, known, 0.0)
 
 
-def load_matrix(path: str | os.PathLike, what: str = "distance matrix") -> np.ndarray:
+#: Peak bytes per matrix entry (L^2) of ``distfold reconstruct``: the loaded float64
+#: matrix, the checked copy and the reconstructor's (L, L) work arrays. Measured at
+#: L = 3000: about 25 (smacof, classical) and 60 (refine) above the fixed cost; 96 leaves
+#: headroom.
+RECONSTRUCT_BYTES_PER_PAIR = 96
+#: Fixed memory of the interpreter, numpy and scipy, bytes.
+RECONSTRUCT_BASE_BYTES = 256 << 20
+#: Share of the available memory a matrix may plan to use.
+MEMORY_SHARE = 0.8
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable`` of
+    ``/proc/meminfo``, else ``sysconf``), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_matrix_memory(path: str | os.PathLike, length: int, what: str = "distance matrix",
+                        available: int | None = None) -> None:
+    """Refuse, with a one-line :class:`InputError`, an (L, L) matrix whose reconstruction
+    would not fit in :data:`MEMORY_SHARE` of the available memory (nothing is refused
+    when the available memory cannot be read)."""
+    avail = available_memory() if available is None else available
+    if avail is None:
+        return
+    need = RECONSTRUCT_BASE_BYTES + RECONSTRUCT_BYTES_PER_PAIR * length ** 2
+    if need > MEMORY_SHARE * avail:
+        usable = MEMORY_SHARE * avail - RECONSTRUCT_BASE_BYTES
+        limit = int(np.sqrt(usable / RECONSTRUCT_BYTES_PER_PAIR)) if usable > 0 else 0
+        raise InputError(f"{path}: a {length} x {length} {what} needs about {need / 2 ** 30:.1f} GiB to "
+                         f"reconstruct but only {avail / 2 ** 30:.1f} GiB is available, enough for about "
+                         f"{limit} residues")
+
+
+def npy_header(path: str | os.PathLike, what: str = "distance matrix") -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, bytes of data) that a ``.npy`` file's header declares, checked
+    against the file without reading the data: a header that promises more data
+    than the file holds (a truncated file, or a forged shape) is an
+    :class:`InputError`, as are object arrays (which would need pickle)."""
+    path = Path(path)
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as fh:
+            version = fmt.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(fh)
+            else:
+                shape, _, dtype = fmt._read_array_header(fh, version)  # 3.0: no public reader
+            offset = fh.tell()
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a readable .npy {what} ({msg})") from None
+    if dtype.hasobject:
+        raise InputError(f"{path}: the .npy {what} holds Python objects, which distfold never loads (pickle)")
+    count = 1
+    for n in shape:
+        count *= int(n)
+    nbytes = count * dtype.itemsize
+    size = path.stat().st_size
+    if size < offset + nbytes:
+        raise InputError(f"{path}: truncated .npy {what}: the header declares shape {tuple(shape)} of {dtype} "
+                         f"({offset + nbytes:,} bytes) but the file holds {size:,} bytes")
+    return tuple(int(n) for n in shape), dtype, nbytes
+
+
+def text_columns(path: str | os.PathLike) -> int:
+    """Number of values on the first line of a whitespace-separated text matrix that
+    holds any (``#`` starts a comment), read in pieces so that a huge line costs no
+    memory; 0 for a file without values."""
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    count, in_token, comment = 0, False, False
+    with opener(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                return count
+            while chunk:
+                line, newline, chunk = chunk.partition(b"\n")
+                if not comment:
+                    body, hash_, _ = line.partition(b"#")
+                    comment = bool(hash_)
+                    tokens = body.split()
+                    if tokens:
+                        count += len(tokens) - (1 if in_token and not body[:1].isspace() else 0)
+                    in_token = bool(body) and not body[-1:].isspace() and not comment
+                if newline:
+                    if count:
+                        return count
+                    comment, in_token = False, False
+
+
+def load_matrix(path: str | os.PathLike, what: str = "distance matrix", available: int | None = None) -> np.ndarray:
     """Read an (L, L) matrix from ``.npy`` or a whitespace-separated text file
-    (``.gz`` allowed); only shape and numeric type are checked here."""
+    (``.gz`` allowed); only shape and numeric type are checked here.
+
+    Before any data is read, the size is checked: a ``.npy`` header must be
+    square, numeric and backed by the file's bytes (:func:`npy_header`), and the
+    matrix's reconstruction must fit in memory (:func:`check_matrix_memory`;
+    ``available``: bytes, default the machine's available memory). A text
+    matrix's L is the number of values on its first line."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a {what} file")
     name = path.name.lower()
+    npy = name.endswith(".npy")
+    kind = ".npy" if npy else "whitespace-separated text"
     try:
-        if name.endswith(".npy"):
-            arr = np.load(path, allow_pickle=False)
+        if npy:
+            shape, dtype, _ = npy_header(path, what)
+            if dtype.kind not in "fiub":
+                raise InputError(f"{path}: {what} must be numeric, got dtype {dtype}")
+            if len(shape) != 2 or shape[0] != shape[1]:
+                raise InputError(f"{path}: {what} not square: shape {shape}, expected (L, L)")
+            check_matrix_memory(path, shape[0], what, available)
+            # mapped, so that only the float64 copy takes memory
+            arr = np.load(path, allow_pickle=False, mmap_mode="r") if shape[0] else np.zeros(shape, dtype)
         else:
+            check_matrix_memory(path, text_columns(path), what, available)
             import warnings
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # numpy warns on empty text files
                 arr = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except (ValueError, OSError, EOFError) as exc:
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError, zlib.error) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        kind = ".npy" if name.endswith(".npy") else "whitespace-separated text"
         raise InputError(f"{path}: not a readable {kind} {what} ({msg})") from None
     if arr.size == 0:
         raise InputError(f"{path}: {what} is empty")
@@ -213,7 +347,7 @@ def load_matrix(path: str | os.PathLike, what: str = "distance matrix") -> np.nd
         raise InputError(f"{path}: {what} must be numeric, got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
         raise InputError(f"{path}: {what} not square: shape {arr.shape}, expected (L, L)")
-    return arr.astype(np.float64)
+    return np.array(arr, dtype=np.float64)
 
 
 def stress(coords: np.ndarray, checked: CheckedDistances) -> tuple[float, float]:
