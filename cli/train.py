@@ -21,6 +21,24 @@ def _json_params(ctx, param, value):
     return obj
 
 
+def _check_base_model(value: str) -> None:
+    """--base-model is a local folder or a Hugging Face id: a value that can only be a path
+    (``./x``, ``../x``, ``/x``, ``~/x``, ``a/b/c``) must be an existing folder, checked before
+    anything is loaded or fitted."""
+    import os
+    from pathlib import Path
+
+    from distfold.errors import InputError
+
+    path = Path(value).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"--base-model {value}: not a directory")
+        return
+    if value.startswith((".", "/", "~")) or value.strip("/").count("/") > 1 or os.sep != "/" and os.sep in value:
+        raise InputError(f"--base-model {value}: no such directory")
+
+
 @click.command()
 @click.argument("dataset_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False),
@@ -105,6 +123,8 @@ def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params,
         if given:
             raise InputError(f"--init {init_from}: the architecture comes from that model; drop {', '.join(given)}")
 
+    if base_model is not None:
+        _check_base_model(base_model)
     if threads:
         torch.set_num_threads(threads)
     bparams = dict(backbone_params)

@@ -14,7 +14,12 @@ from typing import IO, Iterator
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Write to a temporary file beside ``path`` and rename it into place only
-    when the block finishes without error: readers never see a half-written file."""
+    when the block finishes without error: readers never see a half-written file.
+
+    An OSError that names no file (a failed write, flush or fsync) is raised again
+    naming ``path``, and a short write on a full disk (numpy's ``N requested and M
+    written``) as ENOSPC, so that the user reads "no space left on device while
+    writing PATH" (:func:`distfold.errors.message`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -25,10 +30,38 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        named = named_os_error(exc, path) if isinstance(exc, OSError) else None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if named is not None:
+            raise named from exc
         raise
+
+
+def named_os_error(exc: OSError, path: str | os.PathLike) -> OSError | None:
+    """``exc`` as the same kind of OSError naming ``path``, or None when it names a
+    file already. A write that stopped short (no errno) on a file system with no
+    room left becomes ENOSPC. Call it before deleting the partial file."""
+    import errno
+
+    if exc.filename is not None:
+        return None
+    code, text = exc.errno, exc.strerror or str(exc) or type(exc).__name__
+    if code is None and "requested and" in text and "written" in text and _disk_full(Path(path).parent):
+        code, text = errno.ENOSPC, os.strerror(errno.ENOSPC)
+    try:
+        return type(exc)(code, text, str(path))
+    except Exception:  # noqa: BLE001 - a subclass with its own constructor
+        return OSError(code, text, str(path))
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 16
 
 
 def _umask() -> int:

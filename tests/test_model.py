@@ -152,3 +152,81 @@ def test_shipped_default_model_loads_and_predicts():
     d = model.predict([seq])[0]["distance"]
     assert np.isfinite(d).all() and np.all(np.diag(d) == 0)
     assert 3.3 < float(np.median(np.diagonal(d, 1))) < 4.3  # consecutive C-alpha atoms, about 3.8 A
+
+
+# -- issue 16, point 6: loading edges -----------------------------------------------------------------
+
+def _saved(model, tmp_path):
+    model.save(tmp_path / "m")
+    return tmp_path / "m"
+
+
+def _edit_config(path, **changes):
+    cfg = json.loads((path / "config.json").read_text())
+    cfg.update(changes)
+    (path / "config.json").write_text(json.dumps(cfg))
+
+
+def test_a_missing_head_file_is_named(model, tmp_path):
+    """Before: "incomplete model directory (None missing)"."""
+    path = _saved(model, tmp_path)
+    (path / "head.safetensors").unlink()
+    with pytest.raises(InputError) as err:
+        DistanceModel.load(path)
+    assert str(err.value) == f"{path}: incomplete model directory (head.safetensors missing)"
+
+
+def test_a_truncated_weights_file_is_a_one_line_input_error(model, tmp_path):
+    """Before: safetensors' SafetensorError, which the CLI shows as a traceback."""
+    path = _saved(model, tmp_path)
+    data = (path / "backbone.safetensors").read_bytes()
+    (path / "backbone.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError) as err:
+        DistanceModel.load(path)
+    assert str(err.value).startswith(f"{path / 'backbone.safetensors'}: not a readable safetensors file (")
+    assert "damaged or cut short" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("where", ["../outside/prior.json", "{outside}/prior.json", "sub/../../outside/prior.json",
+                                   "~/prior.json", ""])
+def test_the_prior_path_cannot_leave_the_model_folder(model, tmp_path, where):
+    """Before: config.json's "prior" was opened wherever it pointed (../../../../etc/passwd)."""
+    path = _saved(model, tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "prior.json").write_text((path / "prior.json").read_text())  # a valid prior, in the wrong place
+    _edit_config(path, prior=where.format(outside=outside) or 7)
+    with pytest.raises(InputError, match="must name a file inside the model directory"):
+        DistanceModel.load(path)
+
+
+def test_a_prior_in_a_subfolder_of_the_model_is_fine(model, tmp_path):
+    path = _saved(model, tmp_path)
+    (path / "extra").mkdir()
+    (path / "prior.json").rename(path / "extra" / "prior.json")
+    _edit_config(path, prior="extra/prior.json")
+    assert DistanceModel.load(path).prior is not None
+
+
+GHOST_NORMALISER = ("from distfold import ComponentSpec, hookimpl\n"
+                    "@hookimpl\n"
+                    "def distfold_normalisers():\n"
+                    "    return [ComponentSpec('ghost', 'distfold_ghost_missing_module:Ghost', 'absent')]\n")
+
+
+def test_a_component_whose_module_is_missing_names_its_plugin(prior, tmp_path, fake_plugin):
+    from conftest import run_distfold
+
+    model = DistanceModel.build(("qwen", {"preset": "tiny"}), ("regression", {"pair_dim": 8, "n_blocks": 1}),
+                                ("log1p", {"scale": 5.0}), prior=prior, crop=64)
+    path = _saved(model, tmp_path)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["components"]["normaliser"].update(name="ghost", distribution="distfold-ghost")
+    (path / "config.json").write_text(json.dumps(cfg))
+    site = fake_plugin("distfold-ghost", "ghost", "distfold_ghost_hooks", GHOST_NORMALISER)
+    res = run_distfold("predict", "MKTAYIAKQR", "-o", str(tmp_path / "o"), "--model", str(path), pythonpath=site)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == ["Error: normaliser 'ghost' (plugin 'ghost', distribution distfold-ghost): cannot load "
+                      "distfold_ghost_missing_module:Ghost: ModuleNotFoundError: No module named "
+                      "'distfold_ghost_missing_module'"], res.stderr

@@ -235,3 +235,103 @@ def test_ddp_two_cpu_processes(dataset, tmp_path):
     assert state["sampler_rng_by_rank"][0] != state["sampler_rng_by_rank"][1]  # ranks draw different crops
     model = DistanceModel.load(out)
     assert model.predict(["MKTAYIAKQR"])[0]["distance"].shape == (10, 10)
+
+
+# -- issue 16: damaged checkpoints, repeated metrics, modes, early errors, warnings ------------------
+
+def _rows(model_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (model_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_skips_a_damaged_newest_checkpoint(dataset, tmp_path, capsys):
+    """Before: a truncated backbone.safetensors in the newest checkpoint was a SafetensorError
+    traceback although the previous checkpoint was intact."""
+    torch.set_num_threads(1)
+    out = tmp_path / "m"
+    train(dataset, out, _tiny_opts(max_steps=4, save_every=2, keep=0), quiet=True)
+    newest = out / "checkpoints" / "step-0000004"
+    weights = newest / "backbone.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    capsys.readouterr()
+    summary = train(dataset, out, _tiny_opts(max_steps=4, save_every=2, keep=0), resume=True, quiet=True)
+    err = capsys.readouterr().err
+    assert ("Warning: checkpoint step-0000004 is damaged (backbone.safetensors: not a readable safetensors file"
+            in err), err
+    assert "set aside as step-0000004.damaged; resuming from step-0000002 instead" in err
+    assert summary["steps"] == 4
+    assert (out / "checkpoints" / "step-0000004.damaged" / "backbone.safetensors").is_file()  # kept, not deleted
+    DistanceModel.load(out / "checkpoints" / "step-0000004")  # written again, whole
+    steps = [(r["kind"], r["step"]) for r in _rows(out)]
+    assert len(steps) == len(set(steps)), steps  # steps 3 and 4 were trained again, and logged once
+
+
+def test_resume_with_every_checkpoint_damaged_is_one_line(dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from distfold.cli.main import cli
+
+    torch.set_num_threads(1)
+    out = tmp_path / "m"
+    train(dataset, out, _tiny_opts(max_steps=2, save_every=1, keep=0), quiet=True)
+    for ckpt in (out / "checkpoints").iterdir():
+        (ckpt / "training_state.safetensors").write_bytes(b"\0" * 10)
+    r = CliRunner().invoke(cli, ["train", str(dataset), "-o", str(out), *TINY, "--max-steps", "2", "--resume"])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "no checkpoint can be resumed from (step-0000002: training_state.safetensors: not a readable" in r.output
+    assert "step-0000001: training_state.safetensors" in r.output
+
+
+def test_metrics_do_not_repeat_the_resumed_step(dataset, tmp_path):
+    """Before: resuming a finished run validated its last step again and logged it twice."""
+    torch.set_num_threads(1)
+    out = tmp_path / "m"
+    train(dataset, out, _tiny_opts(max_steps=3, save_every=1, keep=0), quiet=True)
+    first = _rows(out)
+    train(dataset, out, _tiny_opts(max_steps=3, save_every=1, keep=0), resume=True, quiet=True)
+    assert _rows(out) == first
+    # a run that died after writing metrics for steps its last checkpoint does not hold
+    import shutil
+
+    shutil.rmtree(out / "checkpoints" / "step-0000003")
+    train(dataset, out, _tiny_opts(max_steps=3, save_every=1, keep=0), resume=True, quiet=True)
+    steps = [(r["kind"], r["step"]) for r in _rows(out)]
+    assert steps == [("train", 1), ("train", 2), ("train", 3), ("val", 3)], steps
+
+
+def test_checkpoint_folders_follow_the_umask(trained):
+    """Before: checkpoints/step-N/ and best/ were 0700 and their safetensors 0600."""
+    out, _ = trained
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in [out / "best", *(out / "checkpoints").iterdir(), out]:
+        assert p.stat().st_mode & 0o777 == 0o777 & ~mask, p
+        for f in p.iterdir():
+            if f.is_file():
+                assert f.stat().st_mode & 0o777 == 0o666 & ~mask, f
+
+
+def test_a_missing_base_model_folder_is_named_before_anything_is_fitted(dataset, tmp_path):
+    """Before: 'not in the local Hugging Face cache: Repo id must use alphanumeric chars',
+    after fitting the separation prior."""
+    r = _run(str(dataset), "-o", str(tmp_path / "m"), "--base-model", "./missing", "--max-steps", "1")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == ["Error: --base-model ./missing: no such directory"]
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_base_model_that_cannot_load_fails_before_the_prior_is_fitted(dataset, tmp_path):
+    r = _run(str(dataset), "-o", str(tmp_path / "m"), "--base-model", "distfold-test/not-cached", "--max-steps", "1")
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: base model 'distfold-test/not-cached'"), r.stderr
+    assert "separation prior" not in r.stderr
+
+
+def test_fewer_steps_than_the_warmup_warns(dataset, tmp_path, capsys):
+    torch.set_num_threads(1)
+    train(dataset, tmp_path / "m", _tiny_opts(max_steps=2, warmup=100), quiet=True)
+    err = capsys.readouterr().err
+    assert ("Warning: the warm-up (100 steps) is longer than the run (2 steps): the learning rate only reaches 2% "
+            "of --lr 0.003") in err
+    train(dataset, tmp_path / "n", _tiny_opts(max_steps=2, warmup=2), quiet=True)
+    assert "Warning" not in capsys.readouterr().err

@@ -9,12 +9,17 @@
   non-tensor state, scheduler state, the numpy sampler's bit-generator state,
   the training options, and the best validation score so far.
 
-:func:`newest_checkpoint` finds the one ``--resume`` continues from.
+:func:`newest_checkpoint` finds the newest complete one; :func:`resumable_checkpoint`
+the one ``--resume`` continues from: the newest that passes :func:`checkpoint_problem`
+(every JSON file parses, every safetensors file is whole). Training sets damaged
+newer ones aside as ``step-N.damaged`` (:func:`set_aside`), so that neither pruning
+nor a later resume takes them for good ones.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -51,6 +56,69 @@ def list_checkpoints(model_dir: str | Path) -> list[tuple[int, Path]]:
 def newest_checkpoint(model_dir: str | Path) -> Path | None:
     ckpts = list_checkpoints(model_dir)
     return ckpts[-1][1] if ckpts else None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why checkpoint ``path`` cannot be resumed from (one line), or None when it can.
+
+    Reads the JSON files and the header of every safetensors file, and checks that
+    each safetensors file holds all the bytes its header declares (a file cut short
+    by a crash or a full disk fails here); no tensor is loaded.
+    """
+    from distfold.pipeline.model import DistanceModel, check_tensor_file, model_file, weight_files
+
+    try:
+        config = DistanceModel.read_config(path)
+        doc = json.loads((path / STATE_JSON).read_text())
+        if not isinstance(doc, dict) or not isinstance(doc.get("step"), int):
+            return f"{STATE_JSON}: no step"
+        pretrained = (path / "adapter").is_dir() and not (path / "backbone.safetensors").exists()
+        for name in [*weight_files(path, pretrained), STATE_TENSORS]:
+            check_tensor_file(path, name)
+        if config.get("prior"):
+            json.loads(model_file(path, config["prior"], "prior").read_text())
+    except InputError as exc:
+        return str(exc).replace(f"{path}/", "").replace(f"{path}: ", "")
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON ({exc})"
+    except (OSError, UnicodeDecodeError) as exc:
+        from distfold.errors import message
+
+        return message(exc)
+    return None
+
+
+def resumable_checkpoint(model_dir: str | Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """(the newest checkpoint under ``model_dir`` that :func:`checkpoint_problem` passes,
+    [(newer damaged checkpoint, why), ...]); (None, []) when there is no checkpoint.
+    Reads only. Raises InputError when checkpoints exist but none can be resumed from."""
+    damaged: list[tuple[Path, str]] = []
+    for _, path in reversed(list_checkpoints(model_dir)):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path, damaged
+        damaged.append((path, problem))
+    if damaged:
+        listed = "; ".join(f"{p.name}: {why}" for p, why in damaged)
+        raise InputError(f"{Path(model_dir) / CHECKPOINT_DIR}: no checkpoint can be resumed from ({listed})")
+    return None, []
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint ``step-N`` to ``step-N.damaged`` (``-2``, ... if taken), out
+    of the way of pruning and of later resumes; returns the new path."""
+    target = _free_name(path.with_name(path.name + ".damaged"))
+    os.replace(path, target)
+    return target
+
+
+def _free_name(path: Path) -> Path:
+    k = 2
+    out = path
+    while out.exists():
+        out = path.with_name(f"{path.name}-{k}")
+        k += 1
+    return out
 
 
 def prune_checkpoints(model_dir: str | Path, keep: int) -> None:
@@ -94,11 +162,12 @@ def optimizer_state_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, 
 def save_training_state(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any, sampler_state: dict,
                         trainer: dict[str, Any]) -> None:
     """Write the resume state into checkpoint directory ``path`` (model files already there)."""
-    from safetensors.torch import save_file
+    from distfold.pipeline.model import _follow_umask, _save_tensors
 
     tensors, opt_meta = optimizer_state_to_flat(optimizer.state_dict())
     tensors["rng/torch"] = torch.get_rng_state().clone()
-    save_file(tensors, str(path / STATE_TENSORS), metadata={"format": "pt"})
+    _save_tensors(tensors, str(path / STATE_TENSORS), metadata={"format": "pt"})
+    _follow_umask(path / STATE_TENSORS)  # safetensors writes 0600; outputs follow the umask
     sched = scheduler.state_dict()  # LambdaLR: lr_lambdas is [None] for plain functions
     doc = dict(trainer)
     doc.update({"optimizer": opt_meta, "scheduler": sched, "sampler_rng": sampler_state})
@@ -109,11 +178,15 @@ def save_training_state(path: Path, optimizer: torch.optim.Optimizer, scheduler:
 def load_training_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors.torch import load_file
 
+    from safetensors import SafetensorError
+
     try:
         tensors = load_file(str(path / STATE_TENSORS))
         doc = json.loads((path / STATE_JSON).read_text())
     except FileNotFoundError as exc:
-        raise InputError(f"{path}: incomplete checkpoint ({exc.filename} missing)") from None
+        raise InputError(f"{path}: incomplete checkpoint ({Path(exc.filename or STATE_TENSORS).name} missing)") from None
+    except SafetensorError as exc:
+        raise InputError(f"{path / STATE_TENSORS}: not a readable safetensors file ({exc})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path / STATE_JSON}: invalid JSON ({exc})") from None
     return tensors, doc

@@ -52,8 +52,11 @@ def _registry():
 
 
 def _component_entry(kind: str, name: str, obj: Any) -> dict[str, Any]:
+    """The config entry of a component: its name (``NAME@WHO`` resolved), the distribution
+    that provides it, its parameters."""
     try:
-        dist = _registry().get(kind, name).distribution
+        comp = _registry().get(kind, name)
+        name, dist = comp.name, comp.distribution
     except DistfoldError:
         dist = None
     return {"name": name, "distribution": dist, "params": obj.get_config()}
@@ -61,8 +64,11 @@ def _component_entry(kind: str, name: str, obj: Any) -> dict[str, Any]:
 
 def _create(kind: str, entry: dict[str, Any], where: str) -> Any:
     name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{where}/{CONFIG_NAME}: the {kind.replace('_', ' ')} has no name")
     try:
-        factory = _registry().load(kind, name)
+        # the provider the model was saved with, when several plugins give this name (distfold.registry)
+        factory = _registry().load(kind, name, entry.get("distribution"))
     except UnknownComponentError:
         dist = entry.get("distribution")
         hint = f"install the distribution {dist!r} (pip install {dist})" if dist else "install the plugin that provides it"
@@ -99,10 +105,13 @@ class DistanceModel(nn.Module):
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def build(cls, backbone: tuple[str, dict], head: tuple[str, dict], normaliser: tuple[str, dict],
-              prior: SeparationPrior | None = None, **extra: Any) -> "DistanceModel":
-        """Create components by name through the registry; the head gets the backbone's width."""
+              prior: SeparationPrior | None = None, backbone_module: nn.Module | None = None,
+              **extra: Any) -> "DistanceModel":
+        """Create components by name through the registry; the head gets the backbone's width.
+        ``backbone_module``: the backbone already created from ``backbone`` (training builds it
+        first, so that a base model that cannot load fails before the slow preparations)."""
         reg = _registry()
-        bb = reg.create("backbone", backbone[0], **backbone[1])
+        bb = backbone_module if backbone_module is not None else reg.create("backbone", backbone[0], **backbone[1])
         hp = dict(head[1])
         hp["hidden_size"] = int(bb.hidden_size)
         hd = reg.create("distance_head", head[0], **hp)
@@ -196,8 +205,6 @@ class DistanceModel(nn.Module):
         ``replace_dir`` the whole directory is swapped in at once; without, the model
         files are moved into an existing directory (other files there are kept) with
         ``config.json`` last."""
-        from safetensors.torch import save_file
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.refresh_config()
@@ -215,15 +222,19 @@ class DistanceModel(nn.Module):
             if getattr(self.backbone, "is_pretrained", False):
                 self.backbone.save_adapter(tmp / "adapter")
                 if dtype is not None:
-                    save_file(cast(self.backbone.trainable_state_dict()),
-                              str(tmp / "adapter" / "adapter_model.safetensors"))
+                    _save_tensors(cast(self.backbone.trainable_state_dict()),
+                                  str(tmp / "adapter" / "adapter_model.safetensors"))
             else:
-                save_file(cast(self.backbone.trainable_state_dict()), str(tmp / "backbone.safetensors"),
-                          metadata={"format": "pt"})
-            save_file(cast(self.head.state_dict()), str(tmp / "head.safetensors"), metadata={"format": "pt"})
+                _save_tensors(cast(self.backbone.trainable_state_dict()), str(tmp / "backbone.safetensors"),
+                              metadata={"format": "pt"})
+            _save_tensors(cast(self.head.state_dict()), str(tmp / "head.safetensors"), metadata={"format": "pt"})
             if self.prior is not None:
                 self.prior.save(tmp / "prior.json")
-            (tmp / CONFIG_NAME).write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+            try:
+                (tmp / CONFIG_NAME).write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+            except OSError as exc:
+                raise _named(exc, tmp / CONFIG_NAME) from exc
+            _follow_umask(tmp)  # mkdtemp makes 0700 and safetensors 0600; outputs get the user's usual modes
             if not replace_dir and path.is_dir():
                 names = sorted(p.name for p in tmp.iterdir() if p.name != CONFIG_NAME) + [CONFIG_NAME]
                 (path / CONFIG_NAME).unlink(missing_ok=True)  # no config = not (yet) a model
@@ -241,6 +252,12 @@ class DistanceModel(nn.Module):
             os.replace(tmp, path)
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
+        except OSError as exc:  # a failed write names the file it was meant to become
+            shutil.rmtree(tmp, ignore_errors=True)
+            named = _in_place(exc, tmp, path)
+            if named is exc:
+                raise
+            raise named from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -281,9 +298,12 @@ class DistanceModel(nn.Module):
         backbone = _create("backbone", comps["backbone"], str(path))
         head = _create("distance_head", comps["distance_head"], str(path))
         normaliser = _create("normaliser", comps["normaliser"], str(path))
-        prior = SeparationPrior.load(path / config["prior"]) if config.get("prior") else None
+        prior = SeparationPrior.load(model_file(path, config["prior"], "prior")) if config.get("prior") else None
+        pretrained = getattr(backbone, "is_pretrained", False)
+        for name in weight_files(path, pretrained):
+            check_tensor_file(path, name)
         try:
-            if getattr(backbone, "is_pretrained", False):
+            if pretrained:
                 backbone.load_adapter(path / "adapter")
             else:
                 backbone.load_trainable_state_dict(_cast_like(load_file(str(path / "backbone.safetensors")),
@@ -291,13 +311,103 @@ class DistanceModel(nn.Module):
             head_sd = _cast_like(load_file(str(path / "head.safetensors")), head.state_dict())
             head.load_state_dict(head_sd)
         except FileNotFoundError as exc:
-            raise InputError(f"{path}: incomplete model directory ({exc.filename} missing)") from None
-        except RuntimeError as exc:
+            raise InputError(f"{path}: incomplete model directory ({exc.filename or 'a weights file'} missing)") from None
+        except RuntimeError as exc:  # SafetensorError is not one: check_tensor_file read every file's header
             raise InputError(f"{path}: weights do not fit the config ({str(exc).splitlines()[0]})") from None
         model = cls(backbone, head, normaliser, prior, config)
         model.to(device)
         model.eval()
         return model
+
+
+def weight_files(path: Path, pretrained: bool) -> list[str]:
+    """The safetensors files a model directory must hold (relative paths): ``backbone.safetensors``,
+    or, for a pretrained backbone, every one under ``adapter/`` (which must exist); and
+    ``head.safetensors``."""
+    if not pretrained:
+        return ["backbone.safetensors", "head.safetensors"]
+    if not (path / "adapter").is_dir():
+        raise InputError(f"{path}: incomplete model directory (adapter/ missing)")
+    return sorted(p.relative_to(path).as_posix() for p in (path / "adapter").rglob("*.safetensors")) + \
+        ["head.safetensors"]
+
+
+def model_file(path: Path, name: Any, key: str) -> Path:
+    """``path / name`` for a file that ``config.json`` names under ``key``; a name that
+    is not a plain relative path inside the model directory (absolute, ``..``) is an
+    InputError, so that a config cannot make distfold open files elsewhere."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    text = name if isinstance(name, str) else ""
+    parts = PurePosixPath(text.replace("\\", "/")).parts
+    if (not text or PurePosixPath(text).is_absolute() or PureWindowsPath(text).drive or ".." in parts
+            or text.startswith(("\\", "~"))):
+        raise InputError(f"{path / CONFIG_NAME}: {key} {name!r} must name a file inside the model directory")
+    return path / text
+
+
+def check_tensor_file(path: Path, name: str) -> None:
+    """Raise a one-line InputError unless ``path / name`` is a whole safetensors file
+    (its header read and its data length checked against the file, no tensor loaded)."""
+    from safetensors import SafetensorError, safe_open
+
+    file = path / name
+    if not file.is_file():
+        raise InputError(f"{path}: incomplete model directory ({name} missing)")
+    try:
+        with safe_open(str(file), "pt"):
+            pass
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"{file}: not a readable safetensors file ({_first_line(exc)}); "
+                         "the file is damaged or cut short") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' save_file; a failed write is an OSError naming the file (safetensors
+    raises its own error, e.g. "No space left on device (os error 28)")."""
+    import errno
+    import re
+
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(tensors, filename, metadata=metadata)
+    except SafetensorError as exc:
+        code = re.search(r"os error (\d+)", str(exc))
+        n = int(code.group(1)) if code else errno.EIO
+        raise OSError(n, os.strerror(n) if code else _first_line(exc), filename) from exc
+
+
+def _named(exc: OSError, file: Path) -> OSError:
+    from distfold.fileio import named_os_error
+
+    return named_os_error(exc, file) or exc
+
+
+def _in_place(exc: OSError, tmp: Path, path: Path) -> OSError:
+    """``exc`` naming ``path / x`` instead of the temporary ``tmp / x`` it was written as."""
+    try:
+        rel = Path(os.fsdecode(exc.filename)).relative_to(tmp)
+    except (TypeError, ValueError):
+        return exc
+    try:
+        return type(exc)(exc.errno, exc.strerror, str(path / rel))
+    except Exception:  # noqa: BLE001 - a subclass with its own constructor
+        return OSError(exc.errno, exc.strerror, str(path / rel))
+
+
+def _follow_umask(root: Path) -> None:
+    """Give a freshly written tree the modes the user's umask asks for."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in [root, *(root.rglob("*") if root.is_dir() else [])]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 def _cast_like(loaded: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

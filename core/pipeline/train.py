@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from distfold.pipeline.checkpoint import (checkpoint_name, load_training_state, newest_checkpoint, optimizer_state_from_flat,
-                                 prune_checkpoints, save_training_state)
+from distfold.pipeline.checkpoint import (checkpoint_name, load_training_state, optimizer_state_from_flat,
+                                          prune_checkpoints, resumable_checkpoint, save_training_state, set_aside)
 from distfold.data.dataset import Dataset
 from distfold.errors import DistfoldError, InputError
 from distfold.structure.metrics import distance_errors, lddt
@@ -257,10 +257,49 @@ def _log(msg: str, quiet: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def _warn(msg: str) -> None:
+    """A warning on stderr, shown even when progress is quiet (--json)."""
+    print(f"Warning: {msg}", file=sys.stderr, flush=True)
+
+
 def _append_jsonl(path: Path, obj: dict[str, Any]) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(obj, sort_keys=True) + "\n")
-        fh.flush()
+    try:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(obj, sort_keys=True) + "\n")
+            fh.flush()
+    except OSError as exc:
+        from distfold.fileio import named_os_error
+
+        named = named_os_error(exc, path)
+        if named is None:
+            raise
+        raise named from exc
+
+
+def _rewind_metrics(path: Path, step: int) -> dict[str, Any] | None:
+    """On resume from ``step``: drop the records of steps after it (the run that wrote them
+    died before their checkpoint, and they will be done again) and the data-parallel record
+    at ``step`` (written again at the end); return the validation record at ``step``, if any,
+    so that a finished run resumed is not validated twice."""
+    if not path.is_file():
+        return None
+    kept, val = [], None
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+        at = rec.get("step") if isinstance(rec, dict) else None
+        if isinstance(at, int) and (at > step or (at == step and rec.get("kind") == "ddp")):
+            continue
+        if isinstance(at, int) and at == step and rec.get("kind") == "val":
+            val = rec
+        kept.append(json.dumps(rec, sort_keys=True))
+    from distfold.fileio import atomic_write
+
+    with atomic_write(path) as fh:
+        fh.write("".join(k + "\n" for k in kept))
+    return val
 
 
 def _build_model(opts: TrainOptions, dataset: Dataset, train_idx: list[int], quiet: bool) -> DistanceModel:
@@ -271,6 +310,8 @@ def _build_model(opts: TrainOptions, dataset: Dataset, train_idx: list[int], qui
     head_params.setdefault("seed", opts.seed)
     backbone_params = dict(opts.backbone_params)
     backbone_params.setdefault("seed", opts.seed)
+    # the backbone first: a base model that cannot load fails before the prior and normaliser are fitted
+    backbone = reg.create("backbone", opts.backbone, **backbone_params)
     head_cls = reg.load("distance_head", opts.head)
     use_prior = head_params.get("use_prior")
     if use_prior is None:
@@ -286,7 +327,7 @@ def _build_model(opts: TrainOptions, dataset: Dataset, train_idx: list[int], qui
     normaliser = reg.create("normaliser", opts.normaliser, **opts.normaliser_params)
     fit_normaliser(normaliser, dataset, train_idx)
     model = DistanceModel.build((opts.backbone, backbone_params), (opts.head, head_params),
-                                (opts.normaliser, normaliser.get_config()), prior=prior,
+                                (opts.normaliser, normaliser.get_config()), prior=prior, backbone_module=backbone,
                                 dataset_fingerprint=dataset.fingerprint, crop=opts.crop)
     return model
 
@@ -352,7 +393,13 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
     quiet = quiet or not dist.main
     start_step = 0
     best: dict[str, Any] | None = None
-    resume_from = newest_checkpoint(model_dir) if resume else None
+    resume_from, damaged = resumable_checkpoint(model_dir) if resume else (None, [])
+    dist.barrier()  # every rank has chosen before the damaged ones are moved
+    if dist.main:
+        for bad, problem in damaged:
+            moved = set_aside(bad)
+            _warn(f"checkpoint {bad.name} is damaged ({problem}); set aside as {moved.name}; "
+                  f"resuming from {resume_from.name} instead")
     if resume and resume_from is None:
         _log(f"no checkpoint in {model_dir}/checkpoints; starting a fresh run", quiet)
     state_tensors: dict[str, torch.Tensor] = {}
@@ -390,6 +437,10 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
         total = int(math.ceil((opts.epochs if opts.epochs is not None else 10.0) * steps_per_epoch))
     if total < 1:
         raise InputError("nothing to train: --max-steps/--epochs give 0 steps")
+    if dist.main and opts.warmup > total and total > start_step:
+        _warn(f"the warm-up ({opts.warmup} steps) is longer than the run ({total} steps): the learning rate "
+              f"only reaches {lr_factor(total - 1, opts.warmup, total, opts.min_lr_ratio):.0%} of --lr "
+              f"{opts.lr:g} and never decays; lower --warmup or train for more steps")
 
     model.to(device)
     params = model.trainable_parameters()
@@ -413,9 +464,12 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
         net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if dist.device.startswith("cuda")
                                       else None)
 
+    metrics_path = model_dir / "metrics.jsonl"
+    resumed_val = None
     if dist.main:
         model_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = model_dir / "metrics.jsonl"
+        if resume_from is not None:
+            resumed_val = _rewind_metrics(metrics_path, start_step)
     _log(f"training {n_train:,} parameters on {len(train_idx)} chains ({len(val_idx)} val); "
          f"{total} steps of {per_step} crops (<= {opts.crop} residues), {steps_per_epoch} steps/epoch"
          + (f", {dist.world} processes" if dist.world > 1 else "") + f" on {device}", quiet)
@@ -524,7 +578,10 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
         _log(f"interrupted at step {step}; checkpoint saved to {path}; continue with --resume", quiet)
         raise KeyboardInterrupt
     model.eval()
-    final_val = validate(step) if val_idx else None
+    if step == start_step and dist.any(resumed_val is not None):  # a finished run resumed: its validation stands
+        final_val = resumed_val
+    else:
+        final_val = validate(step) if val_idx else None
     save_checkpoint(step)
     if dist.world > 1:
         spread = _rank_weight_spread(model)
