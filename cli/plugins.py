@@ -23,7 +23,9 @@ def plugins(as_json: bool) -> None:
     if reg.model_conflicts():
         conflicts = {**conflicts, "model": reg.model_conflicts()}
     if as_json:
-        echo_json({"components": comps, "models": models, "failures": failures, "conflicts": conflicts})
+        echo_json({"components": comps, "models": models, "failures": failures, "conflicts": conflicts,
+                   "shadowed": {k: {n: {"used": w, "shadowed": o} for n, (w, o) in v.items()}
+                                for k, v in reg.shadowed().items()}})
         return
     header = ("KIND", "NAME", "PLUGIN", "DISTRIBUTION", "VERSION", "SUMMARY")
     rows = [(c["kind"], c["name"], c["plugin"], c["distribution"] or "-", c["version"] or "-", c["summary"])
@@ -38,7 +40,11 @@ def plugins(as_json: bool) -> None:
         for f in failures:
             click.echo(f"  {f['plugin']} ({f['distribution'] or '-'}) at {f['stage']}: {f['error']}")
     if conflicts:
-        click.echo("\nName conflicts (using such a name is an error):")
+        shadowed = reg.shadowed()
+        click.echo("\nName conflicts (a built-in component wins; NAME@DISTRIBUTION chooses another provider; "
+                   "otherwise using such a name is an error):")
         for kind, names in conflicts.items():
             for name, providers in names.items():
-                click.echo(f"  {kind} {name!r}: {', '.join(providers)}")
+                won = shadowed.get(kind, {}).get(name)
+                note = f" -> {won[0]} (built-in) is used" if won else " -> an error when used"
+                click.echo(f"  {kind} {name!r}: {', '.join(providers)}{note}")

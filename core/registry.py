@@ -24,7 +24,24 @@ installed ones, a name two plugins provide is an error naming both).
 :meth:`Registry.create` imports a component's factory on first use (a factory
 that does not import is a one-line :class:`~distfold.errors.PluginLoadError`
 naming the plugin) and checks the instance against its kind's protocol
-(:mod:`distfold.protocols`). Environment variables:
+(:mod:`distfold.protocols`).
+
+Two plugins may provide a component under the same name. The rule, which keeps
+the defaults working when a third-party plugin also registers, say, ``smacof``:
+
+- a name that one plugin provides is that plugin's;
+- a name that several provide is the **built-in's** (distribution ``distfold``),
+  so ``distfold predict`` keeps meaning what it meant; ``distfold plugins`` lists
+  the others as shadowed;
+- ``NAME@WHO`` chooses a provider, WHO being its distribution or plugin
+  (entry-point) name, e.g. ``--reconstruct smacof@distfold-fastsmacof``; a model's
+  ``config.json`` records each component's distribution, and loading the model
+  prefers that provider when it is installed;
+- several providers and no built-in among them is an error naming them all
+  (:class:`~distfold.errors.ComponentConflictError`): choose with ``NAME@WHO`` or
+  disable all but one with ``DISTFOLD_DISABLE_PLUGINS``.
+
+Environment variables:
 
 - ``DISTFOLD_PLUGINS``: comma-separated allow-list of plugin (entry-point)
   names; when set, only these load, built-ins included.
@@ -51,6 +68,8 @@ from distfold.hookspecs import ENTRY_POINT_GROUP, HOOK_NAMES, KINDS, MODEL_HOOK,
 ENV_ALLOW = "DISTFOLD_PLUGINS"
 ENV_BLOCK = "DISTFOLD_DISABLE_PLUGINS"
 ENV_STRICT = "DISTFOLD_STRICT_PLUGINS"
+#: The distribution whose components win a name that several plugins provide.
+BUILTIN_DISTRIBUTION = "distfold"
 
 
 @dataclass(frozen=True)
@@ -275,10 +294,28 @@ class Registry:
                 out[kind] = dup
         return out
 
-    def get(self, kind: str, name: str) -> Component:
+    def get(self, kind: str, name: str, distribution: str | None = None) -> Component:
+        """The component of ``kind`` called ``name`` (the module docstring says who wins a
+        name that several plugins provide). ``name`` may be ``NAME@WHO``, WHO a distribution
+        or plugin name; ``distribution`` prefers that distribution's provider when installed."""
         if kind not in KINDS:
             raise ValueError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS)}")
+        who = None
+        if isinstance(name, str) and "@" in name and name not in self.names(kind):
+            name, _, who = name.rpartition("@")
         matches = [c for c in self.components[kind] if c.name == name]
+        if matches and who is not None:
+            chosen = [c for c in matches if _same(who, c.distribution) or _same(who, c.plugin)]
+            if not chosen:
+                raise UnknownComponentError(
+                    f"{kind.replace('_', ' ')} {name!r} is not provided by {who!r}; providers: {_providers(matches)}")
+            matches = chosen
+        elif len(matches) > 1 and distribution is not None:
+            matches = [c for c in matches if _same(distribution, c.distribution)] or matches
+        if len(matches) > 1 and who is None:
+            builtin = [c for c in matches if _same(BUILTIN_DISTRIBUTION, c.distribution)]
+            if len(builtin) == 1:
+                return builtin[0]
         if not matches:
             available = self.names(kind)
             label = kind.replace("_", " ")
@@ -288,22 +325,33 @@ class Registry:
                 msg += f". Did you mean {close[0]!r}?"
             raise UnknownComponentError(msg)
         if len(matches) > 1:
-            providers = ", ".join(
-                f"{c.plugin} ({c.distribution or 'unknown distribution'})" for c in matches
-            )
             raise ComponentConflictError(
-                f"{kind.replace('_', ' ')} {name!r} is provided by several plugins: {providers}; "
-                f"disable all but one with {ENV_BLOCK}"
+                f"{kind.replace('_', ' ')} {name!r} is provided by several plugins: {_providers(matches)}; "
+                f"choose one as {name}@DISTRIBUTION, or disable all but one with {ENV_BLOCK}"
             )
         return matches[0]
 
-    def load(self, kind: str, name: str) -> Any:
-        """The factory (usually a class) of a component, imported now.
+    def shadowed(self) -> dict[str, dict[str, tuple[str, list[str]]]]:
+        """{kind: {name: (plugin that wins, [plugins it shadows])}} for the names of
+        :meth:`conflicts` that the built-in wins; the rest are errors when used."""
+        out: dict[str, dict[str, tuple[str, list[str]]]] = {}
+        for kind, names in self.conflicts().items():
+            for name, plugins in names.items():
+                try:
+                    winner = self.get(kind, name).plugin
+                except ComponentConflictError:
+                    continue
+                out.setdefault(kind, {})[name] = (winner, [p for p in plugins if p != winner])
+        return out
+
+    def load(self, kind: str, name: str, distribution: str | None = None) -> Any:
+        """The factory (usually a class) of a component, imported now (``name`` and
+        ``distribution`` as for :meth:`get`).
 
         A factory that does not import is a one-line :class:`PluginLoadError` that
         names the component, its plugin and distribution.
         """
-        comp = self.get(kind, name)
+        comp = self.get(kind, name, distribution)
         try:
             return comp.spec.load()
         except Exception as exc:  # noqa: BLE001 - any import-time failure of the plugin's module
@@ -362,6 +410,19 @@ class Registry:
             raise ComponentConflictError(f"model {name!r} is provided by several plugins: {providers}; "
                                          f"disable all but one with {ENV_BLOCK}")
         return matches[0]
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    """Distribution or plugin names equal up to case and runs of ``-``, ``_``, ``.`` (PEP 503)."""
+    if a is None or b is None:
+        return False
+    import re
+
+    return re.sub(r"[-_.]+", "-", a).lower() == re.sub(r"[-_.]+", "-", b).lower()
+
+
+def _providers(matches: list[Component]) -> str:
+    return ", ".join(f"{c.plugin} ({c.distribution or 'unknown distribution'})" for c in matches)
 
 
 def _as_specs(result: Any, hook_name: str, spec_type: type = ComponentSpec) -> list[Any]:

@@ -309,3 +309,91 @@ def test_set_registry_is_gone():
     import distfold.registry
 
     assert not hasattr(distfold.registry, "set_registry")
+
+
+# -- issue 16, point 6: a name several plugins provide ------------------------------------------------
+
+def _with_builtins(*plugins):
+    """The installed registry (built-ins included) plus ``plugins`` as third-party ones."""
+    reg = Registry.from_entry_points(warn=False)
+    for i, p in enumerate(plugins):
+        reg.add_plugin(p, f"third{i}", f"distfold-third-{i}", "1.0", warn=False)
+    return reg
+
+
+def test_a_builtin_wins_a_name_a_third_party_plugin_also_provides():
+    reg = _with_builtins(_plugin(distfold_reconstructors=[ComponentSpec("smacof", "os:getcwd", "an impostor")]))
+    assert reg.conflicts()["reconstructor"] == {"smacof": ["mds_smacof", "third0"]}
+    assert reg.get("reconstructor", "smacof").plugin == "mds_smacof"
+    assert type(reg.create("reconstructor", "smacof")).__name__ == "SMACOF"
+    assert reg.shadowed() == {"reconstructor": {"smacof": ("mds_smacof", ["third0"])}}
+
+
+@pytest.mark.parametrize("who", ["distfold-third-0", "distfold_third_0", "DISTFOLD.third-0", "third0"])
+def test_name_at_distribution_or_plugin_chooses_the_provider(who):
+    reg = _with_builtins(_plugin(distfold_reconstructors=[ComponentSpec("smacof", "os:getcwd", "an impostor")]))
+    assert reg.get("reconstructor", f"smacof@{who}").plugin == "third0"
+    assert reg.get("reconstructor", "smacof@distfold").plugin == "mds_smacof"
+    assert reg.get("reconstructor", "smacof", distribution="distfold-third-0").plugin == "third0"
+    assert reg.get("reconstructor", "smacof", distribution="not-installed").plugin == "mds_smacof"
+
+
+def test_name_at_someone_who_does_not_provide_it_is_an_unknown_name():
+    reg = _with_builtins()
+    with pytest.raises(UnknownComponentError) as err:
+        reg.get("reconstructor", "smacof@nobody")
+    assert str(err.value) == "reconstructor 'smacof' is not provided by 'nobody'; providers: mds_smacof (distfold)"
+
+
+def test_without_a_builtin_among_the_providers_a_shared_name_is_still_an_error():
+    a = _plugin(distfold_normalisers=[ComponentSpec("dup", "x:y", "one")])
+    b = _plugin(distfold_normalisers=[ComponentSpec("dup", "x:y", "two")])
+    reg = _registry(a, b)
+    with pytest.raises(ComponentConflictError, match=r"choose one as dup@DISTRIBUTION, or disable all but one"):
+        reg.get("normaliser", "dup")
+    assert reg.get("normaliser", "dup@dist-1").plugin == "p1"
+    assert reg.shadowed() == {}
+
+
+def test_default_predict_works_beside_a_plugin_that_also_registers_smacof(fake_plugin, tmp_path):
+    """Before: "reconstructor 'smacof' is provided by several plugins ...", exit 1, until one
+    was disabled."""
+    src = ("from distfold import ComponentSpec, hookimpl\n"
+           "@hookimpl\n"
+           "def distfold_reconstructors():\n"
+           "    return [ComponentSpec('smacof', 'os:getcwd', 'an impostor')]\n")
+    site = fake_plugin("distfold-dup", "dup", "distfold_dup_mod", src)
+    res = run_distfold("predict", "MKTAYIAKQRQISFVKSHFSRQ", "-o", str(tmp_path / "o"), "--json", pythonpath=site)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "o" / "query.pdb").is_file()
+    listing = run_distfold("plugins", pythonpath=site)
+    assert "reconstructor 'smacof': dup, mds_smacof -> mds_smacof (built-in) is used" in listing.stdout
+    chosen = run_distfold("reconstruct", str(tmp_path / "o" / "query.distmat.npy"), "-o", str(tmp_path / "x.pdb"),
+                          "--method", "smacof@distfold-dup", pythonpath=site)
+    assert chosen.returncode == 1  # the impostor was used, and its "reconstructor" is os.getcwd
+    assert "Traceback" not in chosen.stderr and "plugin 'dup'" in chosen.stderr, chosen.stderr
+
+
+def test_a_model_loads_the_provider_it_was_saved_with(monkeypatch, tmp_path):
+    """config.json records each component's distribution; with two providers of the name, that one loads."""
+    import distfold.registry
+    from distfold.pipeline.model import DistanceModel
+    from distfold.plugins.normalisers.log1p import Log1pNormaliser
+
+    class ThirdLog1p(Log1pNormaliser):
+        pass
+
+    reg = _with_builtins(_plugin(distfold_normalisers=[ComponentSpec("log1p", ThirdLog1p, "a look-alike")]))
+    monkeypatch.setattr(distfold.registry, "_REGISTRY", reg)
+    model = DistanceModel.build(("qwen", {"preset": "tiny"}),
+                                ("regression", {"pair_dim": 8, "n_blocks": 1, "use_prior": False}),
+                                ("log1p@third0", {"scale": 5.0}))
+    assert type(model.normaliser) is ThirdLog1p
+    assert model.config["components"]["normaliser"]["name"] == "log1p"
+    assert model.config["components"]["normaliser"]["distribution"] == "distfold-third-0"
+    model.save(tmp_path / "m")
+    assert type(DistanceModel.load(tmp_path / "m").normaliser) is ThirdLog1p
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["components"]["normaliser"]["distribution"] = "distfold"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    assert type(DistanceModel.load(tmp_path / "m").normaliser) is Log1pNormaliser
