@@ -59,6 +59,8 @@ def calibrate(dataset_dir, model_dir, split, max_length, dry_run, threads, as_js
         with atomic_write(cfg_path) as fh:
             dump(config, fh)
     report["written"] = None if dry_run else str(Path(model_dir) / CONFIG_NAME)
+    for warning in report.get("warnings", []):
+        click.echo(f"Warning: {warning}", err=True)  # under --json too: stderr, not a log line
     if as_json:
         echo_json(report)
         return

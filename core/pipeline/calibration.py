@@ -121,8 +121,9 @@ def fit_model_calibration(predictor: Any, dataset: Any, split: str = "val", max_
     """(calibration to store, report) of ``predictor``'s model (a
     :class:`distfold.pipeline.predictor.Predictor`). The report: chains, residues, mean raw /
     observed / calibrated confidence, per-residue mean absolute error raw vs
-    cross-fitted (two family halves, each scored by the map fitted on the other)
-    and the per-chain Pearson r of mean confidence vs mean observed lDDT."""
+    cross-fitted (two family halves, each scored by the map fitted on the other),
+    the per-chain Pearson r of mean confidence vs mean observed lDDT, and
+    ``warnings`` (a fit on one chain, or on chains that cannot be cross-checked)."""
     rows = collect(predictor, dataset, split, max_length, log)
     if not rows:
         raise ValueError(f"no {split} chains" + (f" of <= {max_length} residues" if max_length else ""))
@@ -152,7 +153,15 @@ def fit_model_calibration(predictor: Any, dataset: Any, split: str = "val", max_
                              if cross else None),
         "pearson_chain_raw": chain_r(np.array([r["raw"].mean() for r in rows])),
         "pearson_residue": float(np.corrcoef(raw, obs)[0, 1]) if raw.size > 2 else None,
+        "warnings": [],
     }
+    if len(rows) == 1:
+        report["warnings"].append(f"fitted on one chain ({rows[0]['id']}): the map describes that protein, "
+                                  "not the model, and cannot be cross-checked; calibrate on a split with chains "
+                                  "from many families")
+    elif not cross:
+        report["warnings"].append(f"the {len(rows)} chains fall in one half of the families, so the map cannot be "
+                                  "cross-checked; calibrate on a split with chains from more families")
     stored = {**cal, "split": split, "max_length": max_length, "n_chains": len(rows), "n_residues": int(raw.size),
               "dataset_fingerprint": getattr(dataset, "fingerprint", None)}
     return stored, report
