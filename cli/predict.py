@@ -38,7 +38,8 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
 @click.option("--stride", type=click.IntRange(min=1), default=None,
               help="Residues between window starts (default: half the window).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="CPU threads per process for the model and the reconstruction. The default keeps the files "
+              help="CPU threads per process, for every pool (torch, BLAS, OpenMP; those loaded during the run "
+                   "too). The default keeps the files "
                    "identical however a run is split over processes (torchrun); more threads can change the "
                    "last bits of float results.")
 @click.option("--overwrite", is_flag=True, help="Redo records whose outputs already exist (default: skip them).")

@@ -245,3 +245,22 @@ def test_output_folder_that_is_a_file(tmp_path):
     f.write_text("x")
     with pytest.raises(InputError, match="not a directory"):
         run([query_record("ACD")], f)
+
+
+def test_thread_limit_reaches_libraries_loaded_inside_it():
+    """--threads caps pools loaded during the run too: scipy's own OpenBLAS is loaded on
+    first use, after threadpoolctl looked (issue 16, point 8). Checked in a fresh process."""
+    import subprocess
+    import sys
+
+    code = ("import os\n"
+            "from distfold.pipeline.predict import cpu_threads\n"
+            "from threadpoolctl import threadpool_info\n"
+            "with cpu_threads(1):\n"
+            "    import scipy.linalg\n"
+            "    print(sorted({i['num_threads'] for i in threadpool_info()}))\n"
+            "print(os.environ.get('OPENBLAS_NUM_THREADS'))\n")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS") and k != "VECLIB_MAXIMUM_THREADS"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[1]", "None"], proc.stdout  # every pool at 1; the variables restored

@@ -106,27 +106,53 @@ def resolve_device(device: str, local_rank: int = 0) -> str:
     return "cpu"
 
 
+#: The variables thread pools read when their library is loaded (OpenMP, OpenBLAS, MKL, BLIS,
+#: Accelerate, numexpr). Set for the block too: a library loaded inside it takes the limit
+#: from them, since threadpoolctl only reaches libraries loaded before the block began.
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+              "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
 @contextlib.contextmanager
 def cpu_threads(n: int | None):
-    """Limit torch's intra-op threads and the BLAS/OpenMP pools to ``n`` for the
-    block (no limit when None). The thread count changes how reductions are split,
-    and so the last bits of float results: the CLI's default of 1 makes a
-    single-process run write the same files as any torchrun split (torchrun
-    processes get 1 too). On this project's busy 2-core machine one thread was
+    """Limit every CPU thread pool to ``n`` threads for the block (no limit when None):
+    torch's intra-op threads, the BLAS and OpenMP pools already loaded (threadpoolctl),
+    and, through :data:`THREAD_ENV`, those loaded inside the block. The last matters:
+    scipy carries its own OpenBLAS, separate from numpy's, loaded on first use of
+    ``scipy.linalg`` (SMACOF's Cholesky inverse, classical MDS's eigensolver); uncapped,
+    it ran with one thread per core in a single process but one thread under torchrun
+    (which sets ``OMP_NUM_THREADS=1``), and the stress in ``<id>.scores.json`` differed
+    in its last digits. The thread count changes how reductions are split, and so the
+    last bits of float results: the CLI's default of 1 makes a single-process run write
+    the same files as any torchrun split. A library loaded inside the block (torch
+    too: it is not imported here) keeps the limit afterwards; the variables and the
+    other pools are restored. On this project's busy 2-core machine one thread was
     also faster than two (measured; see the README)."""
     if not n:
         yield
         return
-    import torch
+    import sys
+
     from threadpoolctl import threadpool_limits
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
+    n = int(n)
+    saved_env = {k: os.environ.get(k) for k in THREAD_ENV}
+    os.environ.update({k: str(n) for k in THREAD_ENV})
+    torch = sys.modules.get("torch")  # not imported here: a finished batch never needs torch;
+    before = torch.get_num_threads() if torch is not None else None  # imported later, it reads OMP_NUM_THREADS
+    if torch is not None:
+        torch.set_num_threads(n)
     try:
-        with threadpool_limits(limits=int(n)):
+        with threadpool_limits(limits=n):
             yield
     finally:
-        torch.set_num_threads(before)
+        if torch is not None:
+            torch.set_num_threads(before)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 # -- files -------------------------------------------------------------------------
