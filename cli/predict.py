@@ -42,7 +42,9 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
                    "too). The default keeps the files "
                    "identical however a run is split over processes (torchrun); more threads can change the "
                    "last bits of float results.")
-@click.option("--overwrite", is_flag=True, help="Redo records whose outputs already exist (default: skip them).")
+@click.option("--overwrite", is_flag=True,
+              help="Redo every record (default: skip records already done with the same sequence, model, "
+                   "reconstructor and options; recompute the others).")
 @click.option("--html", "html", is_flag=True,
               help="Also write <id>.html per record: a self-contained page (3D model coloured by confidence, "
                    "predicted distance map, confidence along the sequence, scores) that opens offline, with "
@@ -59,8 +61,10 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
     (<id>.distmat.npy, Å) and <id>.scores.json (written last; it marks a
     complete record). Records run shortest first with one log line each on
     stderr; a failing record is reported and the others continue (exit code 1
-    if any failed). Complete records are skipped unless --overwrite, so a
-    rerun resumes an interrupted batch.
+    if any failed). A record already done from the same sequence, model,
+    reconstructor and options is skipped unless --overwrite, so a rerun
+    resumes an interrupted batch; one done otherwise is recomputed, and the
+    log says why.
 
     Model: --model NAME (an installed model, `distfold models`) or DIR (a
     checkpoint folder; ./NAME when a folder and a model share the name);

@@ -130,9 +130,14 @@ def test_existing_outputs_are_skipped_and_a_batch_resumes(tmp_path):
     assert status == {"bad": "failed", "short": "skipped", "_.._escape": "skipped", "long": "ok"}
     assert (tmp_path / "short.pdb").stat().st_mtime_ns == stamp["short.pdb"]
     assert any("short  L=8  skipped" in line for line in logs)
-    # a finished batch needs no model at all
-    summary, _ = run(recs, tmp_path, model=None, model_dir=tmp_path / "no-such-model")
+    # a finished batch predicts nothing and reports no loaded model
+    model = HelixModel()
+    summary, _ = run(recs, tmp_path, model=model)
     assert summary["counts"] == {"ok": 0, "skipped": 3, "failed": 1} and summary["model"] is None
+    assert model.calls == []
+    # ... but a model that does not exist is an error: the outputs cannot be shown to be its
+    with pytest.raises(InputError, match="model not found"):
+        run(recs, tmp_path, model=None, model_dir=tmp_path / "no-such-model")
     # --overwrite redoes everything
     model = HelixModel()
     summary, _ = run(recs, tmp_path, model=model, overwrite=True)
@@ -142,14 +147,16 @@ def test_existing_outputs_are_skipped_and_a_batch_resumes(tmp_path):
 def test_an_interrupted_batch_resumes_where_it_stopped(tmp_path):
     recs = parse_fasta_text(">a\nACDEFGHIK\n>b\nACDEFGHIKL\n>c\nACDEFGHIKLM\n")
 
-    class Interrupting(HelixModel):
-        def predict(self, sequences, lengths=None):
-            if len(sequences[0]) == 10:
-                raise KeyboardInterrupt
-            return super().predict(sequences, lengths)
+    interrupting = HelixModel()  # the same model (a stand-in's identity is its class name), stopped at b
 
+    def predict(sequences, lengths=None):
+        if len(sequences[0]) == 10:
+            raise KeyboardInterrupt
+        return HelixModel.predict(interrupting, sequences, lengths)
+
+    interrupting.predict = predict
     with pytest.raises(KeyboardInterrupt):
-        run(recs, tmp_path, model=Interrupting())
+        run(recs, tmp_path, model=interrupting)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.distmat.npy", "a.pdb", "a.scores.json"]
     model = HelixModel()
     summary, _ = run(recs, tmp_path, model=model)

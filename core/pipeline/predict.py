@@ -13,11 +13,23 @@ Per record, in the output folder (``<id>`` from :func:`distfold.structure.sequen
 
 Every file is written atomically. Records run shortest first; a record that
 fails (bad letters, out of memory, ...) is reported and the rest continue.
-Complete records are skipped unless ``overwrite``, so an interrupted batch
-resumes where it stopped. Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set)
-each process takes ``records[rank::world_size]`` of the length-sorted list;
-each record is predicted on its own, so the files do not depend on how the
-records were shared out.
+
+Resuming: a record is done, and skipped unless ``overwrite``, when its three
+files exist and its ``<id>.scores.json`` says it was computed from the same
+request: the same sequence, model (content digest, ``sha256`` of
+:func:`~distfold.pipeline.predictor.model_identity`), reconstructor (name and
+settings), format, and the same windows for its length (``window``/``stride``;
+``<id>.scores.json`` records them when they are not the model's defaults).
+Anything else is recomputed, with the reason in the log line ("recomputing:
+sequence changed"). So an interrupted batch resumes where it stopped, and a
+rerun with another input, model or option never hands back stale files. The
+device and the thread count are not compared: they change only the last bits of
+floats. Deciding needs no model loaded (the digest is read from its files).
+
+Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) each process takes
+``records[rank::world_size]`` of the length-sorted list; each record is
+predicted on its own, so the files do not depend on how the records were shared
+out.
 
 This module is the batch: records, their files, sharding, resuming, devices
 and thread limits. What happens to one sequence is the
@@ -35,11 +47,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from distfold.errors import InputError, message
+from distfold.errors import InputError, UsageError, message
 from distfold.fileio import atomic_write, save_npy_atomic
 from distfold.pipeline.predictor import (DEFAULT_RECONSTRUCTOR, Prediction, Predictor, check_model_dir, config_of,
-                                         create_reconstructor)
-from distfold.serialise import dump
+                                         create_reconstructor, model_identity)
+from distfold.serialise import dump, jsonable
 from distfold.structure.sequence import SequenceRecord
 
 FORMATS = ("pdb", "cif")
@@ -59,6 +71,107 @@ def output_paths(outdir: str | os.PathLike, record_id: str, fmt: str = "pdb") ->
 def is_complete(paths: dict[str, Path]) -> bool:
     """True when every file of a record exists (the scores file is written last)."""
     return all(p.is_file() for p in paths.values())
+
+
+def default_model_dir() -> Path:
+    """The shipped model's folder, as :func:`distfold.pipeline.model.default_model_path`
+    gives it, without importing that module (and torch)."""
+    import distfold
+
+    return Path(distfold.__file__).resolve().parent / "default_model"
+
+
+def read_model_config(model_dir: Path) -> dict[str, Any]:
+    """``config.json`` of a checkpoint folder, or {} when it cannot be read (loading the
+    model then says why)."""
+    try:
+        cfg = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+class Request:
+    """What the files of a record depend on besides its sequence: the model's identity,
+    the reconstructor (name and settings), the format and the window plan. Built
+    without loading the model: from a :class:`Predictor` when there is one, otherwise
+    from the checkpoint folder's files (digest and ``config.json``)."""
+
+    def __init__(self, model: dict[str, Any], reconstructor: dict[str, Any], fmt: str,
+                 window: tuple[int, int], default_window: tuple[int, int]):
+        self.model = model
+        self.reconstructor = jsonable(reconstructor)
+        self.fmt = fmt
+        self.window = window
+        self.default_window = default_window
+
+    @property
+    def window_fields(self) -> dict[str, int]:
+        """``{"window", "stride"}`` for ``<id>.scores.json`` when they are not the model's
+        defaults ({} otherwise, so default outputs stay as they were)."""
+        return {} if self.window == self.default_window else {"window": self.window[0], "stride": self.window[1]}
+
+    def stale(self, scores: Any, sequence: str) -> str | None:
+        """Why a record whose ``<id>.scores.json`` holds ``scores`` must be recomputed for
+        ``sequence`` under this request, or None when its files are what it would write."""
+        from distfold.pipeline.windows import plan_windows
+
+        if not isinstance(scores, dict) or scores.get("status") != "ok":
+            return "the scores file does not describe a finished record"
+        if scores.get("sequence") != sequence:
+            return "sequence changed"
+        stored = scores.get("model") if isinstance(scores.get("model"), dict) else {}
+        key = "sha256" if self.model.get("sha256") else "name"
+        if stored.get(key) != self.model.get(key):
+            return (f"model changed ({stored.get('name')} {stored.get('sha256')} -> "
+                    f"{self.model.get('name')} {self.model.get('sha256')})")
+        rec = scores.get("reconstructor") if isinstance(scores.get("reconstructor"), dict) else {}
+        if rec.get("name") != self.reconstructor.get("name"):
+            return f"reconstructor changed ({rec.get('name')} -> {self.reconstructor.get('name')})"
+        if rec.get("config") != self.reconstructor.get("config"):
+            return f"{self.reconstructor.get('name')} settings changed ({rec.get('config')} -> " \
+                   f"{self.reconstructor.get('config')})"
+        if scores.get("format") != self.fmt:
+            return f"format changed ({scores.get('format')} -> {self.fmt})"
+        was = (scores["window"], scores["stride"]) if "window" in scores and "stride" in scores \
+            else self.default_window
+        try:
+            same = plan_windows(len(sequence), *was) == plan_windows(len(sequence), *self.window)
+        except (TypeError, ValueError, InputError, UsageError):
+            same = False
+        if not same:
+            return f"windows changed (window/stride {was[0]}/{was[1]} -> {self.window[0]}/{self.window[1]})"
+        return None
+
+
+def request_of(predictor: Predictor | None, model_dir: str | os.PathLike | None, reconstructor: dict[str, Any],
+               fmt: str, window: int | None, stride: int | None) -> Request:
+    """The :class:`Request` of a run: from ``predictor`` when given, else from the checkpoint
+    folder ``model_dir`` (the shipped model when None) without loading it."""
+    from types import SimpleNamespace
+
+    from distfold.pipeline.windows import resolve_window
+
+    if predictor is not None:
+        return Request(predictor.identity, reconstructor, fmt, (predictor.window, predictor.stride),
+                       resolve_window(predictor.model))
+    path = Path(model_dir) if model_dir is not None else default_model_dir()
+    check_model_dir(path, "model" if model_dir is not None else "default model")
+    stand_in = SimpleNamespace(config=read_model_config(path))
+    return Request(model_identity(path), reconstructor, fmt, resolve_window(stand_in, window, stride),
+                   resolve_window(stand_in))
+
+
+def stale_reason(paths: dict[str, Path], sequence: str, request: Request) -> str | None:
+    """None when the record's files are complete and match ``request``; otherwise why it
+    must be (re)computed: ``"incomplete"`` when a file is missing, else the mismatch."""
+    if not is_complete(paths):
+        return "incomplete"
+    try:
+        scores = json.loads(paths["scores"].read_text())
+    except (OSError, ValueError) as exc:
+        return f"the scores file cannot be read ({message(exc)})"
+    return request.stale(scores, sequence)
 
 
 def sort_records(records: Sequence[SequenceRecord]) -> list[SequenceRecord]:
@@ -216,17 +329,19 @@ def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *,
     else:
         rec_info = predictor.reconstructor_info
 
+    if predictor is None and model is not None:  # an object in memory: nothing to load
+        predictor = Predictor(model, reconstructor, window=window, stride=stride)
+    # What each record's files would be computed from; decided from files, no model loaded.
+    request = request_of(predictor, model_dir, rec_info, fmt, window, stride)
+    reasons = {r.id: "overwrite" if overwrite else stale_reason(output_paths(outdir, r.id, fmt), r.sequence, request)
+               for r in mine if r.error is None}
     model_info: dict[str, Any] | None = None
     load_s = 0.0
-    todo = [r for r in mine if r.error is None and (overwrite or not is_complete(output_paths(outdir, r.id, fmt)))]
+    todo = [r for r in mine if reasons.get(r.id) is not None]
     if todo:  # load the model only when something needs predicting (a finished batch resumes instantly)
         t = time.perf_counter()
-        if predictor is None and model is None:
-            if model_dir is not None:
-                check_model_dir(Path(model_dir), "model")  # before torch is imported
+        if predictor is None:
             predictor = Predictor.load(model_dir, reconstructor, resolve_device(device, local_rank), window, stride)
-        elif predictor is None:
-            predictor = Predictor(model, reconstructor, window=window, stride=stride)
         model_info = predictor.identity
         load_s = time.perf_counter() - t
         log(f"{prefix}model {model_info['name']} loaded in {load_s:.1f} s; reconstructor {rec_info['name']}; "
@@ -237,22 +352,29 @@ def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *,
     for k, rec in enumerate(mine, start=1):
         tag = f"{prefix}[{k:>{width}}/{len(mine)}] {rec.id}  L={rec.length}"
         paths = output_paths(outdir, rec.id, fmt)
+        names = {k_: p.name for k_, p in paths.items()}
+        # files: what this record has in OUTDIR now (a failed record: none; its old files, if any,
+        # no longer form a complete record)
         entry: dict[str, Any] = {"id": rec.id, "length": rec.length, "status": None, "confidence": None,
-                                 "seconds": None, "error": None, "files": {k_: p.name for k_, p in paths.items()}}
+                                 "seconds": None, "error": None, "files": {}}
         if rec.error is not None:
             entry.update(status="failed", error=rec.error)
             log(f"{tag}  FAILED: {rec.error}")
             results.append(entry)
             continue
-        if not overwrite and is_complete(paths):
-            entry["status"] = "skipped"
+        reason = reasons[rec.id]
+        if reason is None:
+            entry.update(status="skipped", files={k_: p.name for k_, p in paths.items() if p.is_file()})
             try:
                 entry["confidence"] = json.loads(paths["scores"].read_text()).get("mean_confidence")
-            except (OSError, ValueError):
+            except (OSError, ValueError, AttributeError):
                 pass
-            log(f"{tag}  skipped (outputs exist; --overwrite to redo)")
+            log(f"{tag}  skipped (done with the same sequence, model and options; --overwrite to redo)")
             results.append(entry)
             continue
+        if reason not in ("incomplete", "overwrite"):
+            entry["recomputed"] = reason
+            log(f"{tag}  recomputing: {reason}")
         t0 = time.perf_counter()
         try:
             check_length(f"record {rec.id!r}", len(rec.sequence), max_length)
@@ -265,9 +387,9 @@ def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *,
                 "confidence": None if pred.confidence is None else [round(float(c), 2) for c in pred.confidence],
                 "confidence_method": None if pred.confidence is None else predictor.confidence_method,
                 "reconstructor": rec_info, "reconstruction": pred.diagnostics,
-                "handedness": handedness_of(pred.diagnostics), "model": model_info,
+                "handedness": handedness_of(pred.diagnostics), "model": model_info, **request.window_fields,
                 "timings": {**{k_: round(v_, 4) for k_, v_ in pred.timings.items()}, "total_s": round(total, 4)},
-                "format": fmt, "files": entry["files"], "distfold_version": __version__, "status": "ok",
+                "format": fmt, "files": names, "distfold_version": __version__, "status": "ok",
             }
             write_prediction(pred, paths, fmt, scores)
         except (KeyboardInterrupt, SystemExit):
@@ -277,7 +399,8 @@ def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *,
             log(f"{tag}  FAILED: {entry['error']}")
             results.append(entry)
             continue
-        entry.update(status="ok", confidence=pred.mean_confidence, seconds=round(time.perf_counter() - t0, 3))
+        entry.update(status="ok", confidence=pred.mean_confidence, seconds=round(time.perf_counter() - t0, 3),
+                     files=names)
         conf = "n/a" if pred.mean_confidence is None else f"{pred.mean_confidence:.1f}"
         log(f"{tag}  confidence={conf}  {entry['seconds']:.2f} s")
         results.append(entry)
