@@ -75,14 +75,16 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
     and X; U->C, O->K, B/Z/J->X; anything else is rejected with its position.
 
     Data-parallel: `torchrun --nproc-per-node N -m distfold predict ...`
-    shares the length-sorted records among N processes (records[rank::N]).
+    shares the length-sorted records among N processes (records[rank::N]);
+    each waits for the others before it exits, so a failed record in one
+    share never stops another.
     """
     from distfold.errors import UsageError
 
     if (sequence is None) == (fasta is None):
         raise UsageError("give either a SEQUENCE argument or -i FASTA (exactly one)")
     from distfold.pipeline.models import select_model
-    from distfold.pipeline.predict import cpu_threads, run_predict
+    from distfold.pipeline.predict import cpu_threads, run_predict, wait_for_other_ranks
     from distfold.serialise import dumps
     from distfold.structure.sequence import parse_fasta, query_record
 
@@ -117,5 +119,8 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
             click.echo(f"failed: {r['id']}: {r['error']}")
         for r in bad_pages:
             click.echo(f"failed: {r['id']}: report: {r['html'][len('error: '):]}")
+    # under torchrun, wait for the other processes: a non-zero exit would make torchrun stop them
+    wait_for_other_ranks(summary["world_size"], log=lambda m: log(m, quiet=as_json),
+                         prefix=f"[rank {summary['rank']}/{summary['world_size']}] ")
     if failed or bad_pages:
         ctx.exit(1)

@@ -254,6 +254,17 @@ def test_output_folder_that_is_a_file(tmp_path):
         run([query_record("ACD")], f)
 
 
+def test_waiting_for_other_ranks_only_under_torchrun(monkeypatch):
+    """Processes started by hand with RANK/WORLD_SIZE (no torchrun store to meet at) and a
+    single process do not wait; the barrier itself is tested with torchrun in test_predict_cli."""
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    assert P.wait_for_other_ranks(2) is False
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29999")
+    assert P.wait_for_other_ranks(1) is False
+
+
 def test_thread_limit_reaches_libraries_loaded_inside_it():
     """--threads caps pools loaded during the run too: scipy's own OpenBLAS is loaded on
     first use, after threadpoolctl looked (issue 16, point 8). Checked in a fresh process."""

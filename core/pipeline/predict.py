@@ -29,7 +29,9 @@ floats. Deciding needs no model loaded (the digest is read from its files).
 Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) each process takes
 ``records[rank::world_size]`` of the length-sorted list; each record is
 predicted on its own, so the files do not depend on how the records were shared
-out.
+out. A process whose share is done waits for the others
+(:func:`wait_for_other_ranks`) before it exits, so a failed record in one share
+(exit code 1) never stops the other processes.
 
 This module is the batch: records, their files, sharding, resuming, devices
 and thread limits. What happens to one sequence is the
@@ -201,6 +203,47 @@ def distributed_env() -> tuple[int, int, int]:
     if world < 1 or not 0 <= rank < world:
         raise InputError(f"RANK={rank} and WORLD_SIZE={world} are inconsistent (need 0 <= RANK < WORLD_SIZE)")
     return rank, world, local
+
+
+#: How long a process that finished its share waits for the others (gloo's timeout, in ms,
+#: must stay below 2**31).
+WAIT_FOR_RANKS = 7 * 24 * 3600
+
+
+def wait_for_other_ranks(world_size: int, log: Callable[[str], None] | None = None, prefix: str = "") -> bool:
+    """Under torchrun, wait until every process has finished its share; True when it did.
+
+    torchrun stops all processes (SIGTERM) as soon as one exits non-zero, so a process
+    whose share had a failed record must not exit before the others are done: every
+    process calls this after its last file and before it exits, whatever its exit code
+    will be. It is a ``torch.distributed`` barrier over gloo (CPU, any device), the
+    process group set up here from torchrun's ``MASTER_ADDR``/``MASTER_PORT`` and
+    taken down again. Without those variables (``RANK``/``WORLD_SIZE`` set by hand,
+    independent processes) or with one process there is nothing to wait for. A
+    barrier that cannot be set up is logged, and the process exits as before.
+    """
+    log = log or (lambda _msg: None)
+    if world_size <= 1 or not os.environ.get("MASTER_ADDR") or not os.environ.get("MASTER_PORT"):
+        return False
+    import datetime
+
+    import torch.distributed as dist
+
+    created = False
+    log(f"{prefix}share done; waiting for the other {world_size - 1} process(es)")
+    try:
+        if not dist.is_initialized():
+            dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=WAIT_FOR_RANKS))
+            created = True
+        dist.barrier()
+    except Exception as exc:  # noqa: BLE001 - the files are written; only the wait failed
+        log(f"{prefix}could not wait for the other processes ({message(exc)}); exiting now")
+        return False
+    finally:
+        if created and dist.is_initialized():
+            dist.destroy_process_group()
+    log(f"{prefix}all {world_size} processes done")
+    return True
 
 
 def resolve_device(device: str, local_rank: int = 0) -> str:
