@@ -135,7 +135,7 @@ def _score_fast(x: np.ndarray, y: np.ndarray, y2x: np.ndarray, d0: float, d0_sea
     return np.where(same, s0, np.maximum(s0, np.maximum(s1, s2)))
 
 
-def _tm8_search(xtm: np.ndarray, ytm: np.ndarray, p: _Params, step: int, score_d8: float | None,
+def _tm8_search(xtm: np.ndarray, ytm: np.ndarray, step: int, score_d8: float | None,
                 lnorm: float, d0: float, d0_search: float) -> tuple[float, np.ndarray, np.ndarray]:
     """TM-align's TMscore8_search on corresponded pairs: fragments of Lali, Lali/2, ...,
     4 residues starting every ``step`` residues (and at the last position), each
@@ -198,7 +198,7 @@ def _pairs(y2x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _detailed_search(x, y, y2x, p: _Params, step: int):
     i, j = _pairs(y2x)
-    return _tm8_search(x[i], y[j], p, step, p.score_d8, p.lnorm, p.d0, p.d0_search)
+    return _tm8_search(x[i], y[j], step, p.score_d8, p.lnorm, p.d0, p.d0_search)
 
 
 # ---------------------------------------------------------------- dynamic programming
