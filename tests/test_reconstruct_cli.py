@@ -163,15 +163,20 @@ def test_output_without_sequence_reads_back_and_compares_to_itself(files, chain,
     back = read_chain(out)
     assert back.chain_id == "A" and back.sequence == "X" * len(chain.ca)
     assert rmsd_proper(back.ca, chain.ca) < 0.01
-    # an all-unknown sequence carries nothing to align on: residues pair by number,
-    # with or without --by-number
-    for extra in (["--by-number"], []):
-        res = CliRunner().invoke(cli, ["compare", str(out), str(out), *extra, "--json"])
-        assert res.exit_code == 0, res.output
-        info = json.loads(res.stdout)
-        assert info["status"] == "ok" and info["n_aligned"] == len(chain.ca)
-        assert info["correspondence"] == "residue_number"
+    # an all-unknown sequence carries nothing to align on: pairing by number must be asked for
+    # (--by-number), or the residues paired by structure; without either, compare refuses
+    res = CliRunner().invoke(cli, ["compare", str(out), str(out), "--by-number", "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["status"] == "ok" and info["n_aligned"] == len(chain.ca)
+    assert info["correspondence"] == "residue_number"
     assert info["rmsd"] < 1e-9 and info["tm_score"] == pytest.approx(1.0)
+    res = CliRunner().invoke(cli, ["compare", str(out), str(out), "--json"])
+    assert res.exit_code == 1
+    assert "no sequence" in json.loads(res.stdout)["error"]
+    res = CliRunner().invoke(cli, ["compare", str(out), str(out), "--align", "structure", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["tm_score"] == pytest.approx(1.0)
 
 
 def test_unk_chains_are_read_but_hetero_groups_still_ignored(tmp_path):
