@@ -82,6 +82,18 @@ def test_a_large_but_plausible_scale_still_reconstructs(tmp_path, distances):
     assert code == 0, err
 
 
+def test_weights_beyond_the_limit_are_one_line(tmp_path, distances):
+    # before: numpy overflow warnings on stderr and a structure from inf/nan arithmetic
+    np.save(tmp_path / "d.npy", distances)
+    w = np.full(distances.shape, 1e300)
+    w[0, 1] = w[1, 0] = 1.0
+    np.save(tmp_path / "w.npy", w)
+    code, _, err = run("reconstruct", tmp_path / "d.npy", "-o", tmp_path / "x.pdb", "--weights", tmp_path / "w.npy")
+    assert code == 1
+    assert one_error_line(err) == (f"Error: {tmp_path / 'w.npy'}: weight 1e+300 is above 1e+06; weights are "
+                                   "relative, so divide them by their largest")
+
+
 def _forged_npy(path: Path, shape, data: bytes = b"\0" * 1024, descr: str = "<f8") -> Path:
     with open(path, "wb") as fh:
         np.lib.format.write_array_header_1_0(fh, {"descr": descr, "fortran_order": False, "shape": shape})

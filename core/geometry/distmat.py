@@ -15,6 +15,9 @@ Conventions (units: Å throughout):
 - A distance above :data:`MAX_DISTANCE` (1e6 Å) is an error: no chain distfold can
   hold in memory spans that much, and the reconstructors square and sum distances,
   which would overflow for values near 1e154 (a matrix scaled by 1e300 by mistake).
+- Weights are relative, so their scale is the caller's to choose within reason: a
+  weight above :data:`MAX_WEIGHT` (1e6) is an error (divide the weights by their
+  largest); products of weights and squared distances stay far from overflow.
 - Small asymmetry is forgiven: where ``|d_ij - d_ji| <= SYMMETRY_ATOL +
   SYMMETRY_RTOL * max(d_ij, d_ji)`` for every pair, the matrix is replaced by
   ``(d + d.T) / 2`` (weights likewise); larger asymmetry is an error. A
@@ -43,6 +46,8 @@ SYMMETRY_ATOL = 1e-3
 SYMMETRY_RTOL = 1e-3
 #: Largest distance accepted, Å (module docstring).
 MAX_DISTANCE = 1e6
+#: Largest weight accepted (module docstring).
+MAX_WEIGHT = 1e6
 
 
 @dataclass
@@ -128,6 +133,9 @@ def check_distances(distances: Any, weights: Any = None, *, name: str = "distanc
             raise InputError(f"{weights_name}: {int(np.count_nonzero(~np.isfinite(w)))} non-finite entries")
         if np.any(w < 0):
             raise InputError(f"{weights_name}: {int(np.count_nonzero(w < 0))} negative entries (min {w.min():.4g})")
+        if w.max() > MAX_WEIGHT:
+            raise InputError(f"{weights_name}: weight {w.max():.4g} is above {MAX_WEIGHT:g}; weights are relative, "
+                             "so divide them by their largest")
         asym, excess = _symmetry_excess(w, None)
         if excess > 0:
             raise InputError(f"{weights_name}: not symmetric (largest |w_ij - w_ji| = {asym:.4g})")
