@@ -22,6 +22,10 @@ from distfold.errors import InputError
 from distfold.fileio import atomic_write, read_text, text_handle
 
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
+#: Largest C-alpha coordinate :func:`read_chain` accepts, Å: beyond it a file does not hold
+#: a structure in angstrom, and the metrics' arithmetic (float32 in mdtraj) would overflow
+#: into a wrong score (a coordinate of 1e308 scored RMSD 0.000).
+MAX_COORDINATE = 1e6
 
 AA3_TO_1 = {
     "ALA": "A", "ARG": "R", "ASN": "N", "ASP": "D", "CYS": "C", "GLN": "Q", "GLU": "E",
@@ -174,10 +178,14 @@ def read_chain(path: str | os.PathLike, chain: str | None = None) -> Chain:
     chains = chains_of(structure, str(path))
     if not chains:
         raise InputError(f"{path}: no protein chain with C-alpha atoms")
-    if chain is None:
-        return chains[0]
     for c in chains:
-        if c.chain_id == chain:
+        if chain is None or c.chain_id == chain:
+            far = np.abs(c.ca) > MAX_COORDINATE
+            if far.any():
+                i, k = (int(v) for v in np.argwhere(far)[0])
+                num, code = c.residue_ids[i] if i < len(c.residue_ids) else (i + 1, "")
+                raise InputError(f"{path}: chain {c.chain_id}: C-alpha coordinate {c.ca[i, k]:.4g} of residue "
+                                 f"{num}{code} is beyond {MAX_COORDINATE:g} A; not a structure in angstrom")
             return c
     raise InputError(f"{path}: chain {chain!r} not found; protein chains: {', '.join(repr(c.chain_id) for c in chains)}")
 
