@@ -9,10 +9,11 @@ suite) goes through :func:`reconstruct`, so that whatever the method:
 2. the reconstructor receives the checked float64 arrays, and weights only if it
    declares ``accepts_weights = True``;
 3. its coordinates are checked ((L, 3), finite), centred, and given the hand once
-   (:func:`distfold.geometry.handedness.fix_handedness`);
+   (:func:`distfold.geometry.handedness.choose_hand`);
 4. the diagnostics are plain JSON (:func:`distfold.serialise.jsonable`) and say
    what the core did: ``max_asymmetry``, ``weighted``, ``mirrored``,
-   ``handedness_margin``.
+   ``handedness_margin`` and ``handedness`` (the decision: "right", "mirrored" or
+   "uncertain", its log-likelihood ratio and calibrated probability).
 
 The contract a reconstructor follows is in
 :func:`distfold.hookspecs.distfold_reconstructors`.
@@ -27,7 +28,7 @@ import numpy as np
 from distfold.components import Reconstruction
 from distfold.errors import DistfoldError, InputError
 from distfold.geometry.distmat import check_distances
-from distfold.geometry.handedness import fix_handedness
+from distfold.geometry.handedness import choose_hand
 from distfold.serialise import jsonable
 
 
@@ -43,8 +44,13 @@ def reconstruct(reconstructor: Any, distances: Any, weights: Any = None) -> Reco
     Returns a :class:`Reconstruction`: coords (L, 3) float64, Å, centred, right
     hand chosen; diagnostics: the reconstructor's own (stress, stress1,
     iterations, converged, ...) plus ``max_asymmetry`` (Å symmetrised away),
-    ``weighted`` (weights were passed on), ``mirrored`` and ``handedness_margin``,
-    all plain JSON. The caller's arrays are never modified.
+    ``weighted`` (weights were passed on), ``mirrored`` (the plugin's coordinates were
+    mirrored), ``handedness_margin`` (the log-likelihood ratio, right hand vs mirror, of
+    the plugin's coordinates: < 0 means they were mirrored; a float since the learned rule,
+    an integer count of helix-window torsions before) and ``handedness``
+    (:meth:`distfold.geometry.handedness.HandDecision.as_dict`: ``decision`` "right",
+    "mirrored" or "uncertain", ``log_likelihood_ratio``, ``probability``, ...), all
+    plain JSON. The caller's arrays are never modified.
 
     Raises InputError for bad input (before the reconstructor runs) and a one-line
     DistfoldError naming the reconstructor when it returns anything but (L, 3)
@@ -73,10 +79,11 @@ def reconstruct(reconstructor: Any, distances: Any, weights: Any = None) -> Reco
         raise DistfoldError(f"reconstructor {name} returned {int(np.count_nonzero(~np.isfinite(x)))} "
                             "non-finite coordinates")
     x = x - x.mean(0)
-    x, mirrored, margin = fix_handedness(x)
+    x, hand = choose_hand(x)
     diagnostics = dict(result.diagnostics or {})
     diagnostics["max_asymmetry"] = checked.max_asymmetry
     diagnostics["weighted"] = checked.weights is not None
-    diagnostics["mirrored"] = bool(mirrored)
-    diagnostics["handedness_margin"] = int(margin)
+    diagnostics["mirrored"] = hand.mirrored
+    diagnostics["handedness_margin"] = round(hand.margin, 6)
+    diagnostics["handedness"] = hand.as_dict()
     return Reconstruction(np.ascontiguousarray(x, dtype=np.float64), jsonable(diagnostics))
