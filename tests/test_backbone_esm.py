@@ -181,3 +181,27 @@ def test_train_device_option(tmp_path):
         res = CliRunner().invoke(cli, [*common, "-o", str(tmp_path / "gpu"), "--device", "cuda"])
         assert res.exit_code == 1 and "CUDA is not available" in res.output
         assert len(res.output.strip().splitlines()) == 1
+
+
+def test_loads_from_the_local_hugging_face_cache(tiny_esm, tmp_path):
+    """A Hugging Face id resolves in the local cache (HF_HUB_CACHE), offline: the layout
+    `hf download` leaves (models--ORG--NAME/refs/main -> snapshots/<commit>/files)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--facebook--esm2_tiny_random"
+    commit = "0" * 40
+    shutil.copytree(tiny_esm, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    code = ("from distfold.plugins.backbone_esm.backbone import EsmBackbone\n"
+            "bb = EsmBackbone(base_model='facebook/esm2_tiny_random').eval()\n"
+            "f, m = bb(['MKV'])\n"
+            "print(tuple(f.shape), bb.base_model)\n")
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "home")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == "(1, 3, 32) facebook/esm2_tiny_random"
