@@ -172,6 +172,7 @@ def several(tmp_path):
 def test_backbone_picks_the_default_among_several(several):
     reg, dirs = several
     assert select_model(backbone="qwen", registry=reg) == dirs["q-big"]
+    assert select_model(backbone="qwen@dist-0", registry=reg) == dirs["q-big"]  # NAME@PROVIDER: the name counts
     assert select_model(backbone="esm", registry=reg) == dirs["e-one"]  # the only one: no default needed
     assert select_model(backbone="qwen", head="distogram", registry=reg) == dirs["q-dist"]
     assert select_model(head="distogram", registry=reg) == dirs["q-dist"]

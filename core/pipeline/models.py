@@ -169,7 +169,8 @@ def resolve_model(value: str, registry: Any = None) -> tuple[Path, Any]:
 
 def _wanted(backbone: str | None, head: str | None, normaliser: str | None) -> dict[str, str]:
     given = {"backbone": backbone, "distance_head": head, "normaliser": normaliser}
-    return {k: str(v).strip().lower() for k, v in given.items() if v is not None}
+    # NAME@PROVIDER chooses among plugins that share a name; a model records the name alone
+    return {k: str(v).strip().lower().partition("@")[0] for k, v in given.items() if v is not None}
 
 
 def _built_from(names: dict[str, Any]) -> str:
