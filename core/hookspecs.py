@@ -319,5 +319,6 @@ def distfold_models() -> list[ModelSpec]:
       in distfold's model format whose components are ``backbone``,
       ``distance_head`` and ``normaliser``;
     - nothing heavy is imported and no file is read to build the spec; ``loader``
-      runs only when the model is used or listed in detail.
+      runs only when the model is used or described (``distfold models``; ``distfold
+      plugins`` lists the spec alone).
     """
