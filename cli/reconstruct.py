@@ -20,20 +20,27 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
 @click.option("--weights", type=click.Path(path_type=Path),
               help="Per-pair weights, (L, L) .npy or text, >= 0 (0 ignores the pair).")
 @click.option("--sequence", help="Residue names: a sequence (one letter per row) or a FASTA file with one record.")
+@click.option("--breaks", "breaks_spec", metavar="LIST|FILE",
+              help="Chain breaks: residue numbers i (1-based, as in the output file) after which the chain "
+                   "is broken, so residues i and i+1 get no virtual bond; comma-separated (e.g. 57,130) or a "
+                   "text file of such numbers. Only reconstructors with a bond term (refine) take it; refine "
+                   "also finds breaks the distances show (a consecutive distance far from 3.8 A).")
 @click.option("--format", "fmt", type=click.Choice(["pdb", "cif"]), default=None,
               help="Structure format (default: from the output suffix, .cif/.mmcif -> cif, else pdb).")
 @click.option("--json", "as_json", is_flag=True, help="Print the diagnostics as JSON on stdout; no log lines.")
 @wrap_errors
 def reconstruct(distmat: Path, out: Path, method: str, weights: Path | None, sequence: str | None,
-                fmt: str | None, as_json: bool) -> None:
+                breaks_spec: str | None, fmt: str | None, as_json: bool) -> None:
     """Rebuild C-alpha coordinates from DISTMAT, an (L, L) distance matrix in
     angstrom (.npy, or whitespace-separated text; .gz allowed for text).
 
     A pair whose weight is 0 is ignored, and only there may its distance be
     nan/inf. Small asymmetry (within 1e-3 A + 0.1 %) is averaged away; larger
     asymmetry, negative or non-finite distances are errors. The hand is chosen
-    by the C-alpha pseudo-torsion rule; the diagnostics say whether the
-    structure was mirrored and by what margin.
+    from the C-alpha virtual angles and pseudo-torsions (a log-likelihood ratio
+    learned from real chains); the summary says the decision (right, mirrored or
+    uncertain) and its margin, and says NOT CONVERGED when the reconstructor
+    stopped before converging.
     """
     from distfold.geometry.distmat import load_matrix
     from distfold.geometry.reconstruct import reconstruct as run_reconstructor
@@ -48,7 +55,18 @@ def reconstruct(distmat: Path, out: Path, method: str, weights: Path | None, seq
 
         raise InputError(f"{weights}: weight matrix shape {w.shape} does not match distance matrix {d.shape}")
     seq = _sequence(sequence, n) if sequence is not None else None
-    rec = get_registry().create("reconstructor", method)
+    params = {}
+    if breaks_spec is not None:
+        import inspect
+
+        from distfold.errors import UsageError
+
+        factory = get_registry().load("reconstructor", method)
+        if "breaks" not in inspect.signature(factory).parameters:
+            raise UsageError(f"--breaks: reconstructor {method!r} has no bond term to leave out "
+                             "(refine has one)")
+        params["breaks"] = _breaks(breaks_spec, n)
+    rec = get_registry().create("reconstructor", method, **params)
     if w is not None and not getattr(rec, "accepts_weights", False):
         from distfold.errors import UsageError
 
@@ -73,7 +91,16 @@ def reconstruct(distmat: Path, out: Path, method: str, weights: Path | None, seq
         return
     parts = [f"{k}={_fmt(diag[k])}" for k in ("stress1", "iterations", "converged", "mirrored",
                                                "handedness_margin") if k in diag]
-    click.echo(f"{out}\t{n} residues\t{method}\t" + " ".join(parts))
+    hand = diag.get("handedness")
+    if isinstance(hand, dict) and "decision" in hand:
+        parts.append(f"hand={hand['decision']}")
+    if diag.get("unbonded_pairs"):
+        parts.append(f"unbonded_pairs={len(diag['unbonded_pairs'])}")
+    line = f"{out}\t{n} residues\t{method}\t" + " ".join(parts)
+    if diag.get("converged") is False:
+        why = "; ".join(str(w) for w in diag.get("warnings") or []) or "the reconstructor stopped before converging"
+        line += f"\tNOT CONVERGED: {why}"
+    click.echo(line)
 
 
 def _run(func, rec, d, w, distmat: Path, weights: Path | None):
@@ -109,6 +136,34 @@ def _sequence(value: str, n: int) -> str:
     if len(seq) != n:
         raise InputError(f"{name}: sequence has {len(seq)} residues but the distance matrix has {n}")
     return seq
+
+
+def _breaks(value: str, n: int) -> list[int]:
+    """--breaks (1-based residue numbers, a list or a file of them) -> 0-based pair indices, checked."""
+    import re
+
+    from distfold.errors import InputError
+
+    name = "--breaks"
+    text = value
+    if os.path.isfile(value):
+        name = value
+        try:
+            text = Path(value).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{value}: cannot read ({exc})") from None
+    tokens = [t for t in re.split(r"[\s,;]+", text.strip()) if t]
+    out = []
+    for t in tokens:
+        try:
+            i = int(t)
+        except ValueError:
+            raise InputError(f"{name}: {t!r} is not a residue number") from None
+        if not 1 <= i <= n - 1:
+            raise InputError(f"{name}: residue {i} has no next residue to be unbonded from "
+                             f"(a break follows a residue 1..{n - 1} of {n})")
+        out.append(i - 1)
+    return sorted(set(out))
 
 
 def _fmt(v) -> str:

@@ -1,0 +1,180 @@
+"""refine across chain breaks and cis peptides, and its convergence report.
+
+Reference: the experimental structure itself. From its exact C-alpha distances refine must give
+it back (proper rotation, < 0.1 Å RMSD) even where consecutive rows are not 3.8 Å apart; the
+break positions are those of the deposited coordinates (tests/data/chains/README.md).
+"""
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy.spatial.distance import cdist
+from scipy.spatial.transform import Rotation
+
+from distfold.cli.main import cli
+from distfold.errors import InputError
+from distfold.geometry.distmat import check_distances
+from distfold.geometry.reconstruct import reconstruct
+from distfold.plugins.mds_smacof.refine import Refine, bonded_pairs
+from distfold.structure.io import read_chain
+
+CHAINS = Path(__file__).parent / "data" / "chains"
+GOLDEN_DISTMAT = Path(__file__).parent / "data" / "golden_predict" / "example.distmat.npy"
+# uid: (rows i with no bond to i+1 in the deposited trace: breaks and cis peptides, residues)
+WITH_BREAKS = {
+    "c60315673f3d5": ([5, 24, 50, 81], 92),     # 1AY7 A: breaks of 6.4, 6.9, 5.7 Å; cis after 24
+    "c0c6bfb25f657": ([29, 81], 100),           # 6Z3W G: a 40 Å gap after 81; cis after 29
+    "cea82afb06bb7": ([34], 76),                # 5CQ2 R: a 9.5 Å break
+    "c53b505a60369": ([31, 137, 166], 208),     # 6S0A R: cis after 31 and 137, an 8.7 Å break
+    "ca069b65515f7": ([64, 82, 113, 186], 294),  # 1LDB A: breaks of 8.4, 9.4, 12.0 Å; cis after 113
+}
+ALWAYS_BONDED = {"bond_tolerance": 1e9}  # the rule before: every consecutive pair a 3.8 Å bond
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
+
+@lru_cache(maxsize=None)
+def ca(uid: str) -> np.ndarray:
+    return read_chain(CHAINS / f"{uid}.pdb.gz").ca
+
+
+def rmsd_proper(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    rot, _ = Rotation.align_vectors(a, b)
+    return float(np.sqrt(((a - rot.apply(b)) ** 2).sum(1).mean()))
+
+
+@pytest.mark.parametrize("uid", sorted(WITH_BREAKS))
+def test_the_input_distances_reveal_breaks_and_cis_peptides(uid):
+    rows, n = WITH_BREAKS[uid]
+    x = ca(uid)
+    assert len(x) == n
+    bonded = bonded_pairs(check_distances(cdist(x, x)))
+    assert list(np.flatnonzero(~bonded)) == rows
+
+
+@pytest.mark.parametrize("uid", sorted(WITH_BREAKS))
+def test_exact_distances_of_chains_with_breaks_come_back(uid):
+    x = ca(uid)
+    out = reconstruct(Refine(), cdist(x, x))
+    diag = out.diagnostics
+    assert rmsd_proper(out.coords, x) < 0.1
+    assert diag["unbonded_pairs"] == WITH_BREAKS[uid][0]
+    assert diag["converged"] and diag["warnings"] == []
+    assert diag["bond_rmsd"] < 0.05  # over the bonded pairs only
+
+
+@pytest.mark.parametrize("uid", ["c60315673f3d5", "ca069b65515f7"])
+def test_a_bond_across_every_pair_distorts_them(uid):
+    """The rule before (issue 15: 0.49 Å at L=300 with three breaks): measured here as > 0.3 Å."""
+    x = ca(uid)
+    before = reconstruct(Refine(**ALWAYS_BONDED), cdist(x, x))
+    assert before.diagnostics["unbonded_pairs"] == []
+    assert rmsd_proper(before.coords, x) > 0.3
+
+
+def test_an_explicit_break_where_the_distance_is_unknown():
+    """Rows 5 and 6 of 1AY7 A are 6.4 Å apart, but the input does not say so (weight 0): only the
+    breaks mask keeps the bond term off that pair."""
+    x = ca("c60315673f3d5")
+    d = cdist(x, x)
+    w = np.ones_like(d)
+    np.fill_diagonal(w, 0.0)
+    w[5, 6] = w[6, 5] = 0.0
+    d[5, 6] = d[6, 5] = np.nan
+    unknown = reconstruct(Refine(), d, w)
+    assert 5 not in unknown.diagnostics["unbonded_pairs"]  # unknown is not a break
+    told = reconstruct(Refine(breaks=[5]), d, w)
+    assert 5 in told.diagnostics["unbonded_pairs"]
+    assert rmsd_proper(told.coords, x) < 0.1 < rmsd_proper(unknown.coords, x)
+    assert abs(np.linalg.norm(told.coords[6] - told.coords[5]) - 6.4) < 0.1
+
+
+def test_noisy_bonds_are_still_pulled_to_3_8_and_gross_gaps_are_not():
+    """Multiplicative noise 0.2 scatters the consecutive distances by ~0.8 Å: a pair counts as a
+    break only far outside that scatter (here the 40 Å gap), and every other pair gets its bond."""
+    x = ca("c0c6bfb25f657")
+    d0 = cdist(x, x)
+    rng = np.random.default_rng(0)
+    d = np.triu(d0 * np.exp(0.2 * rng.standard_normal(d0.shape)), 1)
+    out = reconstruct(Refine(), d + d.T)
+    assert out.diagnostics["unbonded_pairs"] == [81]
+    bonds = np.delete(np.linalg.norm(np.diff(out.coords, axis=0), axis=1), 81)
+    assert np.abs(bonds - 3.8).max() < 0.15
+
+
+def test_breaks_are_checked_and_kept_in_the_config():
+    rec = Refine(breaks=[7, 3, 7])
+    assert rec.get_config()["breaks"] == [3, 7]
+    assert Refine.from_config(rec.get_config()).breaks == (3, 7)
+    with pytest.raises(ValueError):
+        Refine(breaks=[-1])
+    x = ca("cea82afb06bb7")
+    with pytest.raises(InputError, match="breaks: 75"):
+        reconstruct(Refine(breaks=[75]), cdist(x, x))
+
+
+def test_non_convergence_is_reported_with_how_far_it_was():
+    """On the shipped example's predicted matrix (unweighted) L-BFGS needs 523 iterations, more than
+    the default 500: the diagnostics say so and how flat the energy already was."""
+    d = np.load(GOLDEN_DISTMAT).astype(np.float64)
+    out = reconstruct(Refine(), d)
+    diag = out.diagnostics
+    assert diag["converged"] is False and diag["lbfgs_iterations"] == 500
+    (warning,) = diag["warnings"]
+    assert warning.startswith("L-BFGS did not converge in 500 iterations") and "last tenth" in warning
+    done = reconstruct(Refine(lbfgs_max_iter=2000), d).diagnostics
+    assert done["converged"] is True and done["warnings"] == []
+    assert rmsd_proper(reconstruct(Refine(lbfgs_max_iter=2000), d).coords, out.coords) < 0.1
+
+
+# -- the command line --------------------------------------------------------------
+
+def run(args):
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_cli_breaks_from_a_list_or_a_file(tmp_path):
+    x = ca("c60315673f3d5")
+    d = cdist(x, x)
+    d[5, 6] = d[6, 5] = 3.8  # the input hides the 6.4 Å break after row 5 (residue 6)
+    np.save(tmp_path / "d.npy", d)
+    (tmp_path / "breaks.txt").write_text("6\n")
+    for spec in ("6", str(tmp_path / "breaks.txt")):
+        res = run(["reconstruct", str(tmp_path / "d.npy"), "-o", str(tmp_path / "o.pdb"), "--method", "refine",
+                   "--breaks", spec, "--json"])
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.output)
+        assert out["config"]["breaks"] == [5] and 5 in out["diagnostics"]["unbonded_pairs"]
+    res = run(["reconstruct", str(tmp_path / "d.npy"), "-o", str(tmp_path / "o.pdb"), "--method", "refine",
+               "--breaks", "6"])
+    assert res.exit_code == 0 and "unbonded_pairs=4" in res.output
+    assert "hand=right" in res.output or "hand=mirrored" in res.output
+    assert rmsd_proper(read_chain(tmp_path / "o.pdb").ca, x) < 0.1
+
+
+@pytest.mark.parametrize("args,code,words", [
+    (["--method", "smacof", "--breaks", "3"], 2, "no bond term"),
+    (["--method", "refine", "--breaks", "76"], 1, "residue 76 has no next residue"),
+    (["--method", "refine", "--breaks", "0"], 1, "residue 0"),
+    (["--method", "refine", "--breaks", "3,x"], 1, "'x' is not a residue number"),
+])
+def test_cli_bad_breaks_are_one_line_errors(tmp_path, args, code, words):
+    x = ca("cea82afb06bb7")
+    np.save(tmp_path / "d.npy", cdist(x, x))
+    res = CliRunner().invoke(cli, ["reconstruct", str(tmp_path / "d.npy"), "-o", str(tmp_path / "o.pdb"), *args])
+    assert res.exit_code == code and words in res.output, res.output
+
+
+def test_cli_summary_says_when_a_reconstruction_did_not_converge(tmp_path):
+    res = run(["reconstruct", str(GOLDEN_DISTMAT), "-o", str(tmp_path / "o.pdb"), "--method", "refine"])
+    assert res.exit_code == 0
+    line = [l for l in res.output.splitlines() if l.startswith(str(tmp_path))][0]
+    assert "converged=False" in line and "\tNOT CONVERGED: L-BFGS did not converge in 500 iterations" in line
+    res = run(["reconstruct", str(GOLDEN_DISTMAT), "-o", str(tmp_path / "o.pdb"), "--method", "smacof"])
+    assert "converged=True" in res.output and "NOT CONVERGED" not in res.output
