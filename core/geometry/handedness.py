@@ -32,10 +32,11 @@ P(this hand is right) = 1 / (1 + exp(-s * margin)). Below
 hand is still returned).
 
 Measured by ``benchmarks/bench_handedness.py`` over all 1,042 real chains
-outside the BioEmu set: the right hand from exact distances for every chain (the
-old helix-window rule chose the mirror image or tied on 16), 11 of them
-"uncertain"; with multiplicative noise 0.2, SMACOF: 3 wrong of 1,020 chains whose
-reconstruction has a hand (the old rule: 42), all 3 flagged "uncertain".
+outside the BioEmu set: the right hand from exact distances for every chain, 11
+of them "uncertain" (the old helix-window rule: wrong on 7, a tie left to the
+eigenvectors' arbitrary hand on 9 more, 10 wrong in all);
+with multiplicative noise 0.2, SMACOF: 3 wrong of the 1,020 chains whose
+reconstruction has a hand, all 3 flagged "uncertain" (the old rule: 36 wrong).
 
 The sign convention is tested against ``mdtraj.compute_dihedrals`` on a real
 helical chain (4GCN A) and on its mirror image (tests/test_handedness.py).
@@ -196,9 +197,9 @@ def handedness_margin(coords: np.ndarray, table: HandTable | None = None) -> flo
 def helix_window_margin(coords: np.ndarray) -> int:
     """The old rule: (# pseudo-torsions in +30..+80) - (# in -80..-30) degrees.
 
-    Kept for comparison (``benchmarks/bench_handedness.py``): from exact distances it
-    chose the mirror image or tied on 16 of the 1,042 real chains (helix-poor ones), where
-    :func:`handedness_margin` is right on all.
+    Kept for comparison (``benchmarks/bench_handedness.py``): on the experimental traces of
+    the 1,042 real chains it is negative on 7 and 0 on 9 (helix-poor ones), where
+    :func:`handedness_margin` is positive on all.
     """
     t = ca_pseudo_torsions(coords)
     lo, hi = HELIX_WINDOW_DEG
