@@ -1,6 +1,6 @@
 """How often distfold gives a reconstruction the right hand, over every real chain outside BioEmu.
 
-    python benchmarks/bench_handedness.py --data /work/shared/data [--methods smacof,classical]
+    python benchmarks/bench_handedness.py --data DATA_DIR [--methods smacof,classical]
                                           [--noise 0.1,0.2] [--splits train,val] [--json out.json]
 
 Reference: the hand of the experimental structure itself. For each chain (train and val

@@ -1,6 +1,6 @@
 """refine from exact distances of real chains with chain breaks or cis peptides.
 
-    python benchmarks/bench_refine_breaks.py --data /work/shared/data [--max-length 2000]
+    python benchmarks/bench_refine_breaks.py --data DATA_DIR [--max-length 2000]
                                              [--before-max-length 300] [--json out.json]
 
 Reference: the experimental structure. Chains: every chain of the shared data (train and val,

@@ -1,7 +1,7 @@
 """Build core/geometry/hand_table.json, the handedness evidence table, from the TRAINING split.
 
-    python benchmarks/build_hand_table.py --data /work/shared/data            # writes the table
-    python benchmarks/build_hand_table.py --data /work/shared/data --check    # rebuilds and compares
+    python benchmarks/build_hand_table.py --data DATA_DIR            # writes the table
+    python benchmarks/build_hand_table.py --data DATA_DIR --check    # rebuilds and compares
 
 What it learns (see :mod:`distfold.geometry.handedness` for how it is used):
 

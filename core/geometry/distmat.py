@@ -217,13 +217,20 @@ MEMORY_SHARE = 0.8
 
 def available_memory() -> int | None:
     """Bytes of memory available to a new allocation (``MemAvailable`` of
-    ``/proc/meminfo``, else ``sysconf``), or None when unknown."""
+    ``/proc/meminfo``, else psutil if installed, else ``sysconf``), or None when unknown.
+    The pipeline's memory guard (:mod:`distfold.pipeline.windows`) uses this one too."""
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil  # type: ignore[import-not-found]
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - optional, and any failure means "unknown here"
         pass
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))

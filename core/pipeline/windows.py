@@ -352,30 +352,8 @@ BYTES_PER_PAIR = 160
 #: GiB with the default model; a bigger backbone adds its weights, 4 bytes per
 #: fp32 parameter, which the 0.8 share of the available memory has to absorb).
 BASE_BYTES = 1 << 30
-#: Share of the available memory distfold plans to use.
-MEMORY_SHARE = 0.8
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation: ``MemAvailable`` from
-    ``/proc/meminfo``, else psutil if installed, else ``sysconf``; None if unknown."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import psutil  # type: ignore[import-not-found]
-
-        return int(psutil.virtual_memory().available)
-    except Exception:  # not installed, or unsupported platform
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
+# one reading of the available memory for the whole package (geometry is the lower layer)
+from distfold.geometry.distmat import MEMORY_SHARE, available_memory  # noqa: E402
 
 
 def memory_max_length(available: int | None = None, bytes_per_pair: float = BYTES_PER_PAIR,
