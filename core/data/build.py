@@ -296,12 +296,14 @@ def parse_file(path: str) -> dict[str, Any]:
 
 
 def _parse_file(path: str) -> dict[str, Any]:
+    from distfold.data.labels import chain_ss_labels, on_sequence as ss_on_sequence
     from distfold.structure.io import chains_of, load_structure_segments, polymer_sequences
 
     out: dict[str, Any] = {"path": path, "chains": [], "error": None, "notes": []}
     try:
         structure, labels = load_structure_segments(path)
         chains = chains_of(structure, path)
+        ss_labels = chain_ss_labels(structure, chains)  # DSSP H/E/C per observed residue (distfold.data.labels)
         for ch in chains:
             ch.chain_id = labels.get(ch.chain_id, ch.chain_id)
         if not chains:
@@ -327,7 +329,7 @@ def _parse_file(path: str) -> dict[str, Any]:
         res = None
     method = str(header.get("structure_method") or "").strip()
     method = None if method.lower() in ("", "unknown") else method.upper()
-    for ch in chains:
+    for ch, ss_obs in zip(chains, ss_labels):
         ca = np.asarray(ch.ca, dtype=np.float32)
         entry = {"chain": ch.chain_id, "resolution": res, "method": method, "seqres": False}
         full = full_seqs.get(ch.chain_id)
@@ -348,6 +350,7 @@ def _parse_file(path: str) -> dict[str, Any]:
         else:
             entry.update(sequence=ch.sequence, coords=ca)
         entry["breaks"] = find_breaks(entry["coords"])
+        entry["ss"] = ss_on_sequence(ss_obs, idx, len(entry["sequence"]))
         out["chains"].append(entry)
     return out
 
@@ -746,6 +749,8 @@ def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLik
             rec = {"id": cid, "sequence": seq, "source": str(f), "chain": ch["chain"], "n_observed": n_obs,
                    "breaks": ch["breaks"], "seqres": ch["seqres"], "resolution": ch["resolution"],
                    "method": ch["method"], "duplicates": []}
+            if "ss" in ch and set(ch["ss"]) != {"-"}:
+                rec["ss"] = ch["ss"]
             if options.split_by_dir:
                 rec["dir_split"] = dir_split(f)
             cands.append({"record": rec, "coords": coords, "notes": res["notes"]})
