@@ -48,7 +48,7 @@ def test_built_once_then_one_sequence_at_a_time():
     pred = p.predict(SEQ)
     assert isinstance(pred, Prediction) and pred.coords.shape == (20, 3)
     assert pred.diagnostics["windows"] == 2 and pred.diagnostics["weighted"] is True
-    assert {"model_s", "reconstruct_s", "confidence_s"} == set(pred.timings)
+    assert {"model_s", "reconstruct_s", "confidence_s", "contacts_s"} == set(pred.timings)
     # pairs no window saw count at the prior's uncertainty, not at an infinite variance
     wv = p.distances(SEQ).weight_variance
     assert np.isinf(pred.variance).any() and np.isfinite(wv).all()

@@ -243,3 +243,49 @@ def test_memory_guard_explicit_max_length_overrides():
 def test_memory_guard_reads_this_machine():
     limit = memory_max_length()
     assert limit is None or limit >= 0
+
+
+# -- per-residue secondary-structure probabilities --------------------------------
+
+class SSWindowModel(WindowDependentModel):
+    """Also returns ss_probs that depend on the window start, so the merge is visible."""
+
+    def ss_rows(self, start: int, stop: int) -> np.ndarray:
+        rng = np.random.default_rng(start)
+        p = rng.random((stop - start, 3)) + 0.1
+        return (p / p.sum(1, keepdims=True)).astype(np.float32)
+
+    def predict(self, sequences, lengths=None):
+        out = super().predict(sequences, lengths)
+        for q, o in zip(sequences, out):
+            start = self.sequence.index(q)
+            o["ss_probs"] = self.ss_rows(start, start + len(q))
+        return out
+
+
+@pytest.mark.parametrize("variance", [True, False])
+def test_ss_probs_merge_by_residue_mean_variance(variance):
+    model = SSWindowModel(50, crop=20, variance=variance)
+    res = predict_windowed(model, model.sequence)
+    plan = res["windows"]
+    assert len(plan) > 2
+    probs = res["ss_probs"]
+    assert probs.shape == (50, 3) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)
+    for i in (0, 9, 10, 25, 49):
+        num, den = np.zeros(3), 0.0
+        for s, e in plan:
+            if s <= i < e:
+                _, v = model.window_output(s, e)
+                n = e - s
+                w = (n - 1) / (v[i - s].sum() - v[i - s, i - s]) if variance else 1.0
+                num += w * model.ss_rows(s, e)[i - s]
+                den += w
+        np.testing.assert_allclose(probs[i], num / den, rtol=1e-5)
+
+
+def test_ss_probs_absent_without_ss_head_and_single_window_is_exact():
+    assert "ss_probs" not in predict_windowed(WindowDependentModel(30, crop=20), WindowDependentModel(30, 20).sequence)
+    model = SSWindowModel(16, crop=20)
+    res = predict_windowed(model, model.sequence)
+    np.testing.assert_allclose(res["ss_probs"], model.ss_rows(0, 16), rtol=1e-6)

@@ -62,6 +62,9 @@ class PredictedDistances:
         without a variance.
     coverage: (L, L) uint16, windows that saw each pair, or None.
     windows: how many windows the model ran on (1 for a chain within one window).
+    ss_probs: (L, 3) float32 secondary-structure probabilities, columns in
+        :data:`distfold.structure.secondary.SS_STATES` order (H, E, C), rows summing
+        to 1, merged over windows; None for a model without an SS head.
     """
 
     distance: np.ndarray
@@ -69,6 +72,7 @@ class PredictedDistances:
     weight_variance: np.ndarray | None
     coverage: np.ndarray | None
     windows: int = 1
+    ss_probs: np.ndarray | None = None
 
 
 @dataclass
@@ -81,6 +85,10 @@ class Prediction:
     ``weighted`` and, for a model prediction, ``windows`` and
     ``uncovered_pair_fraction``. timings: seconds per stage (``model_s``,
     ``reconstruct_s``, ``confidence_s``).
+    ss_probs: (L, 3) float32 secondary-structure probabilities (H, E, C), or None for a
+    model without an SS head; :attr:`ss` is their most probable state per residue.
+    contact_prob: (L, L) float32 P(C-alpha distance < 8 Å) under the head's error
+    distribution (:mod:`distfold.pipeline.contacts`), or None when not computed.
     """
 
     sequence: str
@@ -90,6 +98,17 @@ class Prediction:
     confidence: np.ndarray | None
     diagnostics: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    ss_probs: np.ndarray | None = None
+    contact_prob: np.ndarray | None = None
+
+    @property
+    def ss(self) -> str | None:
+        """Predicted 3-state secondary structure (H/E/C per residue), or None without ``ss_probs``."""
+        if self.ss_probs is None:
+            return None
+        from distfold.structure.secondary import ss_from_probs
+
+        return ss_from_probs(self.ss_probs)
 
     @property
     def mean_confidence(self) -> float | None:
@@ -283,7 +302,22 @@ class Predictor:
         coverage = out.get("coverage")
         wv = reconstruction_variance({**out, "distance": d, "variance": v}) if v is not None and coverage is not None \
             else v
-        return PredictedDistances(d, v, wv, coverage, len(out.get("windows", [])) or 1)
+        ss = out.get("ss_probs")
+        if ss is not None:
+            ss = np.asarray(_to_numpy(ss), dtype=np.float32)
+            if ss.shape != (len(sequence), 3) or not np.all(np.isfinite(ss)):
+                raise DistfoldError(f"model returned ss_probs of shape {ss.shape} (or non-finite) for a sequence "
+                                    f"of length {len(sequence)}; expected ({len(sequence)}, 3)")
+        return PredictedDistances(d, v, wv, coverage, len(out.get("windows", [])) or 1, ss)
+
+    def contact_probability(self, distance: np.ndarray, variance: np.ndarray | None) -> np.ndarray:
+        """(L, L) float32 P(C-alpha distance < 8 Å) under the head's error distribution, in the
+        space it lives in (the model's normaliser; :mod:`distfold.pipeline.contacts`).
+        ``variance``: the reconstruction variance (pairs no window saw at the prior's
+        uncertainty); None gives 1 below 8 Å and 0 above."""
+        from distfold.pipeline.contacts import contact_probability
+
+        return contact_probability(distance, variance, self.distribution, getattr(self.model, "normaliser", None))
 
     def confidence(self, distance: np.ndarray, variance: np.ndarray | None, calibrated: bool = True
                    ) -> np.ndarray | None:
@@ -331,13 +365,18 @@ class Predictor:
                           timings)
 
     def predict(self, sequence: str) -> Prediction:
-        """Distances (:meth:`distances`), coordinates and confidence (:meth:`reconstruct`) of one sequence."""
+        """Distances (:meth:`distances`), coordinates and confidence (:meth:`reconstruct`) of one
+        sequence, with its secondary-structure probabilities (when the model predicts them) and
+        contact probabilities (:meth:`contact_probability`)."""
         t = time.perf_counter()
         p = self.distances(sequence)
         model_s = time.perf_counter() - t
         pred = self.reconstruct(sequence, p.distance, p.variance, coverage=p.coverage,
                                 weight_variance=p.weight_variance)
-        pred.timings = {"model_s": model_s, **pred.timings}
+        t = time.perf_counter()
+        pred.ss_probs = p.ss_probs
+        pred.contact_prob = self.contact_probability(p.distance, p.weight_variance)
+        pred.timings = {"model_s": model_s, **pred.timings, "contacts_s": time.perf_counter() - t}
         pred.diagnostics["windows"] = p.windows
         n = len(sequence)
         if p.coverage is not None and n > 1:  # share of pairs i < j that no window saw

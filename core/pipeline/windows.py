@@ -26,6 +26,15 @@ merges the window predictions into one (L, L) matrix:
   the confidence a wide distribution that may hide a contact, so they lower
   it instead of being skipped (:mod:`distfold.pipeline.confidence`).
 
+Per-residue secondary-structure probabilities (a model's optional ``ss_probs``,
+(n, 3) per window, columns in :data:`distfold.structure.secondary.SS_STATES`
+order) are merged the same way, residue by residue (:class:`ResidueAccumulator`):
+window k's row for residue i gets the weight ``1 / mean_j v_k[i, j]``, the inverse of
+that residue's mean pair variance in the window (j != i; 1 where the model reports
+no variance), so the window that is surer of the residue's surroundings counts more;
+the merged row is the weighted mean, which still sums to 1. Every residue is in some
+window, so nothing needs filling.
+
 Each window is predicted with the full chain's length (``model.predict(windows,
 lengths=[L, ...])``: the separation prior's length bucket), as the training
 crops were.
@@ -194,6 +203,39 @@ class PairAccumulator:
         return {"distance": distance, "variance": variance, "coverage": self.coverage}
 
 
+class ResidueAccumulator:
+    """Running weighted mean of per-residue window rows (L, K): secondary-structure
+    probabilities. ``add`` takes the rows of one window and, optionally, its (n, n) pair
+    variance, whose per-residue mean (diagonal excluded) gives the rows their weights
+    (see the module docstring)."""
+
+    def __init__(self, length: int, width: int):
+        self.W = np.zeros(int(length), np.float64)
+        self.S = np.zeros((int(length), int(width)), np.float64)
+
+    def add(self, index: slice, rows: np.ndarray, variance: np.ndarray | None = None) -> None:
+        rows = np.asarray(rows, np.float64)
+        n = len(rows)
+        if rows.shape != (n, self.S.shape[1]):
+            raise ValueError(f"model returned per-residue rows of shape {rows.shape} for a window of "
+                             f"{n} residues; expected ({n}, {self.S.shape[1]})")
+        if variance is None or n < 2:
+            w = np.ones(n)
+        else:
+            v = np.maximum(np.asarray(variance, np.float64), 0.0)
+            mean_v = (v.sum(1) - np.diagonal(v)) / (n - 1)
+            w = 1.0 / np.maximum(mean_v, MIN_VARIANCE)
+        self.W[index] += w
+        self.S[index] += w[:, None] * rows
+
+    def result(self) -> np.ndarray:
+        """(L, K) float32 weighted mean rows, renormalised to sum 1."""
+        out = self.S / np.maximum(self.W, 1e-300)[:, None]
+        total = out.sum(1, keepdims=True)
+        out = np.where(total > 0, out / np.where(total > 0, total, 1.0), out)
+        return out.astype(np.float32)
+
+
 def separation_profile(distance: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
     """(L,) median of ``distance`` over each diagonal (|i - j| = s) among covered pairs;
     NaN for separations with no covered pair."""
@@ -278,7 +320,8 @@ def predict_windowed(model: Any, sequence: str, window: int | None = None, strid
         :func:`separation_fill`.
 
     Returns ``{"distance": (L, L) float32 Å, "variance": (L, L) float32 Å^2 or None,
-    "coverage": (L, L) uint16, "windows": [(start, stop), ...]}``; see the module
+    "coverage": (L, L) uint16, "windows": [(start, stop), ...]}``, plus ``"ss_probs"``
+    (L, 3) float32 when the model returns it (for every window or none); see the module
     docstring for the merge rule. A chain no longer than the window is a single
     ``model.predict`` call, so the result equals the model's own prediction.
     """
@@ -286,6 +329,8 @@ def predict_windowed(model: Any, sequence: str, window: int | None = None, strid
     n = len(sequence)
     plan = plan_windows(n, window, stride)
     acc = PairAccumulator(n)
+    ss_acc: ResidueAccumulator | None = None
+    seen_ss: bool | None = None
     batch_size = max(1, int(batch_size))
     if fill is None:
         fill = model_prior_fill(model, n)
@@ -299,13 +344,32 @@ def predict_windowed(model: Any, sequence: str, window: int | None = None, strid
             if d.shape != (e - s, e - s):
                 raise ValueError(f"model returned shape {d.shape} for a window of {e - s} residues")
             var = out.get("variance")
-            acc.add(slice(s, e), d, None if var is None else np.asarray(var, np.float32))
+            var = None if var is None else np.asarray(var, np.float32)
+            acc.add(slice(s, e), d, var)
+            ss = out.get("ss_probs")
+            if seen_ss is None:
+                seen_ss = ss is not None
+            elif seen_ss != (ss is not None):
+                raise ValueError("some windows report ss_probs and others do not")
+            if ss is not None:
+                ss = _numpy(ss)
+                if ss_acc is None:
+                    ss_acc = ResidueAccumulator(n, ss.shape[1] if ss.ndim == 2 else 3)
+                ss_acc.add(slice(s, e), ss, var)
         del outs
         if progress is not None:
             progress(min(b + batch_size, len(plan)), len(plan))
     result = acc.result(fill)
     result["windows"] = plan
+    if ss_acc is not None:
+        result["ss_probs"] = ss_acc.result()
     return result
+
+
+def _numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, np.float64)
 
 
 def model_prior_fill(model: Any, length: int) -> np.ndarray | None:
