@@ -261,3 +261,86 @@ def test_atomic_write_gives_usual_permissions_and_no_partial_file(tmp_path):
     except RuntimeError:
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+# -- secondary structure in the written files -----------------------------------
+
+SS_SEQ = "MKVLAAGHEEKLAAGW"
+SS_STR = "CHHHHCEEECEECHHH"
+
+
+def _trace(tmp_path, fmt):
+    x = np.cumsum(np.random.default_rng(0).normal(size=(len(SS_SEQ), 3)) * 2.0, 0)
+    path = tmp_path / f"ss.{fmt}"
+    write_ca_trace(path, x, SS_SEQ, np.arange(len(SS_SEQ)), fmt, ss=SS_STR)
+    return path, x
+
+
+def test_pdb_helix_and_sheet_records_follow_the_format_columns(tmp_path):
+    import warnings
+
+    from Bio.PDB import PDBParser
+    from Bio.PDB.PDBExceptions import PDBConstructionWarning
+
+    path, x = _trace(tmp_path, "pdb")
+    lines = path.read_text().splitlines()
+    helix = [ln for ln in lines if ln.startswith("HELIX ")]
+    sheet = [ln for ln in lines if ln.startswith("SHEET ")]
+    assert len(helix) == 2 and len(sheet) == 2
+    assert lines.index(sheet[-1]) < min(i for i, ln in enumerate(lines) if ln.startswith("ATOM"))
+    # PDB format 3.3, HELIX: serNum 8-10, helixID 12-14, initResName 16-18, initChainID 20,
+    # initSeqNum 22-25, endResName 28-30, endChainID 32, endSeqNum 34-37, helixClass 39-40, length 72-76
+    h = helix[0]
+    assert (h[7:10], h[11:14].strip(), h[15:18], h[19], h[21:25], h[27:30], h[31], h[33:37], h[38:40],
+            h[71:76]) == ("  1", "1", "LYS", "A", "   2", "ALA", "A", "   5", " 1", "    4")
+    assert helix[1][21:25] == "  14" and helix[1][33:37] == "  16" and helix[1][71:76] == "    3"
+    # SHEET: strand 8-10, sheetID 12-14, numStrands 15-16, initResName 18-20, initChainID 22,
+    # initSeqNum 23-26, endResName 29-31, endChainID 33, endSeqNum 34-37, sense 39-40
+    s = sheet[1]
+    assert (s[7:10], s[11:14].strip(), s[14:16], s[17:20], s[21], s[22:26], s[28:31], s[32], s[33:37],
+            s[38:40]) == ("  1", "2", " 1", "LYS", "A", "  11", "LEU", "A", "  12", " 0")
+    assert all(len(ln) == 80 for ln in helix + sheet)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PDBConstructionWarning)
+        structure = PDBParser(PERMISSIVE=False).get_structure("x", str(path))
+    atoms = list(structure.get_atoms())
+    assert len(atoms) == len(SS_SEQ)
+    np.testing.assert_allclose([a.coord for a in atoms], x, atol=1e-3)
+    assert read_chain(path).sequence == SS_SEQ
+
+
+def test_mmcif_struct_conf_and_sheet_range_read_back(tmp_path):
+    from Bio.PDB import MMCIFParser
+    from Bio.PDB.MMCIF2Dict import MMCIF2Dict
+
+    path, x = _trace(tmp_path, "cif")
+    d = MMCIF2Dict(str(path))
+    assert d["_struct_conf.conf_type_id"] == ["HELX_P", "HELX_P"]
+    assert d["_struct_conf.beg_label_seq_id"] == ["2", "14"]
+    assert d["_struct_conf.end_auth_seq_id"] == ["5", "16"]
+    assert d["_struct_conf.beg_label_comp_id"] == ["LYS", "ALA"]
+    assert d["_struct_conf.pdbx_PDB_helix_length"] == ["4", "3"]
+    assert d["_struct_sheet_range.beg_label_seq_id"] == ["7", "11"]
+    assert d["_struct_sheet_range.end_label_seq_id"] == ["9", "12"]
+    assert d["_struct_sheet_range.sheet_id"] == ["S1", "S2"]
+    assert d["_struct_sheet.number_strands"] == ["1", "1"]
+    # the segment residues are the atom_site residues of the same numbers
+    seq_ids = d["_atom_site.label_seq_id"]
+    comp = d["_atom_site.label_comp_id"]
+    assert comp[seq_ids.index("14")] == "ALA"
+    structure = MMCIFParser(QUIET=True).get_structure("x", str(path))
+    np.testing.assert_allclose([a.coord for a in structure.get_atoms()], x, atol=1e-3)
+    assert read_chain(path).sequence == SS_SEQ
+
+
+def test_ss_records_absent_without_segments_and_bad_ss_refused(tmp_path):
+    x = np.zeros((4, 3)) + np.arange(4)[:, None] * 3.8
+    write_ca_trace(tmp_path / "c.pdb", x, "AAAA", fmt="pdb", ss="CCCC")
+    assert not any(ln.startswith(("HELIX", "SHEET")) for ln in (tmp_path / "c.pdb").read_text().splitlines())
+    write_ca_trace(tmp_path / "c.cif", x, "AAAA", fmt="cif", ss="CCCC")
+    assert "_struct_conf" not in (tmp_path / "c.cif").read_text()
+    with pytest.raises(InputError, match="secondary structure has 3 residues"):
+        write_ca_trace(tmp_path / "d.pdb", x, "AAAA", fmt="pdb", ss="CCC")
+    with pytest.raises(InputError, match="'X'"):
+        write_ca_trace(tmp_path / "d.pdb", x, "AAAA", fmt="pdb", ss="CCXC")
+    assert not (tmp_path / "d.pdb").exists()

@@ -192,12 +192,18 @@ def read_chain(path: str | os.PathLike, chain: str | None = None) -> Chain:
 
 def write_ca_trace(path: str | os.PathLike, coords: np.ndarray, sequence: str | None = None,
                    bfactors: np.ndarray | None = None, fmt: str | None = None, chain_id: str = "A",
-                   name: str = "distfold") -> None:
+                   name: str = "distfold", ss: str | None = None) -> None:
     """Write a C-alpha-only PDB or mmCIF (biopython writers), atomically.
 
     coords: (L, 3) Å. sequence: residue names (``UNK`` where absent).
     bfactors: (L,) per-residue values for the B-factor column (e.g. confidence 0-100).
     fmt: "pdb" or "cif"; inferred from the suffix when None.
+    ss: optional 3-state secondary structure (H/E/C per residue,
+    :mod:`distfold.structure.secondary`): its helices and strands are written as PDB
+    HELIX/SHEET records before the atoms (:func:`pdb_ss_records`) or as the mmCIF
+    ``struct_conf`` / ``struct_sheet_range`` categories after them
+    (:func:`cif_ss_categories`). Biopython's writers write neither, so these are
+    written here, to the format's columns and items.
     """
     from Bio.PDB import MMCIFIO, PDBIO
     from Bio.PDB.StructureBuilder import StructureBuilder
@@ -227,8 +233,87 @@ def write_ca_trace(path: str | os.PathLike, coords: np.ndarray, sequence: str | 
         sb.init_atom("CA", coords[i], float(np.clip(b[i], -999.0, 999.0)), 1.0, " ", " CA ", i + 1, "C")
     io_ = PDBIO() if fmt == "pdb" else MMCIFIO()
     io_.set_structure(sb.get_structure())
+    if ss is not None:
+        from distfold.structure.secondary import check_ss
+
+        ss = check_ss(ss, allow_unlabelled=False)
+        if len(ss) != n:
+            raise InputError(f"secondary structure has {len(ss)} residues but coordinates have {n}")
+    resnames = [AA1_TO_3.get(sequence[i].upper(), "UNK") if sequence else "UNK" for i in range(n)]
     with atomic_write(path, "w") as fh:
+        if ss is not None and fmt == "pdb":
+            fh.write(pdb_ss_records(ss, resnames, chain_id))
         io_.save(fh)
+        if ss is not None and fmt == "cif":
+            fh.write(cif_ss_categories(ss, resnames, chain_id))
+
+
+#: The PDB format's HELIX serial and SHEET identifier have 3 columns: at most this many of each.
+PDB_MAX_SEGMENTS = 999
+
+
+def pdb_ss_records(ss: str, resnames: list[str], chain_id: str = "A") -> str:
+    """HELIX and SHEET records (PDB format 3.3, section 5) for the helices and strands of
+    ``ss``, residues numbered 1..L as :func:`write_ca_trace` numbers them.
+
+    HELIX: serial and identifier k = 1, 2, ...; class 1 (right-handed alpha: 3-state H also
+    holds DSSP's 3-10 and pi helices, G and I); the length in columns 72-76. SHEET: strand
+    pairing is not predicted, so each strand is a one-strand sheet (identifier k, strand 1
+    of 1, sense 0, no registration). At most :data:`PDB_MAX_SEGMENTS` of each (the format's
+    3-column fields); the mmCIF output has no such limit.
+    """
+    from distfold.structure.secondary import segments
+
+    lines = []
+    for k, seg in enumerate(segments(ss, "H")[:PDB_MAX_SEGMENTS], start=1):
+        a, b = seg.start, seg.end - 1
+        lines.append(f"HELIX  {k:>3} {str(k):>3} {resnames[a]:>3} {chain_id:1} {a + 1:>4}  "
+                     f"{resnames[b]:>3} {chain_id:1} {b + 1:>4} {1:>2}{'':30} {seg.length:>5}")
+    for k, seg in enumerate(segments(ss, "E")[:PDB_MAX_SEGMENTS], start=1):
+        a, b = seg.start, seg.end - 1
+        lines.append(f"SHEET  {1:>3} {str(k):>3}{1:>2} {resnames[a]:>3} {chain_id:1}{a + 1:>4}  "
+                     f"{resnames[b]:>3} {chain_id:1}{b + 1:>4} {0:>2}")
+    return "".join(f"{line:<80}\n" for line in lines)
+
+
+def cif_ss_categories(ss: str, resnames: list[str], chain_id: str = "A") -> str:
+    """The mmCIF ``struct_conf_type``, ``struct_conf`` (helices, ``HELX_P``) and
+    ``struct_sheet`` / ``struct_sheet_range`` (strands, one one-strand sheet each: pairing
+    is not predicted) loops for ``ss``, with label and author residue numbers 1..L and
+    asym id ``chain_id`` as :func:`write_ca_trace`'s ``atom_site`` has them. Empty when
+    ``ss`` has neither helix nor strand."""
+    from distfold.structure.secondary import segments
+
+    helices, strands = segments(ss, "H"), segments(ss, "E")
+    out = []
+
+    def ends(seg):
+        a, b = seg.start, seg.end - 1
+        return [resnames[a], chain_id, str(a + 1), "?", resnames[b], chain_id, str(b + 1), "?",
+                resnames[a], chain_id, str(a + 1), resnames[b], chain_id, str(b + 1)]
+
+    site = ["beg_label_comp_id", "beg_label_asym_id", "beg_label_seq_id", "pdbx_beg_PDB_ins_code",
+            "end_label_comp_id", "end_label_asym_id", "end_label_seq_id", "pdbx_end_PDB_ins_code",
+            "beg_auth_comp_id", "beg_auth_asym_id", "beg_auth_seq_id",
+            "end_auth_comp_id", "end_auth_asym_id", "end_auth_seq_id"]
+    if helices:
+        out += ["loop_", "_struct_conf_type.id", "_struct_conf_type.criteria", "HELX_P distfold", "#"]
+        items = ["conf_type_id", "id", "pdbx_PDB_helix_id", *site, "pdbx_PDB_helix_class",
+                 "pdbx_PDB_helix_length"]
+        out += ["loop_", *(f"_struct_conf.{k}" for k in items)]
+        for k, seg in enumerate(helices, start=1):
+            out.append(" ".join(["HELX_P", f"HELX_P{k}", str(k), *ends(seg), "1", str(seg.length)]))
+        out.append("#")
+    if strands:
+        out += ["loop_", "_struct_sheet.id", "_struct_sheet.number_strands"]
+        out += [f"S{k} 1" for k in range(1, len(strands) + 1)]
+        out.append("#")
+        out += ["loop_", "_struct_sheet_range.sheet_id", "_struct_sheet_range.id",
+                *(f"_struct_sheet_range.{k}" for k in site)]
+        for k, seg in enumerate(strands, start=1):
+            out.append(" ".join([f"S{k}", "1", *ends(seg)]))
+        out.append("#")
+    return "".join(line + "\n" for line in out)
 
 
 @dataclass
