@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from distfold.structure.io import AA1_TO_3, residue_letter
+from distfold.structure.secondary import SS_STATES, SS_UNLABELLED
 
-NO_LABEL = "-"
+NO_LABEL = SS_UNLABELLED  # "-"
 BACKBONE = ("N", "CA", "C", "O")
 PEPTIDE_BREAK = 2.5  # Å; a bonded C-N is 1.33 Å
 
@@ -76,7 +77,7 @@ def dssp_of_residues(letters: str, backbone: list[np.ndarray | None]) -> str:
     traj = md.Trajectory(np.concatenate(xyz).reshape(1, -1, 3) / 10.0, top)  # nm
     codes = md.compute_dssp(traj, simplified=True)[0]
     for k, code in zip(placed, codes):
-        labels[k] = code if code in ("H", "E", "C") else NO_LABEL
+        labels[k] = code if code in SS_STATES else NO_LABEL
     return "".join(labels)
 
 
