@@ -128,3 +128,111 @@ def test_lora_training_updates_only_adapter_and_head(tiny_qwen, tmp_path):
     assert any(not torch.equal(v, head_init[k]) for k, v in trained.head.state_dict().items())
     d = trained.predict(["MKTAYIAKQR"])[0]["distance"]
     assert d.shape == (10, 10) and np.isfinite(d).all()
+
+
+# -- the from-scratch stack in plain torch (qwen2_torch) against transformers.Qwen2Model ---------------
+
+def _reference_qwen2(backbone: QwenBackbone):
+    """transformers.Qwen2Model configured as the from-scratch backbone used to build it, holding its weights."""
+    from transformers import Qwen2Config, Qwen2Model
+
+    c = backbone.model_config
+    config = Qwen2Config(
+        vocab_size=c.vocab_size, max_position_embeddings=c.max_position_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta}, pad_token_id=0, bos_token_id=None,
+        eos_token_id=None, use_cache=False, tie_word_embeddings=False, attention_dropout=0.0,
+        initializer_range=0.02, rms_norm_eps=1e-6, hidden_size=c.hidden_size,
+        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+        num_key_value_heads=c.num_key_value_heads, intermediate_size=c.intermediate_size)
+    config.is_causal = c.is_causal
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(backbone.seed)
+        ref = Qwen2Model(config)
+    for module in ref.modules():
+        if isinstance(getattr(module, "is_causal", None), bool):
+            module.is_causal = c.is_causal
+    return ref
+
+
+SCRATCH_SHAPES = [
+    dict(preset="tiny"),  # 2 heads sharing 1 key/value head
+    dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, intermediate_size=40),
+    dict(hidden_size=36, num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2, intermediate_size=24,
+         rope_theta=500.0),
+]
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("shape", SCRATCH_SHAPES)
+def test_scratch_stack_equals_transformers_qwen2(shape, bidirectional):
+    """Same keys and initial weights for a seed, same outputs with and without padding."""
+    bb = QwenBackbone(**shape, bidirectional=bidirectional, seed=7).eval()
+    assert "transformers" not in type(bb.model).__module__
+    ref = _reference_qwen2(bb).eval()
+    ours, theirs = bb.model.state_dict(), ref.state_dict()
+    assert list(ours) == list(theirs)
+    for k in ours:
+        assert torch.equal(ours[k], theirs[k]), f"initial {k} differs"
+    # random (not initial) weights, so that biases and norms matter too
+    gen = torch.Generator().manual_seed(1)
+    random = {k: torch.randn(v.shape, generator=gen) * 0.3 for k, v in ours.items()}
+    bb.load_trainable_state_dict(random)
+    ref.load_state_dict(random, strict=True)
+    for batch in (["MKTAYIAKQR"], ["ACDEFGHIKLMNPQRSTVWY" * 3, "MKV", "GGSGGSGGSGGSGG"], ["WY" * 70, "W" * 140]):
+        with torch.no_grad():
+            f, mask = bb(batch)
+            ids, _ = bb.tokenize(batch)
+            g = ref(input_ids=ids, attention_mask=mask.long(), use_cache=False).last_hidden_state
+        torch.testing.assert_close(f[mask], g[mask], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(f, g, rtol=1e-5, atol=1e-5)  # padded positions too
+
+
+def test_scratch_stack_gradients_equal_transformers_qwen2():
+    bb = QwenBackbone(preset="tiny", seed=2).train()
+    ref = _reference_qwen2(bb).train()
+    ref.load_state_dict(bb.model.state_dict(), strict=True)
+    batch = ["MKTAYIAKQRQISFVKSHF", "MKVL"]
+    f, mask = bb(batch)
+    ids, _ = bb.tokenize(batch)
+    g = ref(input_ids=ids, attention_mask=mask.long(), use_cache=False).last_hidden_state
+    weights = torch.linspace(-1, 1, f.numel()).reshape(f.shape)
+    (f[mask] * weights[mask]).sum().backward()
+    (g[mask] * weights[mask]).sum().backward()
+    theirs = dict(ref.named_parameters())
+    for name, p in bb.model.named_parameters():
+        torch.testing.assert_close(p.grad, theirs[name].grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_scratch_gradient_checkpointing_same_gradients():
+    grads = []
+    for checkpointing in (False, True):
+        bb = QwenBackbone(preset="tiny", seed=4, gradient_checkpointing=checkpointing).train()
+        f, mask = bb(["MKTAYIAKQR", "MKV"])
+        f[mask].pow(2).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in bb.model.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_shipped_checkpoint_loads_and_matches_transformers():
+    """The default model's backbone.safetensors (written with transformers.Qwen2Model) loads unchanged."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    import distfold
+
+    model_dir = Path(distfold.__file__).resolve().parent / "default_model"
+    params = json.loads((model_dir / "config.json").read_text())["components"]["backbone"]["params"]
+    bb = QwenBackbone(**params).eval()
+    state = load_file(str(model_dir / "backbone.safetensors"))
+    bb.load_trainable_state_dict(state)
+    ref = _reference_qwen2(bb).eval()
+    ref.load_state_dict(state, strict=True)
+    seq = "".join(line.strip() for line in (Path(__file__).parent.parent / "examples" / "example.fasta")
+                  .read_text().splitlines() if not line.startswith(">"))
+    with torch.no_grad():
+        f, mask = bb([seq, seq[:60]])
+        ids, _ = bb.tokenize([seq, seq[:60]])
+        g = ref(input_ids=ids, attention_mask=mask.long(), use_cache=False).last_hidden_state
+    torch.testing.assert_close(f, g, rtol=1e-5, atol=1e-5)

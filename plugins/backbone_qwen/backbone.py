@@ -8,9 +8,13 @@ Two modes, one token per residue in both:
   are tokenised letter by letter with the single-letter tokens that exist in
   Qwen's vocabulary (never BPE merges). The adapter is saved in peft's format
   with the base model referenced by id/path, not copied.
-- **from scratch** (``preset=NAME``): a ``transformers.Qwen2Model`` built from a
-  :class:`~transformers.Qwen2Config` with a 22-token residue vocabulary
-  (``<pad>``, ``X``, the 20 standard amino acids), trained fully.
+- **from scratch** (``preset=NAME``): the Qwen2 decoder stack with a 22-token
+  residue vocabulary (``<pad>``, ``X``, the 20 standard amino acids), trained
+  fully. It runs on :mod:`.qwen2_torch`, plain torch that computes what
+  ``transformers.Qwen2Model`` computes (same state-dict keys, same outputs and
+  initial weights), so that predicting with a from-scratch model never pays
+  ``import transformers`` (seconds of start-up for a network of a few million
+  parameters). Only the pretrained mode imports transformers and peft.
 
 Sizes of the presets (``PRESETS``) are written out into the config, so a
 checkpoint does not depend on this table. The network is built in
@@ -151,30 +155,25 @@ class QwenBackbone(Configurable, nn.Module):
 
     # -- construction ---------------------------------------------------------------
     def _build_scratch(self, sizes: dict[str, int]) -> None:
-        from transformers import Qwen2Config, Qwen2Model
+        from distfold.plugins.backbone_qwen.qwen2_torch import Qwen2Sizes, Qwen2Stack
 
         missing = [k for k in PRESETS["tiny"] if k not in sizes]
         if missing:
             raise InputError(f"from-scratch backbone needs a preset or explicit sizes (missing {', '.join(missing)})")
-        config = Qwen2Config(
+        config = Qwen2Sizes(
             vocab_size=len(SCRATCH_VOCAB), max_position_embeddings=self.max_position_embeddings,
-            rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta},
-            pad_token_id=0, bos_token_id=None, eos_token_id=None, use_cache=False,
-            tie_word_embeddings=False, attention_dropout=0.0, initializer_range=0.02, rms_norm_eps=1e-6,
-            **sizes,
+            rope_theta=self.rope_theta, pad_token_id=0, initializer_range=0.02, rms_norm_eps=1e-6,
+            is_causal=not self.bidirectional, **sizes,
         )
-        config.is_causal = not self.bidirectional
         self.model_config = config
-        self.model = Qwen2Model(config).to(PRECISIONS[self.precision])
-        self._set_causal(self.model)
+        self.model = Qwen2Stack(config).to(PRECISIONS[self.precision])
         lut = torch.full((128,), SCRATCH_VOCAB.index("X"), dtype=torch.long)
         for i, letter in enumerate(AMINO_ACIDS):
             lut[ord(letter)] = i + 2
             lut[ord(letter.lower())] = i + 2
         self.register_buffer("_lut", lut, persistent=False)
         self._pad_id = 0
-        if self.gradient_checkpointing:
-            _enable_checkpointing(self.model)
+        self.model.gradient_checkpointing = self.gradient_checkpointing
 
     def _build_pretrained(self) -> None:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -262,6 +261,8 @@ class QwenBackbone(Configurable, nn.Module):
         ids, mask = self.tokenize(sequences)
         device = next(self.model.parameters()).device
         ids, mask = ids.to(device), mask.to(device)
+        if not self.is_pretrained:
+            return self.model(ids, mask).float(), mask
         out = self.model(input_ids=ids, attention_mask=mask.long(), use_cache=False)
         features = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
         return features.float(), mask
