@@ -230,3 +230,71 @@ def test_a_component_whose_module_is_missing_names_its_plugin(prior, tmp_path, f
     assert errors == ["Error: normaliser 'ghost' (plugin 'ghost', distribution distfold-ghost): cannot load "
                       "distfold_ghost_missing_module:Ghost: ModuleNotFoundError: No module named "
                       "'distfold_ghost_missing_module'"], res.stderr
+
+
+# -- secondary-structure read-out and shrinkage toward the prior (issue 17) -----------------------
+
+@pytest.fixture(scope="module")
+def ss_model(prior):
+    m = DistanceModel.build(("qwen", {"preset": "tiny"}), ("regression", {"pair_dim": 8, "n_blocks": 1,
+                                                                          "ss_weight": 0.5, "ss_kernel": 5}),
+                            ("log1p", {"scale": 5.0}), prior=prior, crop=64)
+    return m.eval()
+
+
+def test_ss_probs_are_rows_of_three_summing_to_one(ss_model, model, tmp_path):
+    seq = "MKTAYIAKQRQISFVKSHFSRQ"
+    r = ss_model.predict([seq, "G"])
+    for s, out in zip([seq, "G"], r):
+        p = out["ss_probs"]
+        assert p.shape == (len(s), 3) and p.dtype == np.float32
+        assert np.all(p >= 0) and np.allclose(p.sum(1), 1.0, atol=1e-6)
+    if model.config["components"]["distance_head"]["params"].get("ss_weight", 0) == 0:
+        assert "ss_probs" not in model.predict([seq])[0]  # a model without the read-out omits the key
+    ss_model.save(tmp_path / "m")
+    again = DistanceModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(again.predict([seq])[0]["ss_probs"], r[0]["ss_probs"])
+
+
+def test_ss_loss_masks_unlabelled_residues(ss_model):
+    out = ss_model.forward(["MKTAYIAKQR"])
+    none = torch.full((1, 10), -1, dtype=torch.long)
+    assert float(ss_model.head.ss_loss(out, none).detach()) == 0.0
+    some = none.clone()
+    some[0, :4] = torch.tensor([0, 1, 2, 0])
+    expected = 0.5 * torch.nn.functional.cross_entropy(out["ss_logits"][0, :4], some[0, :4])
+    assert torch.allclose(ss_model.head.ss_loss(out, some), expected)
+
+
+def test_shrinkage_moves_the_correction_toward_the_prior(ss_model, prior):
+    seq = "MKTAYIAKQRQISFVKSHFSRQAWLLKEG"
+    n = len(seq)
+    bands = [[1, 5], [6, None]]
+    head = ss_model.predict([seq])[0]
+    try:
+        ss_model.config["shrinkage"] = {"bands": bands, "factors": [1.0, 1.0]}
+        same = ss_model.predict([seq])[0]
+        ss_model.config["shrinkage"] = {"bands": bands, "factors": [1.0, 0.0]}
+        half = ss_model.predict([seq])[0]
+        unshrunk = ss_model.predict([seq], shrink=False)[0]
+    finally:
+        ss_model.config.pop("shrinkage")
+    np.testing.assert_allclose(same["distance"], head["distance"], rtol=1e-6)
+    np.testing.assert_array_equal(unshrunk["distance"], head["distance"])
+    sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None])
+    far = sep >= 6
+    np.testing.assert_allclose(half["distance"][far], prior.matrix(n)[far], rtol=1e-4)  # factor 0: the prior
+    near = (sep >= 1) & (sep <= 5)
+    np.testing.assert_allclose(half["distance"][near], head["distance"][near], rtol=1e-6)
+    # the variance follows the delta method at the new point: log1p's slope is proportional to 1 + d
+    ratio = ((1 + half["distance"]) / (1 + head["distance"])) ** 2
+    np.testing.assert_allclose(half["variance"][far], (head["variance"] * ratio)[far], rtol=1e-3)
+    np.testing.assert_array_equal(half["ss_probs"], head["ss_probs"])
+
+
+@pytest.mark.parametrize("bad", [{"bands": [[1, 5]], "factors": [0.5, 0.5]}, {"bands": [[1, None]], "factors": [7]}])
+def test_a_bad_shrinkage_is_a_one_line_error_naming_the_config(ss_model, tmp_path, bad):
+    ss_model.save(tmp_path / "m")
+    _edit_config(tmp_path / "m", shrinkage=bad)
+    with pytest.raises(InputError, match="config.json: shrinkage"):
+        DistanceModel.load(tmp_path / "m")

@@ -11,6 +11,16 @@ A model directory (a checkpoint) holds:
   ``adapter_model.safetensors``, the base model referenced, not copied);
 - ``head.safetensors``; ``prior.json`` when the model uses the separation prior.
 
+``config.json`` may also hold ``"shrinkage"``: ``{"bands": [[lo, hi], ...] (|i - j|, hi null =
+open), "factors": [f, ...], "fitted_on": str}``. At inference (:meth:`DistanceModel.predict`)
+the head's correction to the separation prior, in the normaliser's space, is multiplied by
+the factor of the pair's separation band: y = prior + f (y_head - prior); f = 1 is the head
+as trained, f = 0 the prior. The factors are fitted on out-of-fold predictions of new
+families (``benchmarks/cv_new_family.py``), so the model falls back to the prior where its
+corrections do not transfer. The head's per-pair scale (its uncertainty in the normaliser's
+space) is kept, and the variance in Å^2 is derived by the head at the shrunk distance (the
+delta method of ``variance_angstrom``), so distance and variance stay consistent.
+
 Nothing is pickled. Loading a checkpoint whose plugin is not installed names the
 distribution to install.
 """
@@ -32,12 +42,14 @@ from torch import nn
 from distfold import __version__
 from distfold.errors import DistfoldError, InputError, UnknownComponentError
 from distfold.pipeline.prior import SeparationPrior
+from distfold.structure.secondary import SS_STATES
 
 MODEL_FORMAT = "distfold-model"
 MODEL_FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 KNOWN_KEYS = {"format", "format_version", "distfold_version", "components", "base_model", "normaliser_scale",
-              "dataset_fingerprint", "crop", "prior", "training", "confidence_calibration", "init"}
+              "dataset_fingerprint", "crop", "prior", "training", "confidence_calibration", "init",
+              "shrinkage"}
 
 
 def default_model_path() -> Path:
@@ -168,12 +180,30 @@ class DistanceModel(nn.Module):
         out["mask"] = mask
         return out
 
+    def shrink(self, out: dict[str, torch.Tensor], lengths: list[int]) -> dict[str, torch.Tensor]:
+        """``out`` with its normalised ``distance`` pulled toward the separation prior by the
+        config's ``"shrinkage"`` factors (module docstring); unchanged without them."""
+        spec = self.config.get("shrinkage")
+        if not spec or self.prior is None:
+            return out
+        y = out["distance"]
+        n = y.shape[-1]
+        prior = self.prior_tensor(lengths, [0] * len(lengths), n, y.device)
+        factor = torch.from_numpy(shrinkage_matrix(spec, n)).to(y.device)
+        out = dict(out)
+        out["distance"] = (prior + factor * (y - prior)) * (1.0 - torch.eye(n, device=y.device))
+        return out
+
     @torch.no_grad()
-    def predict(self, sequences: list[str], lengths: list[int] | None = None) -> list[dict[str, Any]]:
+    def predict(self, sequences: list[str], lengths: list[int] | None = None,
+                shrink: bool = True) -> list[dict[str, Any]]:
         """One dict per sequence: ``distance`` (L, L) float32 Å, symmetric, zero diagonal;
-        ``variance`` (L, L) float32 Å^2 or None. Whole chains at once (no windowing).
+        ``variance`` (L, L) float32 Å^2 or None; with a secondary-structure read-out,
+        ``ss_probs`` (L, 3) float32, rows summing to 1, columns H, E, C (``SS_STATES``).
+        Whole chains at once (no windowing).
         ``lengths``: full chain lengths when the sequences are windows of longer chains
-        (the prior's length bucket, as in training crops; default len(sequence))."""
+        (the prior's length bucket, as in training crops; default len(sequence)).
+        ``shrink``: apply the config's shrinkage toward the prior (False: the head as trained)."""
         was_training = self.training
         self.eval()
         try:
@@ -181,7 +211,10 @@ class DistanceModel(nn.Module):
             for k, seq in enumerate(sequences):
                 if not seq:
                     raise InputError("empty sequence")
-                out = self.forward([seq], None if lengths is None else [int(lengths[k])])
+                full = [len(seq) if lengths is None else int(lengths[k])]
+                out = self.forward([seq], full)
+                if shrink:
+                    out = self.shrink(out, full)
                 d = self.head.distance_angstrom(out, self.normaliser)[0].float().cpu().numpy()
                 v = self.head.variance_angstrom(out, self.normaliser)
                 # the head made both exactly symmetric with a zero diagonal (its contract, checked by
@@ -189,7 +222,11 @@ class DistanceModel(nn.Module):
                 d = np.maximum(d, 0.0).astype(np.float32)
                 if v is not None:
                     v = np.maximum(v[0].float().cpu().numpy(), 0.0).astype(np.float32)
-                results.append({"distance": d, "variance": v})
+                res = {"distance": d, "variance": v}
+                if out.get("ss_logits") is not None:
+                    p = torch.softmax(out["ss_logits"][0].double(), -1)
+                    res["ss_probs"] = (p / p.sum(-1, keepdim=True)).float().cpu().numpy()
+                results.append(res)
             return results
         finally:
             self.train(was_training)
@@ -299,6 +336,11 @@ class DistanceModel(nn.Module):
         head = _create("distance_head", comps["distance_head"], str(path))
         normaliser = _create("normaliser", comps["normaliser"], str(path))
         prior = SeparationPrior.load(model_file(path, config["prior"], "prior")) if config.get("prior") else None
+        if config.get("shrinkage"):
+            try:
+                shrinkage_matrix(config["shrinkage"], 2)
+            except (InputError, TypeError, ValueError) as exc:
+                raise InputError(f"{path / CONFIG_NAME}: {exc}") from None
         pretrained = getattr(backbone, "is_pretrained", False)
         for name in weight_files(path, pretrained):
             check_tensor_file(path, name)
@@ -318,6 +360,36 @@ class DistanceModel(nn.Module):
         model.to(device)
         model.eval()
         return model
+
+
+def ss_label_indices(ss: str | None, length: int) -> np.ndarray:
+    """(length,) int64 state index per residue of a dataset ``ss`` string (0, 1, 2 in
+    ``SS_STATES`` order; -1 for ``-`` and for every residue when ``ss`` is None)."""
+    out = np.full(length, -1, dtype=np.int64)
+    if ss:
+        codes = np.frombuffer(ss[:length].encode("ascii", "replace"), dtype=np.uint8)
+        for k, state in enumerate(SS_STATES):
+            out[:len(codes)][codes == ord(state)] = k
+    return out
+
+
+def shrinkage_matrix(spec: dict[str, Any], n: int) -> np.ndarray:
+    """(n, n) float32 factor of each pair by its separation band (``"shrinkage"`` in config.json;
+    1 for separations no band covers, 0 on the diagonal)."""
+    bands, factors = spec.get("bands"), spec.get("factors")
+    if not isinstance(bands, list) or not isinstance(factors, list) or len(bands) != len(factors):
+        raise InputError("shrinkage needs 'bands' and 'factors' lists of one length")
+    row = np.ones(n, dtype=np.float32)
+    sep = np.arange(n)
+    for (lo, hi), f in zip(bands, factors):
+        f = float(f)
+        if not 0.0 <= f <= 1.5:
+            raise InputError(f"shrinkage factor {f} is outside 0..1.5")
+        sel = (sep >= int(lo)) & (sep <= (n if hi is None else int(hi)))
+        row[sel] = f
+    row[0] = 0.0
+    idx = np.abs(sep[:, None] - sep[None, :])
+    return row[idx]
 
 
 def weight_files(path: Path, pretrained: bool) -> list[str]:

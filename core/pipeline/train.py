@@ -47,7 +47,7 @@ from distfold.pipeline.checkpoint import (checkpoint_name, load_training_state, 
 from distfold.data.dataset import Dataset
 from distfold.errors import DistfoldError, InputError
 from distfold.structure.metrics import distance_errors, lddt
-from distfold.pipeline.model import CONFIG_NAME, DistanceModel
+from distfold.pipeline.model import CONFIG_NAME, DistanceModel, ss_label_indices
 from distfold.pipeline.prior import SeparationPrior
 
 
@@ -113,7 +113,7 @@ class CropSampler:
 
     def batch(self, size: int) -> dict[str, Any]:
         picks = self.rng.choice(len(self.indices), size=size, replace=True, p=self.p)
-        seqs, lengths, starts, coords = [], [], [], []
+        seqs, lengths, starts, coords, ss = [], [], [], [], []
         for k in picks:
             s = self._sample(int(self.indices[k]))
             n = len(s.sequence)
@@ -129,7 +129,9 @@ class CropSampler:
             lengths.append(n)
             starts.append(start)
             coords.append(s.coords[start:end])
-        return {"sequences": seqs, "lengths": lengths, "starts": starts, "coords": coords}
+            labels = s.record.get("ss")
+            ss.append(labels[start:end] if isinstance(labels, str) else None)
+        return {"sequences": seqs, "lengths": lengths, "starts": starts, "coords": coords, "ss": ss}
 
     def state(self) -> dict[str, Any]:
         return self.rng.bit_generator.state
@@ -154,6 +156,11 @@ def pair_targets(coords: list[np.ndarray], normaliser, size: int) -> tuple[torch
     return torch.from_numpy(target), torch.from_numpy(pmask)
 
 
+def ss_targets(labels: list[str | None], size: int) -> torch.Tensor:
+    """(B, size) long secondary-structure state per residue (0, 1, 2 = H, E, C; -1 = no label)."""
+    return torch.from_numpy(np.stack([ss_label_indices(s, size) for s in labels]))
+
+
 def fit_normaliser(normaliser, dataset: Dataset, indices: list[int]) -> None:
     """Fit the normaliser's global parameters on all observed training distances."""
     chunks = []
@@ -170,15 +177,23 @@ def fit_normaliser(normaliser, dataset: Dataset, indices: list[int]) -> None:
 def evaluate_model(model: DistanceModel, dataset: Dataset, indices: list[int], max_length: int,
                    prior: SeparationPrior | None = None) -> dict[str, Any]:
     """Mean over chains (<= max_length residues) of distance MAE/RMSE and C-alpha lDDT;
-    with ``prior``, the same numbers for the separation prior."""
+    with ``prior``, the same numbers for the separation prior; with a secondary-structure
+    read-out, ``q3`` (share of DSSP-labelled residues whose most probable state is right,
+    pooled over residues)."""
     rows = {"mae": [], "rmse": [], "lddt": [], "prior_mae": [], "prior_lddt": []}
+    q3_hits = q3_n = 0
     for i in indices:
         s = dataset[i]
         n = len(s.sequence)
         if n > max_length or s.mask.sum() < 2:
             continue
         true_d, mask = s.distances(), s.mask
-        pred = model.predict([s.sequence])[0]["distance"]
+        res = model.predict([s.sequence])[0]
+        pred = res["distance"]
+        if res.get("ss_probs") is not None:
+            truth = ss_label_indices(s.record.get("ss"), n)
+            q3_hits += int((res["ss_probs"].argmax(1) == truth)[truth >= 0].sum())
+            q3_n += int((truth >= 0).sum())
         err = distance_errors(pred, true_d, mask)
         rows["mae"].append(err["mae"])
         rows["rmse"].append(err["rmse"])
@@ -188,6 +203,8 @@ def evaluate_model(model: DistanceModel, dataset: Dataset, indices: list[int], m
             rows["prior_mae"].append(distance_errors(p, true_d, mask)["mae"])
             rows["prior_lddt"].append(lddt(p, true_d, mask)[0])
     out: dict[str, Any] = {"n_chains": len(rows["mae"])}
+    if q3_n:
+        out["q3"] = q3_hits / q3_n
     for k, v in rows.items():
         if v:
             out[k] = float(np.nanmean(v))
@@ -518,12 +535,14 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
             msg = f"val step {step}: MAE {res.get('mae', float('nan')):.3f} A, lDDT {res.get('lddt', float('nan')):.4f}"
             if res.get("prior_mae") is not None:
                 msg += f" (prior {res['prior_mae']:.3f} A, {res['prior_lddt']:.4f})"
+            if res.get("q3") is not None:
+                msg += f", Q3 {res['q3']:.3f}"
             _log(msg + f" on {res['n_chains']} chains", quiet)
             key = res.get(opts.select)
             better = key is not None and (best is None or best.get(opts.select) is None or (
                 key > best[opts.select] if opts.select == "lddt" else key < best[opts.select]))
             if better:
-                best = {k: res[k] for k in ("step", "mae", "lddt", "rmse", "prior_mae", "prior_lddt") if k in res}
+                best = {k: res[k] for k in ("step", "mae", "lddt", "rmse", "prior_mae", "prior_lddt", "q3") if k in res}
                 model.config["training"] = {"step": step, "samples": step * per_step, "options": opts.to_json(),
                                             "val": best}
                 model.save(model_dir / "best")
@@ -592,7 +611,7 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
             raise DistfoldError(f"data-parallel ranks ended with different weights (max difference {spread:.3g})")
     if dist.main:
         model.config["training"] = {"step": step, "samples": step * per_step, "options": opts.to_json(),
-                                    "val": final_val and {k: final_val[k] for k in ("mae", "lddt", "rmse")
+                                    "val": final_val and {k: final_val[k] for k in ("mae", "lddt", "rmse", "q3")
                                                           if k in final_val}}
         model.save(model_dir, replace_dir=False)
     dist.barrier()
@@ -619,7 +638,10 @@ def training_step(net: torch.nn.Module, model: DistanceModel, batches: list[dict
         with ctx:
             out = net(batch["sequences"], batch["lengths"], batch["starts"])
             device = out["distance"].device
-            loss = model.head.loss(out, target.to(device), pmask.to(device)) / len(batches)
+            loss = model.head.loss(out, target.to(device), pmask.to(device))
+            if out.get("ss_logits") is not None and hasattr(model.head, "ss_loss") and any(batch.get("ss") or []):
+                loss = loss + model.head.ss_loss(out, ss_targets(batch["ss"], size).to(device))
+            loss = loss / len(batches)
             loss.backward()
         step_loss += float(loss.detach())
     if math.isfinite(step_loss):

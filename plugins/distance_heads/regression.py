@@ -10,6 +10,7 @@ predicts a correction to it, so an untrained head starts at the prior.
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from distfold.components import Configurable
@@ -43,6 +44,12 @@ class RegressionHead(Configurable, PairHeadBase):
         1 + local_weight in the loss (an auxiliary short-range emphasis; 0 = off).
     dropout: dropout on the residue features entering the pair stack and inside its blocks.
     seq_kernel, seq_dim: a residual 1D convolution over the residue features (see ``PairStack``).
+    ss_weight: when > 0, a per-residue secondary-structure read-out (3 states, columns in the
+        order H, E, C: ``distfold.structure.secondary.SS_STATES``) from the backbone features
+        through its own residual 1D convolution (width ``ss_kernel``, ``seq_dim`` channels),
+        trained jointly by cross-entropy (``ss_loss``) weighted ``ss_weight`` against the
+        distance loss. The output then carries ``"ss_logits"`` (B, L, 3). 0 = no read-out
+        (older models, and the distances alone).
     seed: initialisation seed.
     """
 
@@ -54,7 +61,7 @@ class RegressionHead(Configurable, PairHeadBase):
                  dilations: list[int] | None = None, max_separation: int = 32, use_prior: bool = True,
                  loss: str = "laplace", min_scale: float = 1e-3, decouple: bool = True, local_range: int = 0,
                  local_weight: float = 0.0, dropout: float = 0.0, seq_kernel: int = 0, seq_dim: int = 64,
-                 seed: int = 0):
+                 ss_weight: float = 0.0, ss_kernel: int = 15, seed: int = 0):
         PairHeadBase.__init__(self)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
@@ -73,6 +80,12 @@ class RegressionHead(Configurable, PairHeadBase):
         self.dropout = float(dropout)
         self.seq_kernel = int(seq_kernel)
         self.seq_dim = int(seq_dim)
+        self.ss_weight = float(ss_weight)
+        self.ss_kernel = int(ss_kernel)
+        if self.ss_weight < 0:
+            raise ValueError(f"ss_weight must be >= 0, not {ss_weight}")
+        if self.ss_weight > 0 and (self.ss_kernel < 1 or self.ss_kernel % 2 == 0):
+            raise ValueError(f"ss_kernel must be an odd width >= 1, not {ss_kernel}")
         self.seed = int(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -80,6 +93,8 @@ class RegressionHead(Configurable, PairHeadBase):
                                    self.max_separation, self.use_prior, self.dropout,
                                    n_detached=1 if self.decouple else 0, seq_kernel=self.seq_kernel,
                                    seq_dim=self.seq_dim)
+            self.ss = SecondaryStructureReadout(self.hidden_size, self.seq_dim, self.ss_kernel, self.dropout) \
+                if self.ss_weight > 0 else None
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor, prior: torch.Tensor | None = None) -> dict:
         """features (B, L, H), mask (B, L) bool, prior (B, L, L) normalised or None ->
@@ -92,7 +107,21 @@ class RegressionHead(Configurable, PairHeadBase):
         scale = F.softplus(y[..., 1] - 2.0) + self.min_scale
         var = 2.0 * scale**2 if self.loss_name == "laplace" else scale**2
         off = off_diagonal(mu.shape[-1], mu.device)
-        return {"distance": mu * off, "variance": var * off, "scale": scale}
+        out = {"distance": mu * off, "variance": var * off, "scale": scale}
+        if self.ss is not None:
+            out["ss_logits"] = self.ss(features, mask)
+        return out
+
+    def ss_loss(self, output: dict, labels: torch.Tensor) -> torch.Tensor:
+        """``ss_weight`` x the mean cross-entropy of ``output["ss_logits"]`` over the residues
+        whose label (B, L) long is a state index (0, 1, 2; -1 = no label); scalar, 0 when
+        the head has no read-out or no residue is labelled."""
+        logits = output.get("ss_logits")
+        if logits is None or not bool((labels >= 0).any()):
+            return output["distance"].sum() * 0.0
+        n = logits.shape[1]
+        return self.ss_weight * F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                                labels[:, :n].reshape(-1).to(logits.device), ignore_index=-1)
 
     def loss(self, output: dict, target: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
         """Mean over pairs in ``pair_mask`` (per chain, then over chains) of the NLL (plus,
@@ -112,3 +141,25 @@ class RegressionHead(Configurable, PairHeadBase):
         n = mu.shape[-1]
         pm = pair_mask & ~torch.eye(n, dtype=torch.bool, device=mu.device)
         return masked_pair_mean(nll, pm, local_weights(n, self.local_range, self.local_weight, mu.device))
+
+
+class SecondaryStructureReadout(nn.Module):
+    """features (B, L, H), mask (B, L) -> (B, L, 3) logits of H, E, C: a LayerNorm, a residual
+    1D convolution over the sequence (each residue sees ``kernel // 2`` neighbours on either
+    side, the span of a helix turn or a strand pairing's register) and a linear read-out."""
+
+    def __init__(self, hidden_size: int, channels: int, kernel: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size)
+        self.conv = nn.Conv1d(hidden_size, channels, kernel, padding=kernel // 2)
+        self.mix = nn.Linear(channels, channels)
+        self.out = nn.Linear(channels, 3)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.norm(features.float()) * mask[..., None].to(torch.float32)  # padding must not leak in
+        h = F.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2))
+        if self.dropout is not None:
+            h = self.dropout(h)
+        h = h + F.gelu(self.mix(h))
+        return self.out(h)
