@@ -2,8 +2,9 @@
 
 A refactor must not change what users get. For each reconstructor (smacof,
 classical, refine) this runs ``distfold predict -i examples/example.fasta`` in a
-fresh process and compares with ``tests/data/golden_predict/``: the ``.pdb`` and
-``.distmat.npy`` byte for byte, ``.scores.json`` value for value apart from
+fresh process and compares with ``tests/data/golden_predict/``: the ``.pdb``,
+``.distmat.npy`` and ``.contacts.tsv`` byte for byte (the last two depend on the
+model only, so one copy serves every reconstructor), ``.scores.json`` value for value apart from
 timings, the model's path and distfold's version. ``tests/test_golden_predict.py`` runs the same
 check in the test suite.
 
@@ -55,7 +56,8 @@ def differences(outdir: Path, reconstructor: str) -> list[str]:
     """What differs between a fresh run in ``outdir`` and the golden files (empty when nothing)."""
     golden = GOLDEN / reconstructor
     out = []
-    for name, ref in (("example.pdb", golden / "example.pdb"), ("example.distmat.npy", GOLDEN / "example.distmat.npy")):
+    for name, ref in (("example.pdb", golden / "example.pdb"), ("example.distmat.npy", GOLDEN / "example.distmat.npy"),
+                      ("example.contacts.tsv", GOLDEN / "example.contacts.tsv")):
         if (outdir / name).read_bytes() != ref.read_bytes():
             out.append(f"{reconstructor}: {name} differs from {ref.relative_to(ROOT)}")
     got, want = comparable_scores(outdir / "example.scores.json"), comparable_scores(golden / "example.scores.json")
@@ -78,6 +80,7 @@ def main() -> int:
                 for name in ("example.pdb", "example.scores.json"):
                     shutil.copyfile(outdir / name, GOLDEN / rec / name)
                 shutil.copyfile(outdir / "example.distmat.npy", GOLDEN / "example.distmat.npy")
+                shutil.copyfile(outdir / "example.contacts.tsv", GOLDEN / "example.contacts.tsv")
                 print(f"{rec}: golden files rewritten")
                 continue
             found = differences(outdir, rec)

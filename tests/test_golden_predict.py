@@ -1,6 +1,6 @@
 """`distfold predict` on the shipped example writes the committed golden outputs.
 
-The .pdb and .distmat.npy are compared byte for byte and .scores.json value for
+The .pdb, .distmat.npy and .contacts.tsv are compared byte for byte and .scores.json value for
 value (timings and the model's path aside) for every built-in reconstructor, so a
 refactor cannot silently change what users get. A deliberate change rewrites the
 golden files with ``python benchmarks/check_predict_bytes.py --update``.
@@ -38,8 +38,12 @@ def test_golden_check_notices_a_changed_file(tmp_path):
     lines[atom] = line[:37] + ("1" if line[37] != "1" else "2") + line[38:]
     (out / "example.pdb").write_text("".join(lines))
     (out / "example.distmat.npy").write_bytes((check.GOLDEN / "example.distmat.npy").read_bytes())
+    contacts = (check.GOLDEN / "example.contacts.tsv").read_text().splitlines(keepends=True)
+    contacts[1] = contacts[1].replace("\t0.", "\t1.", 1) if "\t0." in contacts[1] else contacts[1] + "x"
+    (out / "example.contacts.tsv").write_text("".join(contacts))
     scores = (golden / "example.scores.json").read_text().replace('"length": 140', '"length": 141')
     (out / "example.scores.json").write_text(scores)
     found = check.differences(out, "smacof")
     assert any("example.pdb differs" in f for f in found)
     assert any("'length'" in f for f in found)
+    assert any("example.contacts.tsv differs" in f for f in found)

@@ -97,7 +97,7 @@ def test_records_sorted_by_length_bad_ones_reported_others_continue(tmp_path):
     assert not list(tmp_path.glob("bad.*"))
     # the sanitised id keeps every file inside the output folder
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("_")) == [
-        "_.._escape.distmat.npy", "_.._escape.pdb", "_.._escape.scores.json"]
+        "_.._escape.contacts.tsv", "_.._escape.distmat.npy", "_.._escape.pdb", "_.._escape.scores.json"]
     assert not (tmp_path.parent / "escape.pdb").exists()
 
 
@@ -157,7 +157,8 @@ def test_an_interrupted_batch_resumes_where_it_stopped(tmp_path):
     interrupting.predict = predict
     with pytest.raises(KeyboardInterrupt):
         run(recs, tmp_path, model=interrupting)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.distmat.npy", "a.pdb", "a.scores.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.contacts.tsv", "a.distmat.npy", "a.pdb",
+                                                          "a.scores.json"]
     model = HelixModel()
     summary, _ = run(recs, tmp_path, model=model)
     assert [r["status"] for r in summary["records"]] == ["skipped", "ok", "ok"]
@@ -282,3 +283,97 @@ def test_thread_limit_reaches_libraries_loaded_inside_it():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["[1]", "None"], proc.stdout  # every pool at 1; the variables restored
+
+
+# -- secondary structure and contacts -------------------------------------------
+
+class SSHelixModel(HelixModel):
+    """HelixModel plus ss_probs: coil at the ends, a strand in the middle, helix elsewhere."""
+
+    def predict(self, sequences, lengths=None):
+        out = super().predict(sequences, lengths)
+        for s, o in zip(sequences, out):
+            states = SS_TRUTH[SS_SEQ.index(s):][: len(s)]
+            p = np.full((len(s), 3), 0.1, np.float32)
+            for i, c in enumerate(states):
+                p[i, "HEC".index(c)] = 0.8
+            o["ss_probs"] = p
+        return out
+
+
+SS_SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRV"  # every 16-residue window occurs once
+SS_TRUTH = "CCHHHHHHHHCCEEEEECCHHHHHHHHHHHHCCEEEECCC"
+
+
+@pytest.mark.parametrize("fmt", ["pdb", "cif"])
+def test_ss_outputs_scores_structure_and_windows(tmp_path, fmt):
+    from Bio.PDB.MMCIF2Dict import MMCIF2Dict
+
+    rec = parse_fasta_text(f">ss\n{SS_SEQ}\n")
+    summary, _ = run(rec, tmp_path, model=SSHelixModel(crop=16), fmt=fmt)  # 40 residues: several windows
+    assert summary["counts"]["ok"] == 1
+    scores = json.loads((tmp_path / "ss.scores.json").read_text())
+    assert scores["ss"] == SS_TRUTH and scores["ss_states"] == "HEC"
+    probs = np.array(scores["ss_probs"])
+    assert probs.shape == (40, 3)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=2e-3)
+    assert scores["reconstruction"]["windows"] > 1
+    if fmt == "pdb":
+        lines = (tmp_path / "ss.pdb").read_text().splitlines()
+        helix = [ln for ln in lines if ln.startswith("HELIX ")]
+        sheet = [ln for ln in lines if ln.startswith("SHEET ")]
+        assert [(int(h[21:25]), int(h[33:37])) for h in helix] == [(3, 10), (20, 31)]
+        assert [(int(s[22:26]), int(s[33:37])) for s in sheet] == [(13, 17), (34, 37)]
+    else:
+        d = MMCIF2Dict(str(tmp_path / "ss.cif"))
+        assert d["_struct_conf.beg_label_seq_id"] == ["3", "20"]
+        assert d["_struct_sheet_range.end_label_seq_id"] == ["17", "37"]
+    assert read_chain(tmp_path / f"ss.{fmt}").sequence == SS_SEQ
+
+
+def test_no_ss_fields_or_records_without_an_ss_head(tmp_path):
+    run([query_record("ACDEFGHIKLMNPQRSTV")], tmp_path)
+    scores = json.loads((tmp_path / "query.scores.json").read_text())
+    assert "ss" not in scores and "ss_probs" not in scores
+    assert not any(ln.startswith(("HELIX", "SHEET")) for ln in (tmp_path / "query.pdb").read_text().splitlines())
+
+
+class WideHelixModel(HelixModel):
+    """HelixModel with 8 times the variance: pairs at |i - j| >= 6 (9 Å and more apart) then
+    have contact probabilities above 0.05."""
+
+    def predict(self, sequences, lengths=None):
+        out = super().predict(sequences, lengths)
+        for o in out:
+            o["variance"] = o["variance"] * 8
+        return out
+
+
+def test_contacts_file_is_the_laplace_probability_sorted_and_filtered(tmp_path):
+    seq = "ACDEFGHIKLMNPQRSTVWYACDEF"
+    run([query_record(seq)], tmp_path, model=WideHelixModel())
+    scores = json.loads((tmp_path / "query.scores.json").read_text())
+    lines = (tmp_path / "query.contacts.tsv").read_text().splitlines()
+    assert lines[0] == "i\tj\taa_i\taa_j\tseparation\tprobability\tdistance"
+    rows = [ln.split("\t") for ln in lines[1:]]
+    assert scores["contacts"]["n_pairs"] == len(rows) > 0
+    assert scores["contacts"]["columns"] == lines[0].split("\t")
+    assert scores["files"]["contacts"] == "query.contacts.tsv"
+    d = np.load(tmp_path / "query.distmat.npy").astype(np.float64)
+    t = np.arange(len(seq))
+    v = 8 * (0.2 + 0.05 * np.abs(t[:, None] - t[None, :]))  # the stand-in's variance: Laplace b = sqrt(v / 2)
+    probs = [float(r[5]) for r in rows]
+    assert probs == sorted(probs, reverse=True)
+    for r in rows:
+        i, j = int(r[0]) - 1, int(r[1]) - 1
+        assert j - i >= 6 and int(r[4]) == j - i and r[2] == seq[i] and r[3] == seq[j]
+        z = (8.0 - d[i, j]) / np.sqrt(v[i, j] / 2)
+        expected = 1 - 0.5 * np.exp(-z) if z >= 0 else 0.5 * np.exp(z)
+        assert float(r[5]) == pytest.approx(expected, abs=6e-5)
+        assert float(r[6]) == pytest.approx(d[i, j], abs=0.006)
+        assert float(r[5]) >= 0.05
+    # every pair at |i - j| >= 6 with P >= 0.05 is listed (5 L is not reached here)
+    i, j = np.triu_indices(len(seq), 6)
+    z = (8.0 - d[i, j]) / np.sqrt(v[i, j] / 2)
+    p = np.where(z >= 0, 1 - 0.5 * np.exp(-np.abs(z)), 0.5 * np.exp(-np.abs(z)))
+    assert len(rows) == int((p >= 0.05).sum())

@@ -45,7 +45,8 @@ FASTA = ">b longer one\n" + "MKTAYIAKQRQISFVKSHFSRQ" * 2 + "\n>bad\nMKT1AY\n>a\n
 def test_single_sequence_and_log_lines(tiny_model, tmp_path):
     res = invoke("MKTAYIAKQRQISFVKSHFSRQ", "-o", tmp_path, "--model", tiny_model, "--reconstruct", RECON)
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["query.distmat.npy", "query.pdb", "query.scores.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["query.contacts.tsv", "query.distmat.npy", "query.pdb",
+                                                          "query.scores.json"]
     assert "1 predicted, 0 skipped, 0 failed of 1 records" in res.stdout
     line = [ln for ln in res.stderr.splitlines() if "query" in ln][0]
     assert "L=22" in line and "confidence=" in line and line.endswith(" s")
@@ -169,7 +170,7 @@ def test_torchrun_two_processes_write_what_one_process_writes(torchrun_outputs):
     differed in the last digits from torchrun's (where OMP_NUM_THREADS=1)."""
     single, multi, _ = torchrun_outputs
     names = sorted(os.listdir(single))
-    assert names == sorted(os.listdir(multi)) and len(names) == 9, (names, sorted(os.listdir(multi)))
+    assert names == sorted(os.listdir(multi)) and len(names) == 12, (names, sorted(os.listdir(multi)))
     for name in names:
         if name.endswith(".scores.json"):
             a, b = json.loads((single / name).read_text()), json.loads((multi / name).read_text())

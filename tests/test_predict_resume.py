@@ -141,7 +141,8 @@ def test_summary_files_are_the_files_a_record_has(tmp_path):
     summary, _ = run(recs, tmp_path, model=HelixModel(fail_on="WWW"))
     by_id = {r["id"]: r for r in summary["records"]}
     assert by_id["bad"]["files"] == {} and by_id["c"]["files"] == {}  # never written
-    assert by_id["a"]["files"] == {"structure": "a.pdb", "distmat": "a.distmat.npy", "scores": "a.scores.json"}
+    assert by_id["a"]["files"] == {"structure": "a.pdb", "distmat": "a.distmat.npy", "contacts": "a.contacts.tsv",
+                                   "scores": "a.scores.json"}
     for r in summary["records"]:
         assert all((tmp_path / name).is_file() for name in r["files"].values()), r
     summary, _ = run(recs, tmp_path)
@@ -226,7 +227,7 @@ def test_json_lists_only_files_that_exist(models, tmp_path):
         by_id = {r["id"]: r for r in json.loads(res.stdout)["records"]}
         assert by_id["bad"]["status"] == "failed" and by_id["bad"]["files"] == {}
         assert by_id["good"]["status"] == expected
-        assert sorted(by_id["good"]["files"]) == ["distmat", "scores", "structure"]
+        assert sorted(by_id["good"]["files"]) == ["contacts", "distmat", "scores", "structure"]
         assert all((out / name).is_file() for name in by_id["good"]["files"].values())
     assert not list(out.glob("bad*"))
 

@@ -91,13 +91,17 @@ def contact_rows(prob: np.ndarray, min_separation: int = MIN_SEPARATION, min_pro
     """The listed pairs ``(i, j, p)``, 0-based i < j: |i - j| >= ``min_separation``,
     p >= ``min_probability``, at most ``max_pairs`` (default :data:`MAX_PAIRS_PER_RESIDUE` x L)
     of the most probable; sorted by decreasing p, then i, then j."""
-    p = np.asarray(prob, np.float64)
+    p = np.asarray(prob)
     n = len(p)
     max_pairs = MAX_PAIRS_PER_RESIDUE * n if max_pairs is None else int(max_pairs)
-    i, j = np.triu_indices(n, min_separation)
-    v = p[i, j]
-    keep = v >= min_probability
-    i, j, v = i[keep], j[keep], v[keep]
+    ii, jj = [], []
+    for r in range(max(0, n - min_separation)):  # row by row: no (L, L) index temporaries
+        cols = np.flatnonzero(p[r, r + min_separation:] >= min_probability) + r + min_separation
+        ii.append(np.full(len(cols), r))
+        jj.append(cols)
+    i = np.concatenate(ii) if ii else np.zeros(0, int)
+    j = np.concatenate(jj) if jj else np.zeros(0, int)
+    v = p[i, j].astype(np.float64)
     order = np.lexsort((j, i, -v))[:max_pairs]
     return [(int(i[k]), int(j[k]), float(v[k])) for k in order]
 

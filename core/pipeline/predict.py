@@ -7,14 +7,21 @@ Per record, in the output folder (``<id>`` from :func:`distfold.structure.sequen
 - ``<id>.pdb`` (or ``.cif``): the reconstructed C-alpha trace, with the
   per-residue confidence (predicted lDDT, 0-100, :mod:`distfold.pipeline.confidence`)
   in the B-factor column (0 when the model has no uncertainty);
+- ``<id>.contacts.tsv``: C-alpha contacts, pairs with |i - j| >= 6 and P(C-alpha
+  distance < 8 Å) >= 0.05 under the head's error distribution, at most 5 L of them,
+  most probable first (:mod:`distfold.pipeline.contacts`, which documents the columns);
 - ``<id>.scores.json``: length, mean confidence, reconstruction diagnostics,
-  handedness decision, timings, model id. Written last: its presence marks a
+  handedness decision, timings, model id, the contacts' settings and count, and,
+  when the model predicts secondary structure, ``ss`` (H/E/C per residue) and
+  ``ss_probs`` (per residue [P(H), P(E), P(C)]); the structure file then also
+  carries the predicted helices and strands (PDB HELIX/SHEET, mmCIF
+  ``struct_conf``/``struct_sheet_range``). Written last: its presence marks a
   complete record.
 
 Every file is written atomically. Records run shortest first; a record that
 fails (bad letters, out of memory, ...) is reported and the rest continue.
 
-Resuming: a record is done, and skipped unless ``overwrite``, when its three
+Resuming: a record is done, and skipped unless ``overwrite``, when its four
 files exist and its ``<id>.scores.json`` says it was computed from the same
 request: the same sequence, model (content digest, ``sha256`` of
 :func:`~distfold.pipeline.predictor.model_identity`), reconstructor (name and
@@ -59,15 +66,16 @@ from distfold.structure.sequence import SequenceRecord
 FORMATS = ("pdb", "cif")
 SCORES_SUFFIX = ".scores.json"
 DISTMAT_SUFFIX = ".distmat.npy"
+CONTACTS_SUFFIX = ".contacts.tsv"
 
 
 # -- records and files --------------------------------------------------------
 
 def output_paths(outdir: str | os.PathLike, record_id: str, fmt: str = "pdb") -> dict[str, Path]:
-    """The files of one record: ``structure``, ``distmat`` and ``scores``."""
+    """The files of one record: ``structure``, ``distmat``, ``contacts`` and ``scores``."""
     outdir = Path(outdir)
     return {"structure": outdir / f"{record_id}.{fmt}", "distmat": outdir / f"{record_id}{DISTMAT_SUFFIX}",
-            "scores": outdir / f"{record_id}{SCORES_SUFFIX}"}
+            "contacts": outdir / f"{record_id}{CONTACTS_SUFFIX}", "scores": outdir / f"{record_id}{SCORES_SUFFIX}"}
 
 
 def is_complete(paths: dict[str, Path]) -> bool:
@@ -313,15 +321,46 @@ def cpu_threads(n: int | None):
 
 # -- files -------------------------------------------------------------------------
 
-def write_prediction(pred: Prediction, paths: dict[str, Path], fmt: str, scores: dict[str, Any]) -> None:
-    """The three files, atomically, scores last."""
+def write_prediction(pred: Prediction, paths: dict[str, Path], fmt: str, scores: dict[str, Any],
+                     contacts_text: str | None = None) -> None:
+    """The four files, atomically, scores last (``contacts_text``: :func:`contacts_of`'s text;
+    computed here when None)."""
     from distfold.structure.io import write_ca_trace
 
     save_npy_atomic(paths["distmat"], pred.distance.astype(np.float32))
     bf = np.zeros(len(pred.sequence)) if pred.confidence is None else np.round(pred.confidence, 2)
-    write_ca_trace(paths["structure"], pred.coords, pred.sequence, bf, fmt)
+    write_ca_trace(paths["structure"], pred.coords, pred.sequence, bf, fmt, ss=pred.ss)
+    if contacts_text is None:
+        contacts_text = contacts_of(pred)[0]
+    with atomic_write(paths["contacts"], "w") as fh:
+        fh.write(contacts_text)
     with atomic_write(paths["scores"], "w") as fh:
         dump(scores, fh)
+
+
+def contacts_of(pred: Prediction) -> tuple[str, dict[str, Any]]:
+    """The text of ``<id>.contacts.tsv`` and its description for ``<id>.scores.json``
+    (``{"threshold", "min_separation", "min_probability", "max_pairs", "n_pairs", "columns"}``)."""
+    from distfold.pipeline import contacts as c
+
+    n = len(pred.sequence)
+    prob = pred.contact_prob if pred.contact_prob is not None else c.contact_probability(pred.distance, None)
+    text = c.contacts_tsv(prob, pred.distance, pred.sequence)
+    return text, {"threshold": c.CONTACT_THRESHOLD, "min_separation": c.MIN_SEPARATION,
+                  "min_probability": c.MIN_PROBABILITY, "max_pairs": c.MAX_PAIRS_PER_RESIDUE * n,
+                  "n_pairs": text.count("\n") - 1, "columns": list(c.CONTACT_COLUMNS)}
+
+
+def ss_fields(pred: Prediction) -> dict[str, Any]:
+    """``{"ss", "ss_states", "ss_probs"}`` for ``<id>.scores.json`` when the model predicts
+    secondary structure ({} otherwise): the most probable state per residue, the column
+    order, and per residue the three probabilities rounded to 3 decimals."""
+    if pred.ss_probs is None:
+        return {}
+    from distfold.structure.secondary import SS_STATES
+
+    return {"ss": pred.ss, "ss_states": SS_STATES,
+            "ss_probs": [[round(float(v), 3) for v in row] for row in pred.ss_probs]}
 
 
 def handedness_of(diagnostics: dict[str, Any]) -> dict[str, Any]:
@@ -423,6 +462,7 @@ def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *,
             check_length(f"record {rec.id!r}", len(rec.sequence), max_length)
             paths["scores"].unlink(missing_ok=True)  # the record is incomplete until rewritten
             pred = predictor.predict(rec.sequence)
+            contacts_text, contacts_info = contacts_of(pred)
             total = time.perf_counter() - t0
             scores = {
                 "id": rec.id, "raw_id": rec.raw_id, "description": rec.description, "length": len(rec.sequence),
@@ -430,11 +470,12 @@ def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *,
                 "confidence": None if pred.confidence is None else [round(float(c), 2) for c in pred.confidence],
                 "confidence_method": None if pred.confidence is None else predictor.confidence_method,
                 "reconstructor": rec_info, "reconstruction": pred.diagnostics,
-                "handedness": handedness_of(pred.diagnostics), "model": model_info, **request.window_fields,
+                "handedness": handedness_of(pred.diagnostics), **ss_fields(pred), "contacts": contacts_info,
+                "model": model_info, **request.window_fields,
                 "timings": {**{k_: round(v_, 4) for k_, v_ in pred.timings.items()}, "total_s": round(total, 4)},
                 "format": fmt, "files": names, "distfold_version": __version__, "status": "ok",
             }
-            write_prediction(pred, paths, fmt, scores)
+            write_prediction(pred, paths, fmt, scores, contacts_text)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - one bad record must not stop the batch
