@@ -86,13 +86,16 @@ def _check_base_model(value: str) -> None:
 @click.option("--init", "init_from", type=click.Path(file_okay=False, exists=True), default=None, metavar="MODEL",
               help="Start from this model's weights (fine-tuning; e.g. core/default_model at a longer --crop). "
                    "Its components, normaliser scale and prior are kept; optimizer and schedule start afresh.")
+@click.option("--ss-only", is_flag=True,
+              help="With --init: add a secondary-structure read-out to that model and train only it (the "
+                   "distances stay exactly the model's); needs DSSP labels in the dataset.")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the output directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON; no progress.")
 @wrap_errors
 def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params, head, head_params, normaliser,
           epochs, max_steps, lr, warmup, weight_decay, batch_size, grad_accum, crop, precision,
           gradient_checkpointing, eval_every, save_every, log_every, keep, select, val_max_length, seed, threads, init_from,
-          resume, as_json, device="auto"):
+          ss_only, resume, as_json, device="auto"):
     """Train a distance model on DATASET_DIR (see `distfold data`).
 
     \b
@@ -140,7 +143,7 @@ def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params,
                         normaliser=normaliser, epochs=epochs, max_steps=max_steps, lr=lr, warmup=warmup,
                         weight_decay=weight_decay, batch_size=batch_size, grad_accum=grad_accum, crop=crop,
                         eval_every=eval_every, save_every=save_every, log_every=log_every, keep=keep, seed=seed,
-                        val_max_length=val_max_length, select=select, init=init_from)
+                        val_max_length=val_max_length, select=select, init=init_from, ss_only=ss_only)
     summary = run_training(dataset_dir, model_dir, opts, resume=resume, quiet=as_json, device=device)
     if as_json:
         echo_json(summary)

@@ -337,12 +337,10 @@ def test_fewer_steps_than_the_warmup_warns(dataset, tmp_path, capsys):
     assert "Warning" not in capsys.readouterr().err
 
 
-def test_a_secondary_structure_head_trains_jointly_and_reports_q3(dataset, tmp_path):
-    """DSSP labels in the dataset (as ``distfold data build`` stores them) train the read-out;
-    its cross-entropy falls and validation reports Q3."""
+def _labelled(dataset, out: Path) -> Path:
+    """The test dataset with DSSP labels, as ``distfold data build`` stores them."""
     from distfold.data.dataset import Dataset, write_dataset
     from distfold.data.labels import chain_ss_labels
-    from distfold.pipeline.train import CropSampler, ss_targets
     from distfold.structure.io import chains_of, load_structure
 
     ds = Dataset(dataset)
@@ -356,7 +354,16 @@ def test_a_secondary_structure_head_trains_jointly_and_reports_q3(dataset, tmp_p
         r.pop("offset")
         recs.append(r)
         coords.append(ds[i].coords)
-    labelled = write_dataset(tmp_path / "ds", recs, coords, params={"test": True})
+    return write_dataset(out, recs, coords, params={"test": True})
+
+
+def test_a_secondary_structure_head_trains_jointly_and_reports_q3(dataset, tmp_path):
+    """DSSP labels in the dataset train the read-out; its cross-entropy falls and validation
+    reports Q3."""
+    from distfold.data.dataset import Dataset
+    from distfold.pipeline.train import CropSampler, ss_targets
+
+    labelled = _labelled(dataset, tmp_path / "ds")
     torch.set_num_threads(1)
     opts = _tiny_opts(max_steps=30, head_params={"ss_weight": 1.0, "ss_kernel": 7})
     summary = train(labelled, tmp_path / "m", opts, quiet=True)
@@ -371,3 +378,22 @@ def test_a_secondary_structure_head_trains_jointly_and_reports_q3(dataset, tmp_p
     # without labels the same head trains on the distances alone
     plain = train(dataset, tmp_path / "p", _tiny_opts(max_steps=3, head_params={"ss_weight": 1.0}), quiet=True)
     assert plain["steps"] == 3 and "q3" not in (plain["final_val"] or {})
+
+
+def test_ss_only_adds_a_read_out_to_a_frozen_model(trained, dataset, tmp_path):
+    from distfold.errors import InputError
+
+    labelled = _labelled(dataset, tmp_path / "ds")
+    base = DistanceModel.load(trained[0])
+    torch.set_num_threads(1)
+    summary = train(labelled, tmp_path / "m", _tiny_opts(max_steps=8, init=str(trained[0]), ss_only=True), quiet=True)
+    assert summary["trainable_parameters"] == sum(p.numel() for p in DistanceModel.load(tmp_path / "m").head.ss.parameters())
+    again = DistanceModel.load(tmp_path / "m")
+    seq = "MKTAYIAKQRQISFVKSHFSRQ"
+    a, b = base.predict([seq])[0], again.predict([seq])[0]
+    np.testing.assert_array_equal(a["distance"], b["distance"])  # the distances are the frozen model's
+    assert "ss_probs" not in a and b["ss_probs"].shape == (len(seq), 3)
+    assert again.config["components"]["distance_head"]["params"]["ss_weight"] > 0
+    assert 0.0 <= summary["final_val"]["q3"] <= 1.0
+    with pytest.raises(InputError, match="--init"):
+        train(labelled, tmp_path / "x", _tiny_opts(max_steps=2, ss_only=True), quiet=True)

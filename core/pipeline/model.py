@@ -194,6 +194,14 @@ class DistanceModel(nn.Module):
         out["distance"] = (prior + factor * (y - prior)) * (1.0 - torch.eye(n, device=y.device))
         return out
 
+    def forward_ss(self, sequences: list[str]) -> dict[str, torch.Tensor]:
+        """The secondary-structure read-out alone, ``{"ss_logits": (B, L, 3), "mask"}``, without
+        the pair stack (training a read-out on a frozen model); the head must have one."""
+        if getattr(self.head, "ss", None) is None:
+            raise DistfoldError("this model has no secondary-structure read-out")
+        features, mask = self.backbone(sequences)
+        return {"ss_logits": self.head.ss(features, mask), "mask": mask}
+
     @torch.no_grad()
     def predict(self, sequences: list[str], lengths: list[int] | None = None,
                 shrink: bool = True) -> list[dict[str, Any]]:

@@ -79,6 +79,7 @@ class TrainOptions:
     val_max_length: int = 256
     select: str = "lddt"
     init: str | None = None  # start from this model directory's weights (fine-tuning)
+    ss_only: bool = False  # with init: train only a (new) secondary-structure read-out; the rest frozen
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -364,6 +365,14 @@ def _init_model(opts: TrainOptions, dataset: Dataset, quiet: bool) -> tuple[Dist
     opts = replace(opts, backbone=comps["backbone"]["name"], backbone_params=dict(comps["backbone"]["params"]),
                    head=comps["distance_head"]["name"], head_params=dict(comps["distance_head"]["params"]),
                    normaliser=comps["normaliser"]["name"], normaliser_params=dict(comps["normaliser"]["params"]))
+    if opts.ss_only:
+        if not hasattr(model.head, "add_ss_readout"):
+            raise InputError(f"--init {path}: its head ({opts.head}) cannot take a secondary-structure read-out")
+        model.head.add_ss_readout(float(opts.head_params.get("ss_weight") or 0.5),
+                                  int(opts.head_params.get("ss_kernel", 15)))
+        _freeze_all_but_ss(model)
+        model.refresh_config()
+        opts = replace(opts, head_params=dict(model.config["components"]["distance_head"]["params"]))
     previous = model.config.get("training") or {}
     model.config["init"] = {"from": str(path), "dataset_fingerprint": model.config.get("dataset_fingerprint"),
                             "crop": model.config.get("crop"), "step": previous.get("step")}
@@ -372,6 +381,14 @@ def _init_model(opts: TrainOptions, dataset: Dataset, quiet: bool) -> tuple[Dist
     _log(f"starting from the weights of {path} (trained {previous.get('step', '?')} steps, crop "
          f"{model.config['init']['crop']})", quiet)
     return model, opts
+
+
+def _freeze_all_but_ss(model: DistanceModel) -> None:
+    """Only the head's secondary-structure read-out trains (``ss_only``)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in model.head.ss.parameters():
+        p.requires_grad_(True)
 
 
 def _param_groups(model: DistanceModel, weight_decay: float) -> list[dict[str, Any]]:
@@ -402,12 +419,16 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
             raise InputError(f"--{name.replace('_', '-')} must be >= 1")
     if opts.select not in ("lddt", "mae"):
         raise InputError("select must be 'lddt' or 'mae'")
+    if opts.ss_only and not opts.init:
+        raise InputError("--ss-only trains a read-out on a saved model: pass --init MODEL")
 
     from distfold.pipeline.predict import resolve_device
 
     device = resolve_device(device, int(os.environ.get("LOCAL_RANK") or 0))
     dist = _init_distributed(device)
     quiet = quiet or not dist.main
+    if opts.ss_only and dist.world > 1:
+        raise InputError("--ss-only trains in one process (it is cheap); run it without torchrun")
     start_step = 0
     best: dict[str, Any] | None = None
     resume_from, damaged = resumable_checkpoint(model_dir) if resume else (None, [])
@@ -432,6 +453,8 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
         if trainer_doc.get("dataset_fingerprint") not in (None, dataset.fingerprint):
             raise DistfoldError(f"{resume_from}: was trained on a different dataset (fingerprint differs)")
         model = DistanceModel.load(resume_from)
+        if opts.ss_only:
+            _freeze_all_but_ss(model)
         model.train()
         start_step = int(trainer_doc["step"])
         best = trainer_doc.get("best")
@@ -559,7 +582,7 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
     try:
         while step < total:
             step_loss = training_step(net, model, [sampler.batch(opts.batch_size) for _ in range(opts.grad_accum)],
-                                      optimizer, scheduler, params, opts.clip_grad, stats)
+                                      optimizer, scheduler, params, opts.clip_grad, stats, ss_only=opts.ss_only)
             gnorm_acc += stats.get("grad_norm", 0.0)
             if not math.isfinite(step_loss):
                 raise DistfoldError(f"training diverged at step {step + 1} (loss {step_loss}); lower --lr")
@@ -625,9 +648,10 @@ def train(dataset_dir: str | os.PathLike, model_dir: str | os.PathLike, options:
 
 def training_step(net: torch.nn.Module, model: DistanceModel, batches: list[dict[str, Any]],
                   optimizer: torch.optim.Optimizer, scheduler: Any, params: list[torch.nn.Parameter],
-                  clip_grad: float, stats: dict[str, float] | None = None) -> float:
+                  clip_grad: float, stats: dict[str, float] | None = None, ss_only: bool = False) -> float:
     """One optimizer step over ``len(batches)`` accumulated micro-batches (from
-    :meth:`CropSampler.batch`); ``net`` is the model or its DDP wrapper. Returns the loss."""
+    :meth:`CropSampler.batch`); ``net`` is the model or its DDP wrapper. Returns the loss.
+    ``ss_only``: the secondary-structure cross-entropy alone, without the pair stack."""
     optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
     for micro, batch in enumerate(batches):
@@ -636,6 +660,12 @@ def training_step(net: torch.nn.Module, model: DistanceModel, batches: list[dict
         last = micro == len(batches) - 1
         ctx = net.no_sync() if (not last and hasattr(net, "no_sync")) else _null()
         with ctx:
+            if ss_only:
+                out = model.forward_ss(batch["sequences"])
+                loss = model.head.ss_loss(out, ss_targets(batch["ss"], size).to(out["ss_logits"].device))
+                (loss / len(batches)).backward()
+                step_loss += float(loss.detach()) / len(batches)
+                continue
             out = net(batch["sequences"], batch["lengths"], batch["starts"])
             device = out["distance"].device
             loss = model.head.loss(out, target.to(device), pmask.to(device))

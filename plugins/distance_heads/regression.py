@@ -112,13 +112,25 @@ class RegressionHead(Configurable, PairHeadBase):
             out["ss_logits"] = self.ss(features, mask)
         return out
 
+    def add_ss_readout(self, ss_weight: float = 0.5, ss_kernel: int = 15) -> None:
+        """Give a head trained without one a fresh secondary-structure read-out (seeded by
+        ``seed``); the distance path is untouched."""
+        if self.ss is not None:
+            return
+        if ss_weight <= 0 or ss_kernel < 1 or ss_kernel % 2 == 0:
+            raise ValueError(f"need ss_weight > 0 and an odd ss_kernel, not {ss_weight}, {ss_kernel}")
+        self.ss_weight, self.ss_kernel = float(ss_weight), int(ss_kernel)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + 1)
+            self.ss = SecondaryStructureReadout(self.hidden_size, self.seq_dim, self.ss_kernel, self.dropout)
+
     def ss_loss(self, output: dict, labels: torch.Tensor) -> torch.Tensor:
         """``ss_weight`` x the mean cross-entropy of ``output["ss_logits"]`` over the residues
         whose label (B, L) long is a state index (0, 1, 2; -1 = no label); scalar, 0 when
         the head has no read-out or no residue is labelled."""
         logits = output.get("ss_logits")
         if logits is None or not bool((labels >= 0).any()):
-            return output["distance"].sum() * 0.0
+            return (logits if logits is not None else output["distance"]).sum() * 0.0
         n = logits.shape[1]
         return self.ss_weight * F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
                                                 labels[:, :n].reshape(-1).to(logits.device), ignore_index=-1)
