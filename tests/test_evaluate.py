@@ -243,3 +243,131 @@ def test_a_chain_that_fails_is_reported_and_left_out(dataset, tmp_path):
     assert metrics["summary"]["all"]["n_chains"] == 1
     # without a plotter the pipeline draws nothing (plots are the report layer's)
     assert metrics["plots"] == {} and not list(tmp_path.glob("*.png"))
+
+
+# -- secondary structure and contacts ---------------------------------------------
+
+def dssp_labels(uid: str) -> str:
+    from distfold.data.labels import chain_ss_labels
+    from distfold.structure.io import chains_of, load_structure
+
+    path = DATA / f"{uid}.pdb.gz"
+    structure = load_structure(path)
+    chains = chains_of(structure)
+    chain = read_chain(path)
+    return chain_ss_labels(structure, chains)[[c.chain_id for c in chains].index(chain.chain_id)]
+
+
+@pytest.fixture(scope="module")
+def ss_dataset(dataset, tmp_path_factory) -> Path:
+    """The same chains with their 3-state DSSP as ``ss`` ('-' where a residue is masked)."""
+    ds = Dataset(dataset)
+    records, coords = [], []
+    for i in range(len(ds)):
+        rec = dict(ds.records[i])
+        ss = list(dssp_labels(rec["id"]))
+        if rec["id"] == MASKED[0]:
+            for k in MASKED[1]:
+                ss[k] = "-"
+        rec["ss"] = "".join(ss)
+        records.append(rec)
+        coords.append(ds[i].coords)
+    return write_dataset(tmp_path_factory.mktemp("ssds") / "ds", records, coords)
+
+
+def noisy_ss(ref: str) -> str:
+    """The reference with every 5th residue (and unlabelled ones) called coil."""
+    return "".join("C" if c == "-" or k % 5 == 0 else c for k, c in enumerate(ref))
+
+
+class OracleSSModel(OracleModel):
+    """OracleModel plus ss_probs putting 0.8 on noisy_ss of the reference."""
+
+    def __init__(self, ds_path: Path, noise=0.15):
+        super().__init__(ds_path, noise)
+        ds = Dataset(ds_path)
+        self.ss = {ds.records[i]["sequence"]: noisy_ss(ds.records[i]["ss"]) for i in range(len(ds))}
+
+    def predict(self, sequences, lengths=None):
+        out = super().predict(sequences, lengths)
+        for s, o in zip(sequences, out):
+            p = np.full((len(s), 3), 0.1, np.float32)
+            p[np.arange(len(s)), ["HEC".index(c) for c in self.ss[s]]] = 0.8
+            o["ss_probs"] = p
+        return out
+
+
+@pytest.fixture(scope="module")
+def ss_report(ss_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ssreport")
+    metrics = evaluate(ss_dataset, out, model=OracleSSModel(ss_dataset), reconstruct="classical")
+    return out, metrics
+
+
+def test_ss_metrics_of_the_model_and_both_baselines(ss_report, ss_dataset):
+    from distfold.pipeline.ss_baselines import MajorityClass, WindowClassifier
+    from distfold.structure.secondary import q3, sov
+
+    out, metrics = ss_report
+    ds = Dataset(ss_dataset)
+    val = [ds.records[i] for i in ds.indices("val")]
+    train = [(r["sequence"], r["ss"]) for r in (ds.records[i] for i in ds.indices("train"))]
+    ss = metrics["secondary_structure"]
+    labelled = sum(c != "-" for r in val for c in r["ss"])
+    assert ss["n_chains"] == 2 and ss["n_residues"] == labelled
+    # pooled Q3 counts residues: correct / labelled over both chains
+    correct = sum(a == b for r in val for a, b in zip(r["ss"], noisy_ss(r["ss"])) if a != "-")
+    assert ss["model"]["q3"] == pytest.approx(correct / labelled)
+    major = MajorityClass().fit(train)
+    assert ss["majority"]["q3"] == pytest.approx(sum(c == major.state for r in val for c in r["ss"]) / labelled)
+    assert ss["majority"]["per_class"][major.state]["recall"] == 1.0
+    window = WindowClassifier().fit(train)
+    for r in val:
+        row = next(c for c in metrics["chains"] if c["id"] == r["id"])
+        assert row["ss"]["model_q3"] == pytest.approx(q3(r["ss"], noisy_ss(r["ss"])))
+        assert row["ss"]["model_sov"] == pytest.approx(sov(r["ss"], noisy_ss(r["ss"])))
+        assert row["ss"]["window_q3"] == pytest.approx(q3(r["ss"], window.predict(r["sequence"])))
+    assert ss["model"]["q3"] > ss["majority"]["q3"]
+    assert set(ss["model"]["per_class"]) == {"H", "E", "C"} and 0 < ss["model"]["sov"] <= 1
+    cols = next(csv.reader(open(out / "per_chain.tsv"), delimiter="\t"))
+    assert {"ss_model_q3", "ss_majority_sov", "ss_window_q3", "model_contact_long_L5", "prior_contact_short_L"} \
+        <= set(cols)
+    # the model's structure carries its predicted helices
+    pdb = (out / "structures" / f"{val[0]['id']}.pdb").read_text()
+    assert ("HELIX " in pdb) == ("H" in noisy_ss(val[0]["ss"]))
+
+
+def test_contact_precision_by_range_for_model_and_prior(ss_report, ss_dataset):
+    from distfold.pipeline.contacts import contact_probability, range_precision
+    from distfold.pipeline.prior import SeparationPrior
+
+    _, metrics = ss_report
+    ds = Dataset(ss_dataset)
+    prior = SeparationPrior().fit(ds, split="train")
+    for i in ds.indices("val"):
+        sample = ds[i]
+        row = next(c for c in metrics["chains"] if c["id"] == ds.records[i]["id"])
+        out = OracleSSModel(ss_dataset).predict([sample.sequence])[0]
+        p = contact_probability(out["distance"], out["variance"], "laplace")
+        want = range_precision(p, sample.distances(), sample.mask)
+        got_prior = range_precision(prior.matrix(len(sample.sequence)), sample.distances(), sample.mask,
+                                    higher_is_contact=False)
+        for r in ("short", "medium", "long"):
+            for k in ("L/5", "L/2", "L"):
+                key = f"contact_{r}_{k.replace('/', '')}"
+                assert row["model"][key] == pytest.approx(want[r][k])
+                assert row["prior"][key] == pytest.approx(got_prior[r][k])
+        assert row["model"]["contact_long_L5"] > row["prior"]["contact_long_L5"]
+    assert metrics["summary"]["all"]["model"]["contact_medium_L2"]["n"] == 2
+
+
+def test_no_ss_labels_no_ss_metrics_and_bad_labels_refused(report, ss_dataset, tmp_path):
+    _, metrics, logs = report
+    assert metrics["secondary_structure"] is None
+    assert not any("ss" == k for c in metrics["chains"] for k in c)
+    ds = Dataset(ss_dataset)
+    records = [dict(r) for r in ds.records]
+    records[3]["ss"] = records[3]["ss"][:-1]
+    bad = write_dataset(tmp_path / "bad", records, [ds[i].coords for i in range(len(ds))])
+    with pytest.raises(InputError, match=f"chain '{records[3]['id']}': ss has"):
+        evaluate(bad, tmp_path / "r", model=OracleModel(ss_dataset), reconstruct="classical")

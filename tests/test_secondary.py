@@ -84,3 +84,31 @@ def test_ss_scores_bundle_and_bad_input():
         q3("HHH", "HXH")
     with pytest.raises(InputError, match="predicted"):
         q3("HHH", "H-H")
+
+
+def test_sov_matches_a_brute_force_pairing_on_random_strings():
+    from distfold.structure.secondary import sov_terms
+
+    def brute(ref, pred):
+        out = {}
+        for s in SS_STATES:
+            score, norm = 0.0, 0
+            for s1 in segments(ref, s):
+                hits = [s2 for s2 in segments(pred, s) if s2.start < s1.end and s1.start < s2.end]
+                norm += s1.length * max(1, len(hits))
+                for s2 in hits:
+                    lo, hi = max(s1.start, s2.start), min(s1.end, s2.end)
+                    mx = max(s1.end, s2.end) - min(s1.start, s2.start)
+                    delta = min(mx - (hi - lo), hi - lo, s1.length // 2, s2.length // 2)
+                    score += (hi - lo + delta) / mx * s1.length
+            out[s] = (score, norm)
+        return out
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        ref = "".join(rng.choice(list("HHHEECC-"), 60))
+        pred = "".join(rng.choice(list("HEC"), 60))
+        masked = "".join(p if r != "-" else "-" for r, p in zip(ref, pred))
+        got, want = sov_terms(ref, pred), brute(ref, masked)
+        for s in SS_STATES:
+            assert got[s][1] == want[s][1] and got[s][0] == pytest.approx(want[s][0])

@@ -17,6 +17,18 @@ metric. Two stages are scored separately (SCIENCE.md section 3):
   TM-score, GDT-TS, and handedness: ``hand_right`` is ``tm_score >
   tm_score_mirror`` (the reconstruction scores better than its mirror image).
 
+Contacts (:mod:`distfold.pipeline.contacts`): precision of the top L/5, L/2 and L pairs
+in each separation range, short 6-11, medium 12-23, long >= 24 (``contact_<range>_<k>``),
+the model's pairs ranked by contact probability, the prior's by ascending distance.
+
+Secondary structure, for chains whose dataset record carries ``ss`` (3-state DSSP of
+the reference, ``-`` unlabelled; :mod:`distfold.structure.secondary`): Q3, per-class
+precision and recall, and SOV'99 of the model (when it predicts SS) and of two
+baselines fitted on the train split here (:mod:`distfold.pipeline.ss_baselines`: the
+majority class, and a ridge classifier on one-hot windows of +-7 residues). Per chain
+(``row["ss"]``) and pooled over all residues and segments of the split
+(``metrics["secondary_structure"]``).
+
 The separation prior (:class:`distfold.pipeline.prior.SeparationPrior`, fitted on the
 dataset's train split) is scored the same way, its matrix reconstructed by the
 same reconstructor without weights. The confidence (predicted lDDT) is
@@ -57,8 +69,14 @@ LENGTH_BINS = ((0, 64), (64, 128), (128, 256), (256, 512), (512, None))
 HAND_TM_THRESHOLD = 0.25
 METHODS = ("model", "prior")
 #: Per-chain metrics summarised, per method.
+#: Contact precision by separation range and top-k: ``contact_long_L5`` is the top L/5 long-range pairs.
+CONTACT_METRICS = tuple(f"contact_{r}_{k.replace('/', '')}" for r in ("short", "medium", "long")
+                        for k in ("L/5", "L/2", "L"))
 METRICS = ("mae", "rmse", "pearson", "lddt", "contact_precision", "mae_short", "mae_medium", "mae_long",
-           "rmsd", "tm_score", "tm_score_mirror", "gdt_ts", "gdt_ha", "lddt_coords", "hand_right", "stress1")
+           "rmsd", "tm_score", "tm_score_mirror", "gdt_ts", "gdt_ha", "lddt_coords", "hand_right",
+           "stress1") + CONTACT_METRICS
+#: Secondary-structure predictors scored against the reference DSSP: the model and two baselines.
+SS_METHODS = ("model", "majority", "window")
 
 
 def length_bin(n: int) -> str:
@@ -86,6 +104,59 @@ def score_matrix(pred_d: np.ndarray, true_d: np.ndarray, mask: np.ndarray) -> tu
     out["lddt"] = score
     out["contact_precision"] = contact_precision(pred_d, true_d, mask)
     return out, per_res
+
+
+def contact_scores(score: np.ndarray, true_d: np.ndarray, mask: np.ndarray, higher_is_contact: bool
+                   ) -> dict[str, float | None]:
+    """The :data:`CONTACT_METRICS` of one chain (:func:`distfold.pipeline.contacts.range_precision`)."""
+    from distfold.pipeline.contacts import range_precision
+
+    prec = range_precision(score, true_d, mask, higher_is_contact=higher_is_contact)
+    return {f"contact_{r}_{k.replace('/', '')}": v for r, ks in prec.items() for k, v in ks.items()}
+
+
+def reference_ss(record: dict[str, Any], where: str) -> str | None:
+    """The record's ``ss`` (None when absent or without any label); a malformed one is an
+    :class:`InputError` naming ``where``."""
+    from distfold.structure.secondary import SS_UNLABELLED, check_ss
+
+    ss = record.get("ss")
+    if ss is None:
+        return None
+    ss = check_ss(ss, name=f"{where}: ss")
+    if len(ss) != len(record["sequence"]):
+        raise InputError(f"{where}: ss has {len(ss)} characters for {len(record['sequence'])} residues")
+    return None if set(ss) <= {SS_UNLABELLED} else ss
+
+
+class _SSPool:
+    """Reference and predicted SS strings of all labelled chains. The pooled scores join
+    them with an unlabelled residue between chains, so that Q3, per-class scores and SOV'99
+    count every residue and segment of the split once and no segment runs from one chain
+    into the next. A method is pooled only when it predicted every labelled chain."""
+
+    def __init__(self) -> None:
+        self.chains: list[tuple[str, dict[str, str]]] = []
+
+    def add(self, ref: str, preds: dict[str, str]) -> None:
+        self.chains.append((ref, preds))
+
+    def summary(self) -> dict[str, Any] | None:
+        from distfold.structure.secondary import SS_UNLABELLED, ss_scores
+
+        if not self.chains:
+            return None
+        ref = SS_UNLABELLED.join(r for r, _ in self.chains)
+        out: dict[str, Any] = {"n_chains": len(self.chains), "n_residues": sum(c != SS_UNLABELLED for c in ref)}
+        for m in SS_METHODS:
+            if not all(m in preds for _, preds in self.chains):
+                continue
+            pooled = ss_scores(ref, "C".join(preds[m] for _, preds in self.chains))
+            per_chain = [ss_scores(r, preds[m]) for r, preds in self.chains]
+            pooled["q3_chain"] = _nan_stats([c["q3"] for c in per_chain])
+            pooled["sov_chain"] = _nan_stats([c["sov"] for c in per_chain])
+            out[m] = pooled
+        return out
 
 
 def score_coords(model_xyz: np.ndarray, ref_xyz: np.ndarray) -> dict[str, Any]:
@@ -285,6 +356,23 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
         else:
             log("no train split: the separation prior is left out")
 
+    ss_refs = {i: reference_ss(ds.records[i], f"{dataset_dir}: chain {ds.records[i].get('id', i)!r}")
+               for i in idx}
+    baselines: dict[str, Any] = {}
+    if any(v is not None for v in ss_refs.values()):
+        from distfold.pipeline.ss_baselines import MajorityClass, WindowClassifier
+
+        train = [(ds.records[i]["sequence"], ref) for i in ds.indices("train")
+                 if (ref := reference_ss(ds.records[i], f"{dataset_dir}: chain {ds.records[i].get('id', i)!r}"))]
+        if train:
+            t = time.perf_counter()
+            baselines = {"majority": MajorityClass().fit(train), "window": WindowClassifier().fit(train)}
+            log(f"secondary-structure baselines fitted on {len(train)} labelled train chains "
+                f"({baselines['window'].n_residues} residues) in {time.perf_counter() - t:.1f} s")
+        else:
+            log("no labelled train chain: the secondary-structure baselines are left out")
+    ss_pool = _SSPool()
+
     t = time.perf_counter()
     if predictor is None:
         predictor = (Predictor.load(model_dir, reconstruct, resolve_device(device)) if model is None
@@ -319,6 +407,8 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
             check_length(f"chain {cid!r}", len(seq))
             pred = predictor.predict(seq)
             m_scores, per_res = score_matrix(pred.distance, true_d, mask)
+            m_scores.update(contact_scores(pred.contact_prob if pred.contact_prob is not None else pred.distance,
+                                           true_d, mask, higher_is_contact=pred.contact_prob is not None))
             xyz = as_written(pred.coords)
             m_scores.update(score_coords(xyz, ref))
             m_scores.update({"stress1": pred.diagnostics.get("stress1"), "mirrored": pred.diagnostics.get("mirrored"),
@@ -329,13 +419,25 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
                 prior_d = prior.matrix(len(seq)).astype(np.float32)
                 ppred = predictor.reconstruct(seq, prior_d)
                 p_scores, _ = score_matrix(prior_d, true_d, mask)
+                p_scores.update(contact_scores(prior_d, true_d, mask, higher_is_contact=False))
                 p_scores.update(score_coords(as_written(ppred.coords), ref))
                 p_scores.update({"stress1": ppred.diagnostics.get("stress1"),
                                  "mirrored": ppred.diagnostics.get("mirrored"),
                                  "handedness_margin": ppred.diagnostics.get("handedness_margin")})
                 row["prior"] = p_scores
+            ss_preds: dict[str, str] = {}
+            if ss_refs[i] is not None:
+                from distfold.structure.secondary import ss_scores
+
+                if pred.ss is not None:
+                    ss_preds["model"] = pred.ss
+                ss_preds.update({m: b.predict(seq) for m, b in baselines.items()})
+                row["ss"] = {"n_labelled": sum(c != "-" for c in ss_refs[i])}
+                for m, p_ss in ss_preds.items():
+                    sc = ss_scores(ss_refs[i], p_ss)
+                    row["ss"].update({f"{m}_q3": sc["q3"], f"{m}_sov": sc["sov"]})
             bf = np.zeros(len(seq)) if pred.confidence is None else np.round(pred.confidence, 2)
-            write_ca_trace(struct_dir / f"{cid}.pdb", xyz, seq, bf, "pdb")
+            write_ca_trace(struct_dir / f"{cid}.pdb", xyz, seq, bf, "pdb", ss=pred.ss)
             write_reference_trace(struct_dir / f"{cid}.ref.pdb", ref, seq, mask)
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -349,6 +451,8 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
             ok = mask & np.isfinite(per_res)
             calib_pred.append(pred.confidence[ok])
             calib_obs.append(100.0 * per_res[ok])
+        if ss_preds:
+            ss_pool.add(ss_refs[i], ss_preds)
         hist.add("model", pred.distance, true_d, mask)
         sep_acc.add("model", pred.distance, true_d, mask, count=True)
         if prior is not None:
@@ -404,12 +508,22 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
             "lddt": "C-alpha lDDT of the predicted matrix: pairs with true distance < 15 A, thresholds 0.5/1/2/4 A",
             "contact_precision": "top L/5 pairs with |i-j| >= 24 by ascending predicted distance; contact = "
                                  "true C-alpha distance < 8 A (not CASP's C-beta definition)",
+            "contact_<range>_<k>": "precision of the top k = L/5, L/2, L pairs (L the chain length) in the range "
+                                   "short 6-11, medium 12-23, long >= 24 (|i-j|), observed pairs only; the model's "
+                                   "ranked by P(C-alpha distance < 8 A) (distfold.pipeline.contacts), the prior's by "
+                                   "ascending distance (ties by i, j); contact = true C-alpha distance < 8 A",
+            "secondary_structure": "against the record's ss (3-state DSSP, '-' unlabelled and left out): q3, "
+                                   "per_class precision/recall, sov = SOV'99 (Zemla et al. 1999) as a fraction; "
+                                   "pooled over the split's residues and segments, q3_chain/sov_chain over chains; "
+                                   "majority = the train split's most frequent state, window = ridge least squares "
+                                   "on one-hot windows of +-7 residues fitted on the train split "
+                                   "(distfold.pipeline.ss_baselines)",
             "coordinates": "distfold.structure.metrics.score_coordinates on the observed residues, residue-matched, "
                            "coordinates as written (0.001 A)",
             "hand_right": "tm_score > tm_score_mirror",
             "confidence": "mean per-residue predicted lDDT, 0-100 (distfold.pipeline.confidence)",
         },
-        "summary": summary, "calibration": calib, "plots": plots, "failed": failed,
+        "summary": summary, "calibration": calib, "secondary_structure": ss_pool.summary(), "plots": plots, "failed": failed,
         "total_s": round(time.perf_counter() - t_start, 2),
         "chains": chains,
     }
@@ -445,7 +559,7 @@ class _ErrorHistogram:
 
 TSV_METRICS = ("mae", "rmse", "pearson", "lddt", "contact_precision", "mae_short", "mae_medium", "mae_long",
                "rmsd", "tm_score", "tm_score_mirror", "gdt_ts", "gdt_ha", "lddt_coords", "hand_right", "mirrored",
-               "handedness_margin", "stress1")
+               "handedness_margin", "stress1") + CONTACT_METRICS
 
 
 def _write_tsv(path: Path, chains: list[dict[str, Any]]) -> None:
@@ -453,6 +567,9 @@ def _write_tsv(path: Path, chains: list[dict[str, Any]]) -> None:
     for m in METHODS:
         if any(m in c for c in chains):
             cols += [f"{m}_{k}" for k in TSV_METRICS]
+    for m in SS_METHODS:
+        if any(f"{m}_q3" in c.get("ss", {}) for c in chains):
+            cols += [f"ss_{m}_q3", f"ss_{m}_sov"]
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")
     w.writerow(cols)

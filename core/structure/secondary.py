@@ -33,6 +33,7 @@ leaves that residue out of every score; a prediction has no ``-``):
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,9 +135,14 @@ def sov_terms(reference: str, predicted: str) -> dict[str, tuple[float, int]]:
     for s in SS_STATES:
         obs = segments(reference, s)
         pred = segments(predicted, s)
+        pred_ends = [s2.end for s2 in pred]  # segments of one state do not overlap: sorted
         score, norm = 0.0, 0
         for s1 in obs:
-            touching = [s2 for s2 in pred if s2.start < s1.end and s1.start < s2.end]
+            touching = []
+            for k in range(bisect.bisect_right(pred_ends, s1.start), len(pred)):
+                if pred[k].start >= s1.end:
+                    break
+                touching.append(pred[k])
             if not touching:
                 norm += s1.length
                 continue
