@@ -73,7 +73,9 @@ def evaluate(ctx, dataset_dir, model_dir, split, reconstruct, max_length, no_pri
 
 ROWS = (("distance MAE (Å)", "mae"), ("distance RMSE (Å)", "rmse"), ("Pearson r", "pearson"),
         ("C-alpha lDDT", "lddt"), ("contact precision (CA<8, L/5, |i-j|>=24)", "contact_precision"),
-        ("RMSD (Å)", "rmsd"), ("TM-score", "tm_score"), ("GDT-TS", "gdt_ts"), ("hand right (fraction)", "hand_right"))
+        ("RMSD (Å)", "rmsd"), ("TM-score", "tm_score"), ("GDT-TS", "gdt_ts"), ("hand right (fraction)", "hand_right")) + tuple(
+    (f"contact precision {r} ({sep}), top {k}", f"contact_{r}_{k.replace('/', '')}")
+    for r, sep in (("short", "6-11"), ("medium", "12-23"), ("long", "24+")) for k in ("L/5", "L/2", "L"))
 
 
 def format_table(metrics: dict) -> str:
@@ -96,4 +98,25 @@ def format_table(metrics: dict) -> str:
         f"{'n/a' if allb[m]['hand_right_where_tm_ge_0.25']['fraction'] is None else format(allb[m]['hand_right_where_tm_ge_0.25']['fraction'], '.3f')}"
         f" of {allb[m]['hand_right_where_tm_ge_0.25']['n']:<8}".rjust(24) for m in methods)
     lines.append(f"{'hand right where TM-score >= 0.25':<44}" + hand)
+    lines += format_ss_table(metrics.get("secondary_structure"))
     return "\n".join(lines)
+
+
+def format_ss_table(ss: dict | None) -> list[str]:
+    """Lines of the secondary-structure scores (pooled over residues and segments) per
+    predictor: the model (when it predicts SS) and the two baselines; [] without labels."""
+    methods = [m for m in ("model", "majority", "window") if ss and m in ss]
+    if not methods:
+        return []
+    lines = ["", f"secondary structure vs DSSP ({ss['n_chains']} chains, {ss['n_residues']} labelled residues, pooled)",
+             f"{'metric':<44}" + "".join(f"{m:>14}" for m in methods)]
+
+    def num(v):
+        return f"{'n/a':>14}" if v is None else f"{v:>14.3f}"
+
+    lines.append(f"{'Q3':<44}" + "".join(num(ss[m]["q3"]) for m in methods))
+    lines.append(f"{'SOV (SOV99, fraction)':<44}" + "".join(num(ss[m]["sov"]) for m in methods))
+    for state in "HEC":
+        for what in ("precision", "recall"):
+            lines.append(f"{state + ' ' + what:<44}" + "".join(num(ss[m]["per_class"][state][what]) for m in methods))
+    return lines

@@ -371,3 +371,18 @@ def test_no_ss_labels_no_ss_metrics_and_bad_labels_refused(report, ss_dataset, t
     bad = write_dataset(tmp_path / "bad", records, [ds[i].coords for i in range(len(ds))])
     with pytest.raises(InputError, match=f"chain '{records[3]['id']}': ss has"):
         evaluate(bad, tmp_path / "r", model=OracleModel(ss_dataset), reconstruct="classical")
+
+
+def test_text_table_has_contacts_and_ss(ss_report, report):
+    from distfold.cli.evaluate import format_table
+
+    _, metrics = ss_report
+    text = format_table(metrics)
+    row = next(line for line in text.splitlines() if line.startswith("contact precision long (24+), top L/5"))
+    want = metrics["summary"]["all"]["model"]["contact_long_L5"]
+    assert f"{want['mean']:.3f} / {want['median']:.3f}" in row
+    q3_line = next(line for line in text.splitlines() if line.startswith("Q3"))
+    ss = metrics["secondary_structure"]
+    assert q3_line.split()[1:] == [f"{ss[m]['q3']:.3f}" for m in ("model", "majority", "window")]
+    assert "secondary structure vs DSSP (2 chains" in text
+    assert "secondary structure" not in format_table(report[1])
