@@ -94,12 +94,13 @@ def _search_params(xlen: int, ylen: int) -> _Params:
 
 def _kabsch_masked(xs: np.ndarray, ys: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Batched Kabsch: xs, ys (B, N, 3), w (B, N) 0/1 -> R (B, 3, 3), t (B, 3); x R^T + t ~ y."""
-    sw = np.maximum(w.sum(1), 1e-12)
-    cx = np.einsum("bn,bnk->bk", w, xs) / sw[:, None]
-    cy = np.einsum("bn,bnk->bk", w, ys) / sw[:, None]
-    cov = np.einsum("bn,bni,bnj->bij", w, xs - cx[:, None], ys - cy[:, None])
+    sw = np.maximum(w.sum(1), 1e-12)[:, None]
+    wv = w[:, None, :]
+    cx = np.matmul(wv, xs)[:, 0] / sw
+    cy = np.matmul(wv, ys)[:, 0] / sw
+    cov = np.matmul((xs - cx[:, None]).transpose(0, 2, 1) * wv, ys - cy[:, None])
     r = _rotations_from_covariance(cov)
-    return r, cy - np.einsum("bij,bj->bi", r, cx)
+    return r, cy - np.matmul(r, cx[:, :, None])[:, :, 0]
 
 
 def _score_fast(x: np.ndarray, y: np.ndarray, y2x: np.ndarray, d0: float, d0_search: float) -> np.ndarray:
@@ -110,19 +111,38 @@ def _score_fast(x: np.ndarray, y: np.ndarray, y2x: np.ndarray, d0: float, d0_sea
     sum_i 1 / (1 + d_i^2 / d0^2) of the three fits, (B,)."""
     aligned = y2x >= 0
     w = aligned.astype(np.float64)
-    xs = x[np.maximum(y2x, 0)]
-    ys = np.broadcast_to(y, xs.shape)
+    # Per aligned pair the features [x (3), y (3), x_a y_b (9)] of centred coordinates (so the
+    # expanded distance formula keeps its precision): a fit's centroids and covariance are one
+    # weighted sum of them, and |R x + t - y|^2 a linear form in them (as metrics._Superposer).
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    xs = xc[np.maximum(y2x, 0)]
+    b, n = y2x.shape
+    feat = np.empty((b, n, 15))
+    feat[:, :, 0:3] = xs
+    feat[:, :, 3:6] = yc
+    np.multiply(xs[:, :, :, None], yc[None, :, None, :], out=feat[:, :, 6:15].reshape(b, n, 3, 3))
+    sq = (xs * xs).sum(2) + (yc * yc).sum(1)
     d02 = d0 * d0
     n_ali = aligned.sum(1)
 
     def fit(w):
-        r, t = _kabsch_masked(xs, ys, w)
-        dis = (((np.einsum("bij,bnj->bni", r, xs) + t[:, None]) - ys) ** 2).sum(2)
+        sw = np.maximum(w.sum(1), 1e-12)[:, None]
+        sums = np.matmul(w[:, None, :], feat)[:, 0]
+        cx, cy = sums[:, 0:3] / sw, sums[:, 3:6] / sw
+        cov = sums[:, 6:15].reshape(b, 3, 3) - sw[:, :, None] * cx[:, :, None] * cy[:, None, :]
+        r = _rotations_from_covariance(cov)
+        t = cy - np.matmul(r, cx[:, :, None])[:, :, 0]
+        rt = r.transpose(0, 2, 1)
+        coef = np.concatenate([2.0 * np.matmul(rt, t[:, :, None])[:, :, 0], -2.0 * t, -2.0 * rt.reshape(b, 9)], axis=1)
+        dis = np.matmul(feat, coef[:, :, None])[:, :, 0]
+        dis += sq
+        dis += (t * t).sum(1)[:, None]
+        np.maximum(dis, 0.0, out=dis)
         return dis, np.where(aligned, 1.0 / (1.0 + dis / d02), 0.0).sum(1)
 
     def select(dis, cut2):
-        d_sorted = np.sort(np.where(aligned, dis, np.inf), axis=1)
-        third = d_sorted[:, min(2, d_sorted.shape[1] - 1)]
+        masked = np.where(aligned, dis, np.inf)
+        third = np.partition(masked, 2, axis=1)[:, 2] if masked.shape[1] > 2 else masked.max(1)
         cut = np.maximum(cut2, np.where(np.isfinite(third), third, cut2))
         return aligned & (dis <= cut[:, None])
 
@@ -181,12 +201,27 @@ def _tm8_search(xtm: np.ndarray, ytm: np.ndarray, step: int, score_d8: float | N
             best[:] = [float(s[k]), r[k], t[k]]
         return _tm_select(d2, cut)
 
-    sel = fit_score_select(sel, d0_search - 1.0)
+    # Each row is one of TM-align's extension runs: fit, keep the pairs within d0_search + 1,
+    # fit again, until the subset repeats or after N_ITER fits. The next subset depends on
+    # the subset alone, so a run that reaches a subset some run already fitted in this loop
+    # (at this or an earlier iteration: itself when it has converged, TM-align's stop) would
+    # only retrace that run's fits; it is dropped, which leaves the best score unchanged.
+    seen: set[bytes] = set()
+
+    def unseen(sel):
+        keep = []
+        for k, key in enumerate(np.packbits(sel, axis=1)):
+            key = key.tobytes()
+            if key not in seen:
+                seen.add(key)
+                keep.append(k)
+        return sel[keep]
+
+    sel = unseen(fit_score_select(sel, d0_search - 1.0))
     for _ in range(N_ITER):
         if not len(sel):
             break
-        nxt = fit_score_select(sel, d0_search + 1.0)
-        sel = nxt[(nxt != sel).any(1)]  # a subset that repeats has converged (TM-align's stop)
+        sel = unseen(fit_score_select(sel, d0_search + 1.0))
     r, t = sp.transform(best[1], best[2])
     return best[0], r, t
 
@@ -415,9 +450,12 @@ def _initial_local(x, y, p: _Params) -> np.ndarray | None:
             ys = np.stack([y[j:j + frag] for _, j in chunk])
             r, t = _kabsch_masked(xs, ys, np.ones((len(chunk), frag)))
             xt = np.einsum("bij,nj->bni", r, x) + t[:, None]
-            d2 = (xt * xt).sum(2)[:, :, None] + (y * y).sum(1)[None, None, :] - 2.0 * xt @ y.T
+            d2 = (xt * xt).sum(2)[:, :, None] + (y * y).sum(1)[None, None, :]
+            d2 -= 2.0 * xt @ y.T
             np.maximum(d2, 0.0, out=d2)
-            maps = _nw(1.0 / (1.0 + d2 / d02), 0.0)
+            d2 /= d02
+            d2 += 1.0
+            maps = _nw(np.divide(1.0, d2, out=d2), 0.0)
             scores = _score_fast(x, y, maps, p.d0, p.d0_search)
             for k in range(len(chunk)):
                 if scores[k] > best:
