@@ -386,3 +386,19 @@ def test_text_table_has_contacts_and_ss(ss_report, report):
     assert q3_line.split()[1:] == [f"{ss[m]['q3']:.3f}" for m in ("model", "majority", "window")]
     assert "secondary structure vs DSSP (2 chains" in text
     assert "secondary structure" not in format_table(report[1])
+
+
+def test_evaluation_pages_draw_predicted_and_reference_ss(ss_report, ss_dataset):
+    from distfold.report.html import write_evaluation_reports
+
+    out, metrics = ss_report
+    write_evaluation_reports(out, metrics)
+    ds = Dataset(ss_dataset)
+    rec = next(r for r in ds.records if r["id"] == MASKED[0])
+    text = (out / "pages" / f"{MASKED[0]}.html").read_text()
+    observed = [k for k in range(len(rec["sequence"])) if k not in MASKED[1]]  # the reference file's residues
+    ref_track = "".join(rec["ss"][k] for k in observed)
+    pred_track = "".join(noisy_ss(rec["ss"])[k] for k in observed)
+    assert f'data-name="reference DSSP" data-ss="{ref_track}"' in text
+    assert f'data-name="predicted" data-ss="{pred_track}"' in text
+    assert 'data-key="ss.model_q3"' in text and 'data-key="ss.reference"' not in text

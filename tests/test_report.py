@@ -473,3 +473,53 @@ def test_compare_html_into_a_directory_is_one_error(tmp_path):
     assert res.stderr.strip().splitlines()[-1] == \
         f"Error: {tmp_path / 'dir'}: is a directory; give the report page a file name (e.g. report.html)"
     assert "Traceback" not in res.output and list((tmp_path / "dir").iterdir()) == []
+
+
+def test_secondary_structure_tracks_along_the_sequence(tmp_path):
+    from distfold.structure.secondary import segments
+
+    chain, model, per_res, metrics = _comparison(HELIX)
+    n = len(chain)
+    pred = ("CCHHHHHHHHCCEEEECC" * 10)[:n]
+    ref = ("-CHHHHHHHCCCEEEEEC" * 10)[:n]
+    out = build_report(tmp_path / "ss.html", sequence=chain.sequence, model_coords=model, reference_coords=chain.ca,
+                       metrics=metrics, write_png=False,
+                       secondary_structure={"predicted": pred, "reference DSSP": ref})
+    text = out.html.read_text()
+    assert "<h2>Secondary structure</h2>" in text
+    tracks = re.findall(r'<g class="ss-track" data-name="([^"]+)" data-ss="([^"]+)">(.*?)</g>', text, re.S)
+    assert [(name, ss) for name, ss, _ in tracks] == [("predicted", pred), ("reference DSSP", ref)]
+    for (_, ss, body) in tracks:
+        assert re.findall(r'data-state="([HE])"', body) == [s.state for s in segments(ss, "HE")]
+    plain = build_report(tmp_path / "plain.html", sequence=chain.sequence, model_coords=model, write_png=False)
+    assert "Secondary structure" not in plain.html.read_text()
+    with pytest.raises(InputError, match="secondary structure 'predicted': 3 characters"):
+        build_report(tmp_path / "bad.html", sequence=chain.sequence, model_coords=model, write_png=False,
+                     secondary_structure={"predicted": "HHH"})
+    assert not (tmp_path / "bad.html").exists()
+
+
+def test_predict_page_shows_the_predicted_ss(tmp_path):
+    from distfold.pipeline.predict import run_predict
+    from distfold.report.html import write_prediction_reports
+    from distfold.structure.sequence import parse_fasta_text
+
+    chain = read_chain(HELIX)
+
+    class WithSS(OracleModel):
+        def predict(self, sequences, lengths=None):
+            out = super().predict(sequences, lengths)
+            for s, o in zip(sequences, out):
+                p = np.full((len(s), 3), 0.1, np.float32)
+                p[:, 0] = 0.8
+                p[:5] = [0.1, 0.1, 0.8]
+                o["ss_probs"] = p
+            return out
+
+    summary = run_predict(parse_fasta_text(f">helix\n{chain.sequence}\n"), tmp_path / "out", model=WithSS([chain]),
+                          reconstruct="classical")
+    write_prediction_reports(summary)
+    text = (tmp_path / "out" / "helix.html").read_text()
+    want = "CCCCC" + "H" * (len(chain) - 5)
+    assert f'data-name="predicted" data-ss="{want}"' in text
+    assert 'data-key="ss"' not in text  # the string is drawn, not tabulated

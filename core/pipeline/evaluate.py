@@ -26,7 +26,8 @@ the reference, ``-`` unlabelled; :mod:`distfold.structure.secondary`): Q3, per-c
 precision and recall, and SOV'99 of the model (when it predicts SS) and of two
 baselines fitted on the train split here (:mod:`distfold.pipeline.ss_baselines`: the
 majority class, and a ridge classifier on one-hot windows of +-7 residues). Per chain
-(``row["ss"]``) and pooled over all residues and segments of the split
+(``row["ss"]``: the scores, and the ``reference`` and ``model`` strings the report pages
+draw) and pooled over all residues and segments of the split
 (``metrics["secondary_structure"]``).
 
 The separation prior (:class:`distfold.pipeline.prior.SeparationPrior`, fitted on the
@@ -432,7 +433,9 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
                 if pred.ss is not None:
                     ss_preds["model"] = pred.ss
                 ss_preds.update({m: b.predict(seq) for m, b in baselines.items()})
-                row["ss"] = {"n_labelled": sum(c != "-" for c in ss_refs[i])}
+                row["ss"] = {"n_labelled": sum(c != "-" for c in ss_refs[i]), "reference": ss_refs[i]}
+                if pred.ss is not None:
+                    row["ss"]["model"] = pred.ss
                 for m, p_ss in ss_preds.items():
                     sc = ss_scores(ss_refs[i], p_ss)
                     row["ss"].update({f"{m}_q3": sc["q3"], f"{m}_sov": sc["sov"]})

@@ -15,6 +15,8 @@ A page shows
 - distance-map heatmaps (predicted or model, true, difference) drawn on
   ``<canvas>`` from the embedded matrices, with hover read-out;
 - confidence and lDDT along the sequence (inline SVG);
+- secondary structure along the sequence when given (inline SVG, one track per
+  source: the prediction's H/E/C, the reference's DSSP), :func:`_ss_svg`;
 - the metric table: every scalar of ``metrics`` (nested dicts flattened with
   dotted keys), each cell carrying its exact value in ``data-value`` (the
   same text ``json.dumps`` writes for ``--json``).
@@ -282,6 +284,52 @@ def _per_residue_svg(series: list[tuple[str, np.ndarray, str]], labels: Sequence
     return "\n".join(parts) + f'<div class="legend">{legend}</div>'
 
 
+#: Colours of the secondary-structure tracks: helix, strand, coil, no label.
+SS_COLOURS = {"H": "#d62728", "E": "#f2b701", "C": "#c7c7c7", "-": "#ffffff"}
+
+
+def _ss_svg(tracks: Mapping[str, str], labels: Sequence[str]) -> str:
+    """Secondary structure along the sequence: one row per track (name -> one H/E/C/-
+    character per residue), each run of one state a coloured box; the characters are kept
+    in ``data-ss`` so the page can be checked."""
+    from distfold.structure.secondary import segments
+
+    n = len(labels)
+    w, row_h, left, right, top = 900, 18, 110, 12, 6
+    pw = w - left - right
+    h = top + row_h * len(tracks) + 26
+
+    def xpos(k: float) -> float:
+        return left + k / max(n, 1) * pw
+
+    parts = [f'<svg id="secondary-structure" viewBox="0 0 {w} {h}" width="100%" '
+             f'preserveAspectRatio="xMidYMid meet" role="img" aria-label="secondary structure along the sequence">']
+    for r, (name, ss) in enumerate(tracks.items()):
+        y = top + r * row_h
+        parts.append(f'<g class="ss-track" data-name="{html.escape(name, quote=True)}" '
+                     f'data-ss="{html.escape(ss, quote=True)}">')
+        parts.append(f'<text x="{left - 6}" y="{y + row_h * 0.65:.1f}" text-anchor="end" class="tick">'
+                     f'{html.escape(name)}</text>')
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y + row_h / 2:.1f}" y2="{y + row_h / 2:.1f}" '
+                     f'stroke="#999"/>')
+        for seg in segments(ss, "HE"):
+            parts.append(f'<rect x="{xpos(seg.start):.1f}" y="{y + 3}" width="{xpos(seg.end) - xpos(seg.start):.1f}" '
+                         f'height="{row_h - 6}" fill="{SS_COLOURS[seg.state]}" data-state="{seg.state}">'
+                         f'<title>{seg.state} {html.escape(labels[seg.start])}-{html.escape(labels[seg.end - 1])}'
+                         f'</title></rect>')
+        parts.append("</g>")
+    y_axis = top + row_h * len(tracks)
+    step = next(m * 10 ** e for e in range(8) for m in (1, 2, 5) if n / (m * 10 ** e) <= 10)
+    for k in [0] + list(range(step - 1, n, step)):
+        x = xpos(k + 0.5)
+        parts.append(f'<text x="{x:.1f}" y="{y_axis + 14}" text-anchor="middle" class="tick">'
+                     f'{html.escape(labels[k])}</text>')
+    parts.append("</svg>")
+    legend = " ".join(f'<span class="swatch" style="background:{SS_COLOURS[s]};border:1px solid #999"></span>{t}'
+                      for s, t in (("H", "helix"), ("E", "strand"), ("C", "coil")))
+    return "\n".join(parts) + f'<div class="legend">{legend}</div>'
+
+
 # ---------------------------------------------------------------- PNGs
 
 
@@ -398,6 +446,7 @@ def build_report(
     residue_ids: Sequence | None = None,
     predicted_label: str | None = None,
     write_png: bool = True,
+    secondary_structure: Mapping[str, str] | None = None,
 ) -> ReportFiles:
     """Write one self-contained HTML page (and PNGs beside it).
 
@@ -421,6 +470,9 @@ def build_report(
         predicted_distances is given, else "model").
     write_png: also write ``<stem>.distances.png``, ``<stem>.per_residue.png``
         and ``<stem>.traces.png`` beside the page.
+    secondary_structure: tracks to draw along the sequence, name -> one ``H``/``E``/``C``
+        (or ``-``, no label) per residue, e.g. ``{"predicted": ..., "reference DSSP": ...}``;
+        None or empty: no such section.
 
     Returns the paths written. Raises :class:`InputError` on inconsistent input
     (nothing is written then).
@@ -452,6 +504,14 @@ def build_report(
     labels = ([f"{r[0]}{r[1] if len(r) > 1 else ''}".strip() if isinstance(r, (tuple, list)) else str(r)
                for r in residue_ids] if residue_ids is not None else [str(k + 1) for k in range(n)])
     title = title or ("Comparison" if reference is not None else "Prediction")
+    ss_tracks = {}
+    for name, ss in (secondary_structure or {}).items():
+        from distfold.structure.secondary import check_ss
+
+        ss = check_ss(ss, name=f"secondary structure {name!r}")
+        if len(ss) != n:
+            raise InputError(f"secondary structure {name!r}: {len(ss)} characters, but the sequence has {n} residues")
+        ss_tracks[str(name)] = ss
 
     # Heatmaps: predicted/model and true share one distance scale.
     dmax = _distance_scale(pred_d, true_d)
@@ -524,6 +584,7 @@ def build_report(
         per_residue=(_per_residue_svg(series, labels) if series
                      else '<p class="muted">No per-residue confidence or lDDT for this record.</p>'),
         table=_table_html(metrics),
+        secondary=(f"<h2>Secondary structure</h2>\n{_ss_svg(ss_tracks, labels)}" if ss_tracks else ""),
         sequence=html.escape(sequence),
         footer=footer,
         licence=html.escape((ASSETS / "LICENSE").read_text(encoding="utf-8")),
@@ -539,7 +600,7 @@ def build_report(
 def comparison_report(html_path: str | os.PathLike, model_chain, ref_chain, result: Mapping[str, Any], *,
                       by_number: bool = False, predicted_distances=None, lddt_per_residue=None,
                       title: str | None = None, info: Mapping[str, Any] | None = None,
-                      write_png: bool = True) -> ReportFiles:
+                      write_png: bool = True, secondary_structure: Mapping[str, str] | None = None) -> ReportFiles:
     """The page of one comparison (``distfold compare``, ``distfold evaluate``).
 
     model_chain, ref_chain: :class:`distfold.structure.io.Chain`.
@@ -556,6 +617,8 @@ def comparison_report(html_path: str | os.PathLike, model_chain, ref_chain, resu
     predicted_distances: optional (L_model, L_model) Å predicted matrix of the
         model's residues, shown instead of the model's own distances.
     lddt_per_residue: optional (L_ref,) in [0, 1], used instead of ``result``'s.
+    secondary_structure: optional tracks over the reference's residues (name -> one
+        character per residue of ``ref_chain``), drawn for the corresponding residues.
     """
     from distfold.geometry.superpose import apply, kabsch
     from distfold.structure.compare import result_correspondence
@@ -600,7 +663,9 @@ def comparison_report(html_path: str | os.PathLike, model_chain, ref_chain, resu
                         metrics=result, residue_ids=[ref_chain.residue_ids[k] for k in ri],
                         predicted_label="predicted" if pred_d is not None else "model",
                         title=title or f"{Path(model_chain.source).name} vs {Path(ref_chain.source).name}",
-                        info=rows, write_png=write_png)
+                        info=rows, write_png=write_png,
+                        secondary_structure={k: "".join(v[q] for q in ri) for k, v in (secondary_structure or {}).items()
+                                             if len(v) == len(ref_chain)})
 
 
 def compare_files_report(html_path: str | os.PathLike, model: str | os.PathLike, reference: str | os.PathLike,
@@ -640,14 +705,16 @@ def prediction_report(files: Mapping[str, str | os.PathLike], record_id: str,
     confidence = (np.array([np.nan if c is None else c for c in conf], dtype=np.float64) if conf is not None
                   else None)
     distances = np.load(paths["distmat"], allow_pickle=False)
-    metrics = {k: v for k, v in scores.items() if k != "sequence"}
+    metrics = {k: v for k, v in scores.items() if k not in ("sequence", "ss")}
+    ss = scores.get("ss")
     info = {"record": record_id, "structure": paths["structure"].name}
     if scores.get("description"):
         info["description"] = scores["description"]
     return build_report(html_path or paths["scores"].parent / f"{record_id}.html", sequence=sequence,
                         model_coords=chain.ca,
                         predicted_distances=distances, confidence=confidence, metrics=metrics,
-                        title=f"Prediction: {record_id}", info=info, write_png=write_png)
+                        title=f"Prediction: {record_id}", info=info, write_png=write_png,
+                        secondary_structure={"predicted": ss} if isinstance(ss, str) else None)
 
 
 def write_prediction_reports(summary: Mapping[str, Any], log=None) -> dict[str, str]:
@@ -708,9 +775,19 @@ def write_evaluation_reports(report_dir: str | os.PathLike, metrics: Mapping[str
             if len(corr.ref_index):
                 _, pr = lddt(distance_matrix(m.ca[corr.model_index]), distance_matrix(r.ca[corr.ref_index]))
                 per_res[corr.ref_index] = pr
-            files = comparison_report(report_dir / "pages" / f"{cid}.html", m, r, chain, by_number=True,
+            ss = chain.get("ss") or {}
+            tracks = {}  # over the reference's residues, numbered by full-sequence position
+            for name, key in (("predicted", "model"), ("reference DSSP", "reference")):
+                full = ss.get(key)
+                if isinstance(full, str):
+                    tracks[name] = "".join(full[num - 1] if 0 < num <= len(full) else "-"
+                                           for num, *_ in r.residue_ids)
+            shown = {k: ({k2: v2 for k2, v2 in v.items() if k2 not in ("model", "reference")} if k == "ss" else v)
+                     for k, v in chain.items()}
+            files = comparison_report(report_dir / "pages" / f"{cid}.html", m, r, shown, by_number=True,
                                       lddt_per_residue=per_res, title=f"{cid}: model vs reference",
-                                      info={"lDDT plot": "per-residue C-alpha lDDT of the model's coordinates"})
+                                      info={"lDDT plot": "per-residue C-alpha lDDT of the model's coordinates"},
+                                      secondary_structure=tracks)
             href = f"pages/{files.html.name}"
             if log:
                 log(f"{cid}  report {files.html}")
@@ -834,6 +911,8 @@ Confidence colours: <span class="swatch" style="background:#0053d6"></span>&ge;9
 
 <h2>Scores</h2>
 {table}
+
+{secondary}
 
 <h2>Sequence</h2>
 <pre class="seq">{sequence}</pre>
