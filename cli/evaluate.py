@@ -39,8 +39,12 @@ def evaluate(ctx, dataset_dir, model_dir, split, reconstruct, max_length, no_pri
     contact precision. After it: RMSD, TM-score, GDT-TS and handedness
     (tm_score > tm_score of the mirror image), residue-matched as in
     `distfold compare`. Masked residues are excluded. The prior is fitted on
-    the dataset's train split. Writes metrics.json (mean and median, by length
-    bin), per_chain.tsv, plots (distance maps, error histogram, error by
+    the dataset's train split. Contact precision of the top L/5, L/2 and L
+    pairs by range (short 6-11, medium 12-23, long 24+), for model and prior;
+    where the dataset has DSSP labels, Q3, per-class precision/recall and SOV
+    of the model's secondary structure beside two baselines fitted on the train
+    split (majority class, one-hot window classifier). Writes metrics.json
+    (mean and median, by length bin), per_chain.tsv, plots (distance maps, error histogram, error by
     separation, calibration, training curves) and structures/<id>.pdb with
     structures/<id>.ref.pdb. A chain that cannot be evaluated (e.g. too long
     for the available memory) is reported and left out; the exit code is then 1.

@@ -14,7 +14,7 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
 @click.option("-i", "--input", "fasta", type=click.Path(dir_okay=False, allow_dash=True),
               help="FASTA file of sequences ('-' reads standard input).")
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False),
-              help="Output folder: <id>.pdb|cif, <id>.distmat.npy, <id>.scores.json per record.")
+              help="Output folder: <id>.pdb|cif, <id>.distmat.npy, <id>.contacts.tsv, <id>.scores.json per record.")
 @click.option("--model", "model_dir", metavar="NAME|DIR",
               help="An installed model's name (see `distfold models`) or a checkpoint directory (default: the "
                    "shipped model, `default`).")
@@ -58,8 +58,12 @@ def predict(ctx, sequence, fasta, outdir, model_dir, reconstruct, fmt, device, m
 
     Writes, per record, the structure with per-residue confidence (predicted
     lDDT, 0-100) in the B-factor column, the predicted distance matrix
-    (<id>.distmat.npy, Å) and <id>.scores.json (written last; it marks a
-    complete record). Records run shortest first with one log line each on
+    (<id>.distmat.npy, Å), the C-alpha contacts with their probabilities
+    (<id>.contacts.tsv: |i-j| >= 6, P(distance < 8 Å) >= 0.05, at most 5 L
+    pairs, most probable first) and <id>.scores.json (written last; it marks a
+    complete record). A model that predicts secondary structure also writes it:
+    ss and ss_probs in the scores, HELIX/SHEET records (mmCIF struct_conf,
+    struct_sheet_range) in the structure. Records run shortest first with one log line each on
     stderr; a failing record is reported and the others continue (exit code 1
     if any failed). A record already done from the same sequence, model,
     reconstructor and options is skipped unless --overwrite, so a rerun
