@@ -15,18 +15,28 @@ Inputs are made in a temporary folder from a real chain shipped with the tests
 - ``compare``: the chain scored against itself;
 - ``--help`` and ``plugins``.
 
+``--rev REV`` (repeatable) also times ``predict`` as distfold was at git revision REV
+(e.g. the commits before and after a change), in the same rounds: ``git archive``
+extracts REV's ``core/``, ``cli/`` and ``plugins/`` into the temporary folder, laid out
+as the ``distfold`` package and put first on ``PYTHONPATH`` (the script checks that
+this copy is what runs). ``predict`` without ``@REV`` is the working tree.
+
     python benchmarks/bench_startup.py            # 5 rounds
     python benchmarks/bench_startup.py -n 3 --only predict,torch
+    python benchmarks/bench_startup.py -n 5 --only predict --rev f77170b --rev HEAD
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import io
+import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -75,9 +85,31 @@ def make_inputs(tmp: Path) -> dict[str, list[str]]:
     }
 
 
-def run_once(cmd: list[str]) -> float:
+def package_at(rev: str, tmp: Path) -> dict[str, str]:
+    """Environment that imports ``distfold`` as it was at git revision ``rev`` (extracted under tmp)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "core", "cli", "plugins"],
+                             capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"git archive {rev}: {archive.stderr.decode().strip()}")
+    src = tmp / f"src_{rev}"
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(src, filter="data")
+    pkg = tmp / f"pkg_{rev}"
+    pkg.mkdir()
+    (src / "core").rename(pkg / "distfold")
+    (src / "cli").rename(pkg / "distfold" / "cli")
+    (src / "plugins").rename(pkg / "distfold" / "plugins")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(pkg), os.environ.get("PYTHONPATH")])))
+    probe = subprocess.run([sys.executable, "-c", "import distfold.cli.predict as m; print(m.__file__)"],
+                           capture_output=True, text=True, env=env)
+    if not probe.stdout.strip().startswith(str(pkg)):
+        raise SystemExit(f"--rev {rev}: the extracted package is not what imports ({probe.stdout or probe.stderr})")
+    return env
+
+
+def run_once(cmd: list[str], env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
-    run = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     elapsed = time.perf_counter() - t0
     if run.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {run.returncode}: {run.stderr.strip()[-1000:]}")
@@ -91,6 +123,8 @@ def spread(values: list[float], fmt: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", "--rounds", type=int, default=5, help="rounds (each runs every command once)")
+    ap.add_argument("--rev", metavar="REV", action="append", default=[],
+                    help="also time predict as distfold was at this git revision (repeatable)")
     ap.add_argument("--only", default=None, help="comma-separated subset of: torch,predict,help,plugins,"
                                                  "reconstruct,compare (torch is always run)")
     args = ap.parse_args()
@@ -103,18 +137,25 @@ def main() -> None:
             if unknown:
                 raise SystemExit(f"--only: unknown command(s) {', '.join(sorted(unknown))}")
             commands = {k: v for k, v in commands.items() if k in keep}
-        for cmd in commands.values():  # warm-up: file caches, .pyc files
-            run_once(cmd)
+        envs: dict[str, dict[str, str] | None] = {name: None for name in commands}
+        for rev in args.rev:
+            name = f"predict@{rev}"
+            commands[name] = [sys.executable, "-m", "distfold", "predict", "-i", str(tmp / "query.fasta"),
+                              "-o", str(tmp / f"out_{rev}"), "--overwrite", "--device", "cpu"]
+            envs[name] = package_at(rev, tmp)
+        for name, cmd in commands.items():  # warm-up: file caches, .pyc files
+            run_once(cmd, envs[name])
         times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.rounds):
             for name, cmd in commands.items():
-                times[name].append(run_once(cmd))
+                times[name].append(run_once(cmd, envs[name]))
         print(f"{args.rounds} rounds, interleaved; whole-process wall seconds and ratio to "
               f"`python -c \"import torch\"` (min / median / max)")
-        print(f"{'command':<12} {'seconds':>22}   {'ratio to import torch':>24}")
+        width = max(12, *(len(name) for name in times))
+        print(f"{'command':<{width}} {'seconds':>22}   {'ratio to import torch':>24}")
         for name, values in times.items():
             ratios = [v / t for v, t in zip(values, times["torch"])]
-            print(f"{name:<12} {spread(values, '.2f'):>22}   {spread(ratios, '.2f'):>24}")
+            print(f"{name:<{width}} {spread(values, '.2f'):>22}   {spread(ratios, '.2f'):>24}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
