@@ -49,8 +49,7 @@ def test_regression_head_probability_is_the_laplace_in_normalised_space(tiny_mod
     direct = np.where(z < 0, 0.5 * np.exp(np.minimum(z, 0)), 1 - 0.5 * np.exp(-np.maximum(z, 0)))
     got = contact_probability(out["distance"], out["variance"], "laplace", tiny_model.normaliser)
     off = ~np.eye(len(seq), dtype=bool)
-    sym = 0.5 * (direct + direct.T)
-    assert np.abs(got - sym)[off].max() < 2e-3
+    assert np.abs(got - direct)[off].max() < 1e-4  # measured 7.6e-6: float32 rounding of d and v
     assert 0.01 < got[off].mean() < 0.99  # a non-degenerate case
 
 
