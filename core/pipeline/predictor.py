@@ -26,6 +26,10 @@ The path of one sequence:
    calls the plugin, checks the coordinates, centres them and fixes the hand
    once); the per-residue confidence, calibrated when the model has a
    calibration.
+3. :meth:`Predictor.predict` adds the secondary-structure probabilities when the
+   model returns ``ss_probs`` (merged over windows like the distances) and the
+   contact probabilities (:meth:`Predictor.contact_probability`,
+   :mod:`distfold.pipeline.contacts`).
 
 Nothing here knows about files, records, devices of several processes or
 thread limits: those are the batch's (:mod:`distfold.pipeline.predict`).
