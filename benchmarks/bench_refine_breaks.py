@@ -7,8 +7,9 @@ Reference: the experimental structure. Chains: every chain of the shared data (t
 BioEmu benchmark structures never read) with at least one consecutive C-alpha distance more than
 0.5 Å from 3.8 Å (a chain break or a cis peptide): 572 of 1,042. For each, ``refine`` (default
 settings) from the exact C-alpha distances, RMSD to the experimental trace after the best proper
-rotation, and whether it converged; "before" is the same with every consecutive pair bonded
-(``bond_tolerance = 1e9``, the rule before issue 15), run on chains up to --before-max-length.
+rotation, and whether it converged; "before" is the same with every consecutive pair bonded and
+pulled to 3.8 Å (``bond_tolerance = 1e9, fit_spread = inf``, the rule before issue 15), run on
+chains up to --before-max-length.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
                    "rmsd": rmsd_proper(out.coords, x), "converged": out.diagnostics["converged"],
                    "unbonded": len(out.diagnostics["unbonded_pairs"])}
             if len(x) <= args.before_max_length:
-                old = reconstruct(Refine(negative_share=False, bond_tolerance=1e9), d)
+                old = reconstruct(Refine(negative_share=False, bond_tolerance=1e9, fit_spread=float("inf")), d)
                 row["rmsd_before"] = rmsd_proper(old.coords, x)
                 row["converged_before"] = old.diagnostics["converged"]
             rows.append(row)

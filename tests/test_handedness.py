@@ -17,6 +17,7 @@ from distfold.geometry.handedness import (TABLE_PATH, UNCERTAIN_PROBABILITY, ca_
                                           helix_window_margin, spaced_torsions)
 from distfold.geometry.reconstruct import reconstruct
 from distfold.plugins.mds_classical.classical import ClassicalMDS
+from distfold.plugins.mds_smacof.refine import Refine
 from distfold.plugins.mds_smacof.smacof import SMACOF
 from distfold.structure.io import read_chain
 
@@ -186,6 +187,28 @@ def test_reconstruct_records_the_decision():
     assert (diag["handedness_margin"] < 0) is diag["mirrored"]
     assert hand["probability"] > 0.999 and hand["terms"] > 400
     json.dumps(diag, allow_nan=False)
+
+
+def test_predict_scores_report_the_cores_decision_and_non_convergence():
+    """scores.json's handedness is what reconstruct() decided (not a description of an older
+    rule), "uncertain" included; predict's log line says NOT CONVERGED with the warnings."""
+    from distfold.pipeline.predict import convergence_note, handedness_of
+
+    x = ca(HELICAL)
+    diag = reconstruct(ClassicalMDS(), cdist(x, x)).diagnostics
+    scores = handedness_of(diag)
+    assert scores["decision"] == diag["handedness"]["decision"] and scores["mirrored"] is diag["mirrored"]
+    assert scores["margin"] == diag["handedness_margin"] and scores["rule"] == diag["handedness"]["rule"]
+    short = reconstruct(ClassicalMDS(), cdist(x[:3], x[:3])).diagnostics  # no evidence: uncertain
+    assert handedness_of(short)["decision"] == "uncertain" and handedness_of(short)["probability"] == 0.5
+    assert convergence_note(diag) == ""
+    d = cdist(x, x) * np.exp(0.2 * np.random.default_rng(0).standard_normal((len(x), len(x))))
+    stopped = reconstruct(Refine(lbfgs_max_iter=2), (d + d.T) / 2).diagnostics
+    assert stopped["converged"] is False
+    note = convergence_note(stopped)
+    assert note.startswith("\tNOT CONVERGED: L-BFGS did not converge") and "lbfgs_max_iter = 2" in note
+    silent = reconstruct(SMACOF(max_iter=1), (d + d.T) / 2).diagnostics  # no warnings of its own
+    assert convergence_note(silent) == "\tNOT CONVERGED: the reconstructor stopped before converging"
 
 
 # -- the shipped table -----------------------------------------------------------

@@ -364,8 +364,25 @@ def ss_fields(pred: Prediction) -> dict[str, Any]:
 
 
 def handedness_of(diagnostics: dict[str, Any]) -> dict[str, Any]:
-    return {"mirrored": diagnostics.get("mirrored"), "margin": diagnostics.get("handedness_margin"),
-            "rule": "C-alpha pseudo-torsions: mirror when more fall in -80..-30 deg than in +30..+80 deg"}
+    """scores.json's ``handedness``: what the core decided for this structure
+    (:func:`distfold.geometry.reconstruct.reconstruct`, ``diagnostics["handedness"]``):
+    ``decision`` "right", "mirrored" (the reconstructor's coordinates were mirrored) or
+    "uncertain" (the likelier hand was kept, with probability below ``uncertain_below``),
+    ``mirrored``, ``margin`` (the log-likelihood ratio, right hand vs mirror, of the
+    reconstructor's coordinates), ``probability`` and the ``rule``."""
+    hand = diagnostics.get("handedness") or {}
+    return {"decision": hand.get("decision"), "mirrored": diagnostics.get("mirrored"),
+            "margin": diagnostics.get("handedness_margin"), "probability": hand.get("probability"),
+            "uncertain_below": hand.get("uncertain_below"), "rule": hand.get("rule")}
+
+
+def convergence_note(diagnostics: dict[str, Any]) -> str:
+    """'' or, when the reconstruction did not converge, a tab and 'NOT CONVERGED: <why>'
+    (the reconstructor's ``warnings``), as ``distfold reconstruct``'s summary line says it."""
+    if diagnostics.get("converged") is not False:
+        return ""
+    why = "; ".join(str(w) for w in diagnostics.get("warnings") or []) or "the reconstructor stopped before converging"
+    return f"\tNOT CONVERGED: {why}"
 
 
 # -- the batch -----------------------------------------------------------------
@@ -486,7 +503,7 @@ def run_predict(records: Sequence[SequenceRecord], outdir: str | os.PathLike, *,
         entry.update(status="ok", confidence=pred.mean_confidence, seconds=round(time.perf_counter() - t0, 3),
                      files=names)
         conf = "n/a" if pred.mean_confidence is None else f"{pred.mean_confidence:.1f}"
-        log(f"{tag}  confidence={conf}  {entry['seconds']:.2f} s")
+        log(f"{tag}  confidence={conf}  {entry['seconds']:.2f} s{convergence_note(pred.diagnostics)}")
         results.append(entry)
 
     counts = {s: sum(r["status"] == s for r in results) for s in ("ok", "skipped", "failed")}
