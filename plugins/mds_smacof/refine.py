@@ -27,9 +27,11 @@ own distance d_{i,i+1} by as much as the input's noise says that distance can be
 trusted: b_i = clip(bond_length, d_{i,i+1} - fit_spread * n, d_{i,i+1} + fit_spread
 * n), where n = 1.4826 * median |D0_{i,i+1} - d_{i,i+1}| is the robust scatter of
 the SMACOF start D0 around the input on the consecutive pairs. On a noisy matrix the
-start cannot follow the noise (noise 0.2: n ~ 0.7 Å), the band is wider than any
-bonded pair's deviation and every target is bond_length, as before; on exact
-distances (n ~ 1e-8 Å) each target is the input's distance, so the bond term agrees
+start cannot follow the noise, the band is wider than any bonded pair's deviation and
+every target is bond_length, as before (measured on three real chains of 100-294
+residues at multiplicative noise 0.02, 0.05, 0.1 and 0.2: n = 0.12-0.18, 0.27-0.43,
+0.50-0.57 and 1.06-1.22 Å, no target moved); on exact distances (n ~ 1e-14 Å) each
+target is the input's distance, so the bond term agrees
 with the stress instead of pulling a 3.45 or 4.2 Å bond of an irregular deposited
 trace to 3.8 Å (measured: 0.152 and 0.125 Å RMSD from exact distances before, see
 benchmarks/bench_refine_breaks.py). ``fit_spread = inf`` pulls every bond to
