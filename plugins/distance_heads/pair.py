@@ -87,40 +87,58 @@ class PairStack(nn.Module):
             x = x + self.seq_out(F.gelu(self.seq_conv(xm.transpose(1, 2)).transpose(1, 2)))
         if self.dropout is not None:
             x = self.dropout(x)  # residue-feature dropout: against memorising training chains
-        z = self.left(x)[:, :, None, :] + self.right(x)[:, None, :, :]
-        z = z + self.prod_a(x)[:, :, None, :] * self.prod_b(x)[:, None, :, :]
+        # (B, L, L, C) in as few passes over the map as the terms allow: one for the sum and the
+        # product, in place for the separation embedding and the prior (w * prior_ij is the
+        # 1 -> C linear map prior_proj, written as the product it is)
+        z = torch.addcmul(self.left(x)[:, :, None, :] + self.right(x)[:, None, :, :],
+                          self.prod_a(x)[:, :, None, :], self.prod_b(x)[:, None, :, :])
         idx = torch.arange(n, device=features.device)
         rel = (idx[None, :] - idx[:, None]).clamp(-self.max_separation, self.max_separation) + self.max_separation
-        z = z + self.sep(rel)[None]
+        z += self.sep(rel)
         if self.use_prior:
             if prior is None:
                 raise ValueError("this head was built with use_prior=True; pass prior= (B, L, L) separation prior")
-            z = z + self.prior_proj(prior.float()[..., None])
-        pm = (mask[:, :, None] & mask[:, None, :]).to(z.dtype)[:, None]  # (B, 1, L, L)
-        z = z.permute(0, 3, 1, 2) * pm  # (B, C, L, L)
+            z.addcmul_(prior.float()[..., None], self.prior_proj.weight[:, 0])
+        # The pair map stays channels-last, (B, L, L, C), from here to the read-out: the per-pair
+        # LayerNorm is the library kernel over the last dimension, and each convolution sees the
+        # same memory as an NCHW tensor in torch.channels_last format (a view, no copy). Without
+        # padding the pair mask is all ones and its multiplications are skipped (exactly the same).
+        pm = None if bool(mask.all()) else (mask[:, :, None] & mask[:, None, :]).to(z.dtype)[..., None]
+        z = _masked(z, pm)  # (B, L, L, C)
         for (conv1, conv2), norm in zip(self.blocks, self.block_norms):
             # mask the conv inputs too: a normalised zero pair is norm.bias, not 0, and padding must
             # look like the convolution's own zero border (a batch's padding must not change a chain)
-            h = conv1(F.gelu(_channel_norm(z, norm)) * pm)
+            h = _conv_last(conv1, _masked(F.gelu(_layer_norm(z, norm)), pm))
             if self.dropout is not None:
                 h = self.dropout(h)
-            z = (z + conv2(F.gelu(h) * pm)) * pm
-        g = F.gelu(_channel_norm(z, self.out_norm))
+            z = _masked(z + _conv_last(conv2, _masked(F.gelu(h), pm)), pm)
+        g = F.gelu(_layer_norm(z, self.out_norm))
+        w = self.out.weight[:, :, 0, 0]  # the 1x1 read-out is a linear map of each pair's channels
         k = self.out.out_channels - self.n_detached
         if self.n_detached:
-            y = torch.cat([F.conv2d(g, self.out.weight[:k], self.out.bias[:k]),
-                           F.conv2d(g.detach(), self.out.weight[k:], self.out.bias[k:])], 1)
+            y = torch.cat([F.linear(g, w[:k], self.out.bias[:k]),
+                           F.linear(g.detach(), w[k:], self.out.bias[k:])], -1)
         else:
-            y = self.out(g)  # (B, n_out, L, L)
-        y = 0.5 * (y + y.transpose(-1, -2))
-        return y.permute(0, 2, 3, 1)  # (B, L, L, n_out)
+            y = F.linear(g, w, self.out.bias)  # (B, L, L, n_out)
+        return 0.5 * (y + y.transpose(1, 2))
 
 
-def _channel_norm(z: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
-    """LayerNorm over the channels of every pair of a (B, C, L, L) map (padding-independent)."""
-    mean = z.mean(1, keepdim=True)
-    var = z.var(1, keepdim=True, unbiased=False)
-    return (z - mean) * torch.rsqrt(var + norm.eps) * norm.weight[:, None, None] + norm.bias[:, None, None]
+def _layer_norm(z: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    """LayerNorm over the channels of every pair of a (B, L, L, C) map (padding-independent)."""
+    return F.layer_norm(z, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def _masked(z: torch.Tensor, pm: torch.Tensor | None) -> torch.Tensor:
+    """``z`` with padded pairs zeroed (``pm`` (B, L, L, 1) of 0/1, or None: no padding)."""
+    return z if pm is None else z * pm
+
+
+def _conv_last(conv: nn.Conv2d, z: torch.Tensor) -> torch.Tensor:
+    """``conv`` over a (B, L, L, C) map, as an NCHW channels-last view; returns (B, L, L, C')."""
+    x = z.permute(0, 3, 1, 2)
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return conv(x).permute(0, 2, 3, 1)
 
 
 def separation(n: int, device=None) -> torch.Tensor:
