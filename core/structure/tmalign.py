@@ -301,13 +301,14 @@ def _nw_one(score: np.ndarray, gap_open: float) -> np.ndarray:
         diag = greater_equal(d, m, out=path[k, lo:hi + 1])
         add(maximum(d, m, out=val[k, lo:hi + 1]), gap_open * diag, out=passed[k, lo:hi + 1])
     out = np.full(l2, -1, dtype=np.intp)
+    diagonal, p = path.item, passed.item  # Python scalars: the same comparisons, faster
     i, j = l1, l2
     while i > 0 and j > 0:
-        if path[i + j, i]:
+        if diagonal(i + j, i):
             out[j - 1] = i - 1
             i -= 1
             j -= 1
-        elif passed[i + j - 1, i] >= passed[i + j - 1, i - 1]:
+        elif p(i + j - 1, i) >= p(i + j - 1, i - 1):
             j -= 1
         else:
             i -= 1
@@ -338,15 +339,16 @@ def _nw_free(score: np.ndarray) -> np.ndarray:
         accumulate(maximum(prev[:, :-1] + score[:, i - 1], prev[:, 1:]), axis=1, out=val[:, i, 1:])
     out = np.full((b, l2), -1, dtype=np.intp)
     for n in range(b):
-        vn, sn = val[n], score[n]
+        v, sc, on = val[n].item, score[n].item, out[n]  # Python floats: the same comparisons, faster
         i, j = l1, l2
         while i > 0 and j > 0:
-            d = vn[i - 1, j - 1] + sn[i - 1, j - 1]  # the cell's aligned candidate, as in the fill
-            if d >= vn[i - 1, j] and d >= vn[i, j - 1]:
-                out[n, j - 1] = i - 1
+            up, left = v(i - 1, j), v(i, j - 1)
+            d = v(i - 1, j - 1) + sc(i - 1, j - 1)  # the cell's aligned candidate, as in the fill
+            if d >= up and d >= left:
+                on[j - 1] = i - 1
                 i -= 1
                 j -= 1
-            elif vn[i, j - 1] >= vn[i - 1, j]:
+            elif left >= up:
                 j -= 1
             else:
                 i -= 1
