@@ -187,6 +187,19 @@ def test_scratch_stack_equals_transformers_qwen2(shape, bidirectional):
         torch.testing.assert_close(f, g, rtol=1e-5, atol=1e-5)  # padded positions too
 
 
+def test_scratch_stack_bf16_equals_transformers_qwen2():
+    bb = QwenBackbone(preset="tiny", precision="bf16", seed=5).eval()
+    ref = _reference_qwen2(bb).to(torch.bfloat16).eval()
+    ref.load_state_dict(bb.model.state_dict(), strict=True)
+    batch = ["MKTAYIAKQRQISFVKSHFSRQ", "MKVL"]
+    with torch.no_grad():
+        f, mask = bb(batch)
+        ids, _ = bb.tokenize(batch)
+        g = ref(input_ids=ids, attention_mask=mask.long(), use_cache=False).last_hidden_state
+    assert f.dtype == torch.float32 and g.dtype == torch.bfloat16
+    torch.testing.assert_close(f, g.float(), rtol=1.6e-2, atol=1e-5)
+
+
 def test_scratch_stack_gradients_equal_transformers_qwen2():
     bb = QwenBackbone(preset="tiny", seed=2).train()
     ref = _reference_qwen2(bb).train()
