@@ -303,6 +303,53 @@ def test_weighted_guttman_transform_never_raises_stress():
     assert stresses[-1] < 0.5 * stresses[0]
 
 
+def test_accelerated_weighted_loop_never_raises_stress():
+    """Anderson steps are kept only when they do not raise stress; past the plain warm-up."""
+    from distfold.plugins.mds_smacof.smacof import ANDERSON_WARMUP
+
+    x = ca("c70b106ab8731")
+    d = noisy(cdist(x, x), 0.3, seed=4)
+    rng = np.random.default_rng(3)
+    w = np.exp(rng.uniform(-4.0, 4.0, d.shape))  # a range of about 3,000x, like 1/variance weights
+    w = (w + w.T) / 2
+    checked = check_distances(d, w)
+    x0 = rng.standard_normal((len(x), 3)) * 10
+    ks = range(ANDERSON_WARMUP, ANDERSON_WARMUP + 25)
+    runs = [smacof_loop(checked, x0, k, 0.0, 1.0, 32, acceleration=5) for k in ks]
+    assert sum(info["accelerated_steps"] for _, info in runs[1:]) > 0
+    stresses = [final_stress(y, checked)[0] for y, _ in runs]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(stresses, stresses[1:])), stresses
+
+
+def test_acceleration_converges_sooner_on_wide_weights():
+    x = ca(LONG)
+    n = len(x)
+    rng = np.random.default_rng(11)
+    sep = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+    sd = 0.05 + 0.02 * sep  # error grows with sequence separation, as a model's does
+    d = np.abs(cdist(x, x) + np.triu(rng.standard_normal((n, n)), 1) * sd)
+    d = np.triu(d, 1) + np.triu(d, 1).T
+    w = 1.0 / np.maximum(sd, 1e-3) ** 2
+    np.fill_diagonal(w, 0.0)
+    plain = reconstruct(SMACOF(acceleration=0), d, weights=w).diagnostics
+    fast = reconstruct(SMACOF(), d, weights=w).diagnostics
+    assert fast["converged"] and fast["accelerated_steps"] > 0
+    assert fast["iterations"] < plain["iterations"], (fast["iterations"], plain["iterations"])
+    assert fast["stress"] <= plain["stress"] * (1 + 1e-3)
+
+
+def test_acceleration_zero_is_the_plain_transform():
+    x = ca("c70b106ab8731")
+    d = noisy(cdist(x, x), 0.3, seed=4)
+    w = np.random.default_rng(5).uniform(0.1, 2.0, d.shape)
+    w = (w + w.T) / 2
+    checked = check_distances(d, w)
+    x0 = ClassicalMDS().reconstruct(d).coords
+    a, ia = smacof_loop(checked, x0, 50, 1e-6, 1.0, 32)
+    b, ib = smacof_loop(checked, x0, 50, 1e-6, 1.0, 32, acceleration=0)
+    assert np.array_equal(a, b) and ia == ib and "accelerated_steps" not in ia
+
+
 def test_constant_weights_equal_no_weights():
     x = ca("cb98f573e0d35")
     d = noisy(cdist(x, x), 0.2, seed=6)
