@@ -298,3 +298,26 @@ def test_compare_gives_the_numbers_of_score_coordinates(chains):
             assert res[k] == v, k
     assert res["n_aligned"] == c.n_aligned and 0.3 < res["seq_identity"] < 0.9
     assert compare_structures(m, r)["tm_score"] == res["tm_score"]
+
+
+def test_distance_matrix_is_the_euclidean_formula_bit_for_bit(chains):
+    y = chains["cih"].ca.copy()
+    y[4] = np.nan  # a residue the model lacks stays NaN
+    direct = np.sqrt(((y[:, None, :] - y[None, :, :]) ** 2).sum(-1))
+    assert np.array_equal(M.distance_matrix(y), direct, equal_nan=True)
+
+
+def test_contact_precision_takes_the_first_k_of_a_stable_sort_with_ties():
+    rng = np.random.default_rng(7)
+    n = 120
+    true_d = rng.uniform(3.0, 30.0, (n, n))
+    true_d = np.triu(true_d, 1) + np.triu(true_d, 1).T
+    pred = np.round(true_d + rng.normal(0.0, 3.0, (n, n)))  # rounded: many tied scores
+    pred = np.triu(pred, 1) + np.triu(pred, 1).T
+    i, j = np.triu_indices(n, 24)
+    for higher, score in ((False, pred), (True, -pred)):
+        s, t = score[i, j], true_d[i, j]
+        k = int(n * 0.2)
+        order = np.argsort(-s if higher else s, kind="stable")[:k]
+        expect = float((t[order] < 8.0).mean())
+        assert M.contact_precision(score, true_d, higher_is_contact=higher) == expect
