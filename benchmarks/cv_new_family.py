@@ -297,11 +297,16 @@ def wmean(values, weights) -> float:
     return float((v[ok] * w[ok]).sum() / w[ok].sum()) if ok.any() else float("nan")
 
 
-def fit_factors(chains: list[Chain], weights: list[float]) -> dict[tuple, float]:
+def fit_factors(chains: list[Chain], weights: list[float], fit_from: int = 1) -> dict[tuple, float]:
     """Per band, the grid factor with the lowest family-weighted mean over chains of the
-    band's MAE (the bands are independent: each factor moves only its band)."""
+    band's MAE (the bands are independent: each factor moves only its band). Bands that
+    start below ``fit_from`` keep the model (factor 1): MAE is not lDDT, and the local
+    pairs lDDT counts are where the model's corrections transfer."""
     out = {}
     for lo, hi in FIT_BANDS:
+        if lo < fit_from:
+            out[(lo, hi)] = 1.0
+            continue
         scores = []
         for f in GRID:
             vals = [band_mae(c, c.decode(c.yp + f * (c.ym - c.yp)), lo, hi) for c in chains]
@@ -351,8 +356,9 @@ def cmd_report(args) -> None:
     nested = {}
     for k in folds:
         rest = [(c, wi) for c, wi in zip(chains, w) if c.fold != k]
-        nested[k] = fit_factors([c for c, _ in rest], [wi for _, wi in rest]) if rest else {b: 1.0 for b in FIT_BANDS}
-    full = fit_factors(chains, w)
+        nested[k] = fit_factors([c for c, _ in rest], [wi for _, wi in rest], args.fit_from) if rest else \
+            {b: 1.0 for b in FIT_BANDS}
+    full = fit_factors(chains, w, args.fit_from)
 
     methods = {"model": lambda c: c.dm, "prior": lambda c: c.dp,
                "shrunk (nested)": lambda c: apply_pairs(c, nested[c.fold])}
@@ -411,6 +417,7 @@ def cmd_report(args) -> None:
 
     fmt_bands = [{"band": [lo, hi], "factor": v} for (lo, hi), v in full.items()]
     result = {"chains": len(chains), "families": len(fam_n), "folds": folds, "table": table, "tm_score": tm,
+              "fit_from": args.fit_from,
               "ss": q3, "shrinkage_all_folds": fmt_bands,
               "shrinkage_nested": {str(k): [{"band": [lo, hi], "factor": v} for (lo, hi), v in f.items()]
                                    for k, f in nested.items()}}
@@ -479,6 +486,8 @@ def main(argv=None) -> None:
     r.add_argument("cvdir")
     r.add_argument("--tm-chains", type=int, default=40, help="chains per fold reconstructed for the TM-score")
     r.add_argument("--json", default=None)
+    r.add_argument("--fit-from", type=int, default=12,
+                   help="shrink only bands from this separation on (the closer ones keep the model)")
     args = ap.parse_args(argv)
     if args.cmd == "split":
         if args.folds < 2:
