@@ -131,7 +131,7 @@ def test_registry_collects_models_conflicts_and_failures(tmp_path):
 
 def test_facts_of_the_shipped_model_match_its_data_card():
     facts = model_facts(DEFAULT_DIR)
-    assert facts["parameters"] == 1_809_458  # DATA_CARD.md: 1,809,458 parameters
+    assert facts["parameters"] == 1_998_581  # DATA_CARD.md: 1,809,458 parameters + 189,123 of the SS read-out
     assert facts["components"] == {"backbone": "qwen", "distance_head": "regression", "normaliser": "log1p"}
     config = json.loads((DEFAULT_DIR / "config.json").read_text())
     assert facts["val"]["lddt"] == config["training"]["val"]["lddt"]
@@ -250,10 +250,10 @@ def test_models_command_lists_the_shipped_model():
     res = CliRunner().invoke(cli, ["models"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     line = next(line for line in res.output.splitlines() if line.startswith("default*"))
-    assert "qwen" in line and "regression" in line and "1.81 M" in line and "0.347" in line and "6.79 A" in line
+    assert "qwen" in line and "regression" in line and "2.00 M" in line and "0.347" in line and "6.79 A" in line
     rows = json.loads(CliRunner().invoke(cli, ["models", "--json"]).output)
     default = next(r for r in rows if r["name"] == "default")
-    assert default["parameters"] == 1_809_458 and default["problems"] == []
+    assert default["parameters"] == 1_998_581 and default["problems"] == []
     res = CliRunner().invoke(cli, ["models", "default"])
     assert res.exit_code == 0 and "data card" in res.output and "not the global fold" in res.output
     res = CliRunner().invoke(cli, ["models", "defualt"])
