@@ -42,10 +42,14 @@ def _default_workers() -> int:
               help="Text file of ids (file stems, or stem_chain) to skip; reported as skipped.")
 @click.option("--split-by-dir", is_flag=True,
               help="A chain under a folder named train or val keeps that split (families still computed).")
+@click.option("--cluster", type=click.Choice(["auto", "mmseqs", "builtin"]), default="auto", show_default=True,
+              help="Family search: MMseqs2 (the mmseqs binary, Debian package mmseqs2), the built-in 3-mer "
+                   "prefilter + alignments, or auto (MMseqs2 when mmseqs is on PATH). Same rule either way; "
+                   "the choice and MMseqs2's version go into dataset.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build summary as JSON.")
 @wrap_errors
 def build(inputs, out_dir, min_length, max_unknown, identity, max_evalue, val_fraction, seed, workers, exclude_file,
-          split_by_dir, as_json) -> None:
+          split_by_dir, cluster, as_json) -> None:
     """Build a dataset from structure files or directories (PDB/mmCIF, optionally gzipped).
 
     One sample per protein chain, first model only; unobserved residues are masked (NaN), never
@@ -55,7 +59,7 @@ def build(inputs, out_dir, min_length, max_unknown, identity, max_evalue, val_fr
 
     opts = BuildOptions(min_length=min_length, max_unknown=max_unknown, identity=identity,
                         val_fraction=val_fraction, seed=seed, workers=workers or _default_workers(),
-                        split_by_dir=split_by_dir, max_evalue=max_evalue,
+                        split_by_dir=split_by_dir, max_evalue=max_evalue, cluster=cluster,
                         exclude=read_exclude(exclude_file) if exclude_file else frozenset())
     result = build_dataset(inputs, out_dir, opts, log=lambda m: log(m, quiet=as_json))
     st = result.stats
@@ -65,7 +69,8 @@ def build(inputs, out_dir, min_length, max_unknown, identity, max_evalue, val_fr
     summary = {"path": str(out_dir), "files": st["files"], "files_failed": st["files_failed"],
                "skipped": st["skipped"], "chains": st["chains"], "splits": counts,
                "families": len({r["family"] for r in result.records}),
-               "families_across_splits": st["families_across_splits"], "seconds": st["build_seconds"]}
+               "families_across_splits": st["families_across_splits"], "clustering": st["clustering"],
+               "seconds": st["build_seconds"]}
     if as_json:
         echo_json(summary)
         return

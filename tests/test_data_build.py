@@ -251,7 +251,7 @@ def built(tmp_path_factory):
     excl.write_text("# comment\n2e37_A\n")
     out = root / "ds"
     proc = run_distfold("data", "build", str(root / "structures"), "-o", str(out), "--exclude", str(excl),
-                        "--val-fraction", "0.3", "--workers", "2")
+                        "--val-fraction", "0.3", "--workers", "2", "--cluster", "builtin")
     return root, out, proc
 
 
@@ -336,3 +336,82 @@ def test_help():
     for args in (("data", "--help"), ("data", "build", "--help"), ("data", "info", "--help")):
         proc = run_distfold(*args)
         assert proc.returncode == 0 and "Usage" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- family search: MMseqs2
+
+needs_mmseqs = pytest.mark.skipif(shutil.which("mmseqs") is None, reason="no mmseqs binary (Debian package mmseqs2)")
+
+
+def _mutant_families(n_fam=6, per=4, length=150, seed=0):
+    rng = np.random.default_rng(seed)
+    aa = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
+    seqs, truth = [], []
+    for fam in range(n_fam):
+        root = rng.choice(aa, length)
+        for k in range(per):
+            s = root.copy()
+            mut = rng.random(length) < 0.15 + 0.1 * k  # 15-45 % substituted
+            s[mut] = rng.choice(aa, int(mut.sum()))
+            seqs.append("".join(s[: length - 7 * k]))  # and shorter
+            truth.append(fam)
+    return seqs, truth
+
+
+def test_cluster_choice_without_mmseqs(monkeypatch, tmp_path):
+    from distfold.data.build import resolve_cluster
+
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    assert resolve_cluster("auto") == ("builtin", None)
+    assert resolve_cluster("builtin") == ("builtin", None)
+    with pytest.raises(InputError, match="mmseqs"):
+        resolve_cluster("mmseqs")
+    with pytest.raises(InputError, match="cluster method"):
+        resolve_cluster("blast")
+    proc = run_distfold("data", "build", str(BUILD), "-o", str(tmp_path / "ds"), "--cluster", "mmseqs",
+                        env={"PATH": str(tmp_path)})  # no mmseqs on this PATH
+    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "mmseqs" in proc.stderr
+    assert not (tmp_path / "ds").exists()
+
+
+def test_builtin_build_says_so_in_dataset_json(built):
+    _, out, _ = built
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["params"]["clustering"]["method"] == "builtin" and meta["build"]["clustering"] == "builtin"
+
+
+@needs_mmseqs
+def test_mmseqs_relations_apply_the_same_rule():
+    from distfold.data.build import mmseqs_relations
+
+    seqs, truth = _mutant_families()
+    seqs.append("KTYQCQYCEYRSADSSNLKTHIKTKHSKEK")  # short and unrelated: must not join anything
+    truth.append(-1)
+    related = mmseqs_relations(seqs, 0.3, 1e-5)
+    for (i, j), v in related.items():
+        ident, ev = pair_relation(seqs[i], seqs[j])
+        assert truth[i] == truth[j] >= 0
+        assert abs(v - ident) < 0.05 and ev <= 1e-5  # MMseqs2's local count is a few per cent under at times
+    from distfold.data.build import families, families_mmseqs
+
+    ids = [f"s{i:02d}" for i in range(len(seqs))]
+    assert families_mmseqs(ids, seqs, 0.3)[0] == families(ids, seqs, 0.3)[0]
+
+
+@needs_mmseqs
+def test_mmseqs_build_agrees_with_builtin_and_records_the_version(built, tmp_path):
+    root, out_builtin, _ = built
+    out = tmp_path / "ds_mm"
+    proc = run_distfold("data", "build", str(root / "structures"), "-o", str(out), "--exclude",
+                        str(root / "exclude.txt"), "--val-fraction", "0.3", "--workers", "2", "--cluster", "mmseqs",
+                        "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["clustering"] == "mmseqs"
+    meta = json.loads((out / "dataset.json").read_text())
+    card = meta["params"]["clustering"]
+    from distfold.data.build import mmseqs_version
+
+    assert card["method"] == "mmseqs" and card["mmseqs_version"] == mmseqs_version()
+    fam = {r["id"]: r["family"] for r in Dataset(out).records}
+    ref = {r["id"]: r["family"] for r in Dataset(out_builtin).records}
+    assert fam == ref

@@ -178,3 +178,49 @@ def test_sequence_convolution_ignores_padding(head_cls):
 def test_sequence_convolution_width_must_be_odd():
     with pytest.raises(ValueError, match="odd"):
         RegressionHead(hidden_size=16, seq_kernel=4)
+
+
+def _nchw_reference(stack, features, mask, prior):
+    """The pair stack computed the plain way: NCHW map, per-pair LayerNorm on a permuted copy,
+    NCHW convolutions and the read-out as the 1x1 convolution module it is."""
+    from torch.nn import functional as F
+
+    x = stack.norm(features)
+    z = (stack.left(x)[:, :, None] + stack.right(x)[:, None] + stack.prod_a(x)[:, :, None] * stack.prod_b(x)[:, None])
+    n = features.shape[1]
+    idx = torch.arange(n)
+    z = z + stack.sep((idx[None] - idx[:, None]).clamp(-stack.max_separation, stack.max_separation)
+                      + stack.max_separation)
+    z = z + stack.prior_proj(prior[..., None])
+    pm = (mask[:, :, None] & mask[:, None, :]).float()[:, None]
+    z = z.permute(0, 3, 1, 2).contiguous() * pm
+
+    def norm(t, ln):
+        return ln(t.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
+
+    for (conv1, conv2), ln in zip(stack.blocks, stack.block_norms):
+        h = conv1(F.gelu(norm(z, ln)) * pm)
+        z = (z + conv2(F.gelu(h) * pm)) * pm
+    y = stack.out(F.gelu(norm(z, stack.out_norm)))
+    return (0.5 * (y + y.transpose(-1, -2))).permute(0, 2, 3, 1)
+
+
+def test_channels_last_pair_stack_matches_the_plain_nchw_computation():
+    """Same parameters, same outputs and gradients as the textbook layout (checkpoints keep
+    predicting what they did), with and without padding in the batch."""
+    head = RegressionHead(hidden_size=16, pair_dim=8, n_blocks=3, decouple=False).train()  # no gradient stop
+    _perturb_out(head)
+    g = torch.Generator().manual_seed(5)
+    feats = torch.randn(2, 11, 16, generator=g)
+    prior = torch.rand(2, 11, 11, generator=g)
+    for mask in (torch.ones(2, 11, dtype=torch.bool), torch.arange(11)[None] < torch.tensor([[11], [7]])):
+        got = head.stack(feats, mask, prior)
+        want = _nchw_reference(head.stack, feats, mask, prior)
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+        grads = []
+        for y in (got, want):
+            head.zero_grad()
+            (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward(retain_graph=True)
+            grads.append([p.grad.clone() for p in head.stack.parameters()])
+        for a, b in zip(*grads):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)

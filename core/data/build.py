@@ -48,6 +48,15 @@
    the related pairs (single linkage, union-find); a candidate pair whose two
    chains are already in one family is not aligned. A family is named after
    its first member id (sorted).
+   With ``cluster="mmseqs"`` (the default ``"auto"`` when the ``mmseqs`` binary of MMseqs2
+   is on PATH) the search is MMseqs2's instead: one all-vs-all ``mmseqs easy-search``
+   (sensitivity :data:`MMSEQS_SENSITIVITY`, composition-bias correction off, up to
+   :data:`MMSEQS_MAX_SEQS` hits per chain) gives each hit's identical positions over the
+   shorter sequence (``--seq-id-mode 1``) and its local BLOSUM62 11/1 score, and the same
+   rule is applied to them (identity >= ``identity``, Karlin-Altschul E-value of that score
+   for the pair's two lengths <= ``max_evalue``). Every pair was searched, so the split
+   check below uses the hits instead of aligning every train x val pair. The method and
+   MMseqs2's version are recorded in ``dataset.json`` (``params.clustering``).
 7. **Split.** Whole families go to ``val`` (in an order shuffled with ``seed``)
    while the val count stays within round(``val_fraction`` x chains), at least
    one chain when ``val_fraction`` > 0. Then every train x val pair not
@@ -68,7 +77,10 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -91,6 +103,13 @@ MIN_DIAGONAL_HITS = 3
 #: Karlin-Altschul parameters of BLOSUM62 with gap costs 11/1 (NCBI BLAST tables).
 KA_LAMBDA, KA_K = 0.267, 0.041
 MAX_EVALUE = 1e-5
+#: Family search: ``auto`` (MMseqs2 when ``mmseqs`` is on PATH, else the built-in search), or either one.
+CLUSTER_METHODS = ("auto", "mmseqs", "builtin")
+#: MMseqs2 prefilter sensitivity (-s) and hits kept per chain (--max-seqs) of the family search.
+MMSEQS_SENSITIVITY = 7.5
+MMSEQS_MAX_SEQS = 1000
+#: Hits down to this much under ``identity`` by MMseqs2's count are re-aligned with the rule's global alignment.
+MMSEQS_IDENTITY_MARGIN = 0.1
 
 
 @dataclass
@@ -104,6 +123,7 @@ class BuildOptions:
     split_by_dir: bool = False
     max_evalue: float = MAX_EVALUE
     exclude: frozenset[str] = frozenset()
+    cluster: str = "auto"
 
     def params(self) -> dict[str, Any]:
         return {"min_length": self.min_length, "max_unknown": self.max_unknown, "identity": self.identity,
@@ -556,10 +576,132 @@ def families(ids: list[str], seqs: list[str], identity: float, max_evalue: float
     return _names(ids, uf), links, n_scored
 
 
+# ----------------------------------------------------------------------------- MMseqs2 family search
+
+def mmseqs_version() -> str | None:
+    """The version of the ``mmseqs`` binary on PATH, or None when there is none."""
+    exe = shutil.which("mmseqs")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def resolve_cluster(choice: str) -> tuple[str, str | None]:
+    """('mmseqs' or 'builtin', MMseqs2 version or None) for ``choice`` in :data:`CLUSTER_METHODS`."""
+    if choice not in CLUSTER_METHODS:
+        raise InputError(f"cluster method must be one of {', '.join(CLUSTER_METHODS)}, not {choice!r}")
+    if choice == "builtin":
+        return "builtin", None
+    version = mmseqs_version()
+    if version is None:
+        if choice == "mmseqs":
+            raise InputError("--cluster mmseqs: no working mmseqs binary on PATH (Debian package mmseqs2)")
+        return "builtin", None
+    return "mmseqs", version
+
+
+def mmseqs_relations(seqs: list[str], identity: float, max_evalue: float, workers: int = 1,
+                     sensitivity: float = MMSEQS_SENSITIVITY, max_seqs: int = MMSEQS_MAX_SEQS
+                     ) -> dict[tuple[int, int], float]:
+    """Related pairs (i < j) -> identity, from one all-vs-all MMseqs2 search of ``seqs``.
+
+    The rule of :func:`pair_relation` on MMseqs2's numbers: identical positions over the
+    shorter sequence (``--seq-id-mode 1``) >= ``identity`` and the Karlin-Altschul E-value of
+    the local BLOSUM62 11/1 score (``raw``, composition bias correction off) for the pair's
+    two lengths <= ``max_evalue``. MMseqs2 counts identities in its local alignment, a few
+    per cent under the rule's global one at times: a significant hit less than
+    :data:`MMSEQS_IDENTITY_MARGIN` under ``identity`` is re-aligned the rule's way
+    (:func:`sequence_identity`). MMseqs2's own E-value (database-size based) only
+    pre-screens, with a cut-off loose enough to keep every pair the pairwise rule accepts.
+    """
+    exe = shutil.which("mmseqs")
+    if exe is None:
+        raise InputError("no mmseqs binary on PATH (Debian package mmseqs2)")
+    total = sum(len(x) for x in seqs)
+    shortest = max(1, min(len(x) for x in seqs))
+    # pairwise E = K m n exp(-lambda S); MMseqs2 scales by the database size instead (~ total / n)
+    loose = max(10.0, 100.0 * max_evalue * total / shortest)
+    related: dict[tuple[int, int], float] = {}
+    border: set[tuple[int, int]] = set()
+    glob = _aligner()
+    with tempfile.TemporaryDirectory(prefix="distfold-mmseqs-") as tmp:
+        fasta, hits = os.path.join(tmp, "chains.fasta"), os.path.join(tmp, "hits.tsv")
+        with open(fasta, "w") as fh:
+            fh.write("".join(f">{i}\n{_clean(x)}\n" for i, x in enumerate(seqs)))
+        cmd = [exe, "easy-search", fasta, fasta, hits, os.path.join(tmp, "work"),
+               "--min-seq-id", f"{max(0.0, identity - MMSEQS_IDENTITY_MARGIN):g}", "--seq-id-mode", "1", "-e", f"{loose:g}",
+               "--comp-bias-corr", "0", "-s", str(sensitivity), "--max-seqs", str(max_seqs),
+               "--threads", str(max(1, workers)), "--format-output", "query,target,fident,raw", "-v", "1"]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise InputError(f"mmseqs easy-search failed (exit {run.returncode}): "
+                             f"{(run.stderr or run.stdout).strip()[-500:]}")
+        with open(hits) as fh:
+            for line in fh:
+                q, t, fident, raw = line.split("\t")
+                i, j = int(q), int(t)
+                if i == j:
+                    continue
+                v = float(fident)
+                if alignment_evalue(float(raw), len(seqs[i]), len(seqs[j])) > max_evalue:
+                    continue
+                p = (i, j) if i < j else (j, i)
+                if v < identity:
+                    # MMseqs2's local alignment can count fewer identities than the global one of
+                    # the rule: a hit just under the threshold gets the rule's own alignment
+                    if p in related or p in border:
+                        continue
+                    border.add(p)
+                    v = sequence_identity(seqs[i], seqs[j], glob)
+                    if v < identity:
+                        continue
+                related[p] = max(v, related.get(p, 0.0))
+    return related
+
+
+def clustering_card(method: str, version: str | None) -> dict[str, Any]:
+    """How families were searched, for ``dataset.json`` (``params.clustering``)."""
+    if method == "mmseqs":
+        return {"method": "mmseqs", "mmseqs_version": version,
+                "search": f"mmseqs easy-search all-vs-all, -s {MMSEQS_SENSITIVITY}, --max-seqs {MMSEQS_MAX_SEQS}, "
+                          f"--comp-bias-corr 0, --seq-id-mode 1",
+                "rule": "identity = MMseqs2 fident over the shorter sequence (the built-in global alignment's "
+                        f"for hits less than {MMSEQS_IDENTITY_MARGIN} under the threshold); E-value = Karlin-Altschul "
+                        "(lambda 0.267, K 0.041) of MMseqs2's raw local BLOSUM62 11/1 score for the pair's lengths; "
+                        "split check from the same all-vs-all hits"}
+    return {"method": "builtin",
+            "search": f"{KMER}-mer diagonal prefilter (>= {MIN_DIAGONAL_HITS} hits on a {DIAGONAL_BAND}-residue band), "
+                      "biopython alignments; every train x val pair aligned for the split check"}
+
+
+def families_mmseqs(ids: list[str], seqs: list[str], identity: float, max_evalue: float = MAX_EVALUE,
+                    workers: int = 1, progress: Callable[[str], None] | None = None,
+                    scored: dict[tuple[int, int], float] | None = None
+                    ) -> tuple[list[str], list[tuple[int, int, float]], int]:
+    """:func:`families` with MMseqs2's all-vs-all search (:func:`mmseqs_relations`); ``scored``
+    receives every related pair (pairs not in it were searched and are not related)."""
+    related = mmseqs_relations(seqs, identity, max_evalue, workers)
+    if progress:
+        progress(f"MMseqs2: {len(related)} related pairs among {len(seqs)} chains")
+    uf = UnionFind(len(seqs))
+    links = []
+    for (i, j), v in sorted(related.items()):
+        if scored is not None:
+            scored[(i, j)] = v
+        if uf.find(i) != uf.find(j):
+            links.append((i, j, v))
+            uf.union(i, j)
+    return _names(ids, uf), links, len(related)
+
+
 def enforce_split(ids: list[str], seqs: list[str], fams: list[str], splits: list[str], identity: float,
                   max_evalue: float = MAX_EVALUE, fixed: list[str | None] | None = None, workers: int = 1,
                   scored: dict[tuple[int, int], float] | None = None,
-                  progress: Callable[[str], None] | None = None
+                  progress: Callable[[str], None] | None = None, searched_all: bool = False
                   ) -> tuple[list[str], list[str], list[tuple[str, str, float]], int]:
     """Check every train x val pair (no prefilter) and repair the split.
 
@@ -567,7 +709,9 @@ def enforce_split(ids: list[str], seqs: list[str], fams: list[str], splits: list
     cross-split pairs on the shared data, two 30-residue zinc fingers). Here each such pair
     not scored before (``scored``: pair -> identity if related else -1) is scored; a related
     pair merges the two families, and the merged family's val chains move to train (chains
-    whose split is ``fixed`` stay). Repeats until no related pair crosses the split. Returns
+    whose split is ``fixed`` stay). Repeats until no related pair crosses the split.
+    ``searched_all``: every pair was already searched (MMseqs2) and ``scored`` holds the related
+    ones, so nothing new is aligned; the repair works on the pairs in ``scored``. Returns
     (families, splits, every related pair across the split that could not be repaired because
     both chains are fixed, pairs scored here).
     """
@@ -580,29 +724,34 @@ def enforce_split(ids: list[str], seqs: list[str], fams: list[str], splits: list
         uf.union(first.setdefault(f, i), i)
     splits = list(splits)
     n_scored = 0
-    ex = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    ex = ProcessPoolExecutor(max_workers=workers) if workers > 1 and not searched_all else None
     try:
         while True:
             tr = [i for i in range(n) if splits[i] == "train"]
             va = [j for j in range(n) if splits[j] == "val"]
-            todo = []
-            for i in tr:
-                for j in va:
-                    p = (i, j) if i < j else (j, i)
-                    if p not in scored:
-                        todo.append(p)
-            if not todo:
-                break
-            if progress:
-                progress(f"checking {len(todo)} train x val pairs exhaustively")
-            rel = _score(seqs, todo, max_evalue, ex, workers)
-            n_scored += len(todo)
             related = []
-            for (i, j), (v, ev) in zip(todo, rel):
-                ok = v >= identity and ev <= max_evalue
-                scored[(i, j)] = v if ok else -1.0
-                if ok:
-                    related.append((i, j, v))
+            if searched_all:
+                in_val = set(va)
+                related = [(i, j, v) for (i, j), v in scored.items()
+                           if v >= 0 and (i in in_val) != (j in in_val) and uf.find(i) != uf.find(j)]
+            else:
+                todo = []
+                for i in tr:
+                    for j in va:
+                        p = (i, j) if i < j else (j, i)
+                        if p not in scored:
+                            todo.append(p)
+                if not todo:
+                    break
+                if progress:
+                    progress(f"checking {len(todo)} train x val pairs exhaustively")
+                rel = _score(seqs, todo, max_evalue, ex, workers)
+                n_scored += len(todo)
+                for (i, j), (v, ev) in zip(todo, rel):
+                    ok = v >= identity and ev <= max_evalue
+                    scored[(i, j)] = v if ok else -1.0
+                    if ok:
+                        related.append((i, j, v))
             if not related:
                 break
             for i, j, v in related:
@@ -702,6 +851,7 @@ def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLik
 
     log = log or (lambda m: print(m, file=sys.stderr))
     t0 = time.perf_counter()
+    method, mm_version = resolve_cluster(options.cluster)  # before any work: a missing mmseqs fails at once
     inputs = list(inputs)
     files = find_inputs(inputs)
     if not files:
@@ -784,18 +934,21 @@ def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     if not kept:
         raise InputError(f"no chain passed the filters out of {len(files)} structure files")
 
-    log(f"{len(kept)} chains after filters and duplicate merging; clustering at identity {options.identity}")
+    log(f"{len(kept)} chains after filters and duplicate merging; clustering at identity {options.identity} "
+        f"({'MMseqs2 ' + mm_version if method == 'mmseqs' else 'built-in 3-mer prefilter + alignments'})")
     ids = [c["record"]["id"] for c in kept]
     seqs = [c["record"]["sequence"] for c in kept]
     t_fam = time.perf_counter()
     scored: dict[tuple[int, int], float] = {}
-    fams, links, n_aligned = families(ids, seqs, options.identity, options.max_evalue, options.workers, log,
-                                      scored=scored)
+    search = families_mmseqs if method == "mmseqs" else families
+    fams, links, n_aligned = search(ids, seqs, options.identity, options.max_evalue, options.workers, log,
+                                    scored=scored)
     t_cluster = time.perf_counter()
     fixed = [c["record"].get("dir_split") for c in kept] if options.split_by_dir else None
     splits = split_families(fams, options.val_fraction, options.seed, fixed)
     fams, splits, stuck, n_checked = enforce_split(ids, seqs, fams, splits, options.identity, options.max_evalue,
-                                                   fixed, options.workers, scored, log)
+                                                   fixed, options.workers, scored, log,
+                                                   searched_all=method == "mmseqs")
     t_split = time.perf_counter()
     fam_size: dict[str, int] = {}
     for f in fams:
@@ -817,7 +970,8 @@ def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     elapsed = time.perf_counter() - t0
     n_failed = sum(1 for row in report if row[3] == "failed")
     n_skipped = sum(1 for row in report if row[3] == "skipped")
-    stats = {"files": len(files), "files_failed": n_failed, "skipped": n_skipped, "chains": len(records),
+    stats = {"clustering": method, "files": len(files), "files_failed": n_failed, "skipped": n_skipped,
+             "chains": len(records),
              "pairs_aligned": n_aligned, "family_joins": len(links), "families_across_splits": len(cross),
              "build_seconds": round(elapsed, 1), "parse_seconds": round(t_parsed - t0, 1),
              "family_seconds": round(t_cluster - t_fam, 1), "cross_split_pairs_checked": n_checked,
@@ -830,7 +984,9 @@ def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLik
         for row in report:
             fh.write("\t".join(x.replace("\t", " ").replace("\n", " ") for x in row) + "\n")
     extra = {"build": stats, "families_across_splits": cross, "related_pairs_across_fixed_split": stuck}
-    write_dataset(out_dir, records, coords, params=options.params(), extra_meta=extra)
+    params = options.params()
+    params["clustering"] = clustering_card(method, mm_version)
+    write_dataset(out_dir, records, coords, params=params, extra_meta=extra)
     return BuildResult(out_dir, records, report, stats)
 
 
