@@ -16,7 +16,13 @@ A dataset directory holds:
   their C-alpha atoms are > 4.2 Å apart: residues missing between them that the file does
   not list), ``"seqres": bool`` (the sequence is the file's full sequence, so unobserved
   residues are present and masked; False: observed residues only), ``"resolution": float|null``
-  (Å), ``"method": str|null``. ``dataset.json`` then also has ``"build"`` (counts and
+  (Å), ``"method": str|null``, ``"ss": str`` (secondary structure, one character per residue
+  of ``sequence``, ``len == length``: ``H``, ``E``, ``C``, the 3-state DSSP of
+  ``mdtraj.compute_dssp(..., simplified=True)`` on the file's N, C-alpha, C and O atoms
+  (:mod:`distfold.data.labels`; states in :data:`distfold.structure.secondary.SS_STATES`
+  order), or ``-`` where there is no label: the residue is unobserved or misses a backbone
+  atom; absent for a chain with no label at all, e.g. a C-alpha trace. Readers treat a
+  missing ``ss`` as "no labels"). ``dataset.json`` then also has ``"build"`` (counts and
   timings) and ``"families_across_splits"``.
 
 - ``coords.npy``: (sum of lengths, 3) float32 C-alpha coordinates in Å; rows of
