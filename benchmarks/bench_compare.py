@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 TEST_CHAINS = REPO / "tests" / "data" / "chains"
 #: core/structure/metrics.py before the scoring speed-ups of issue 19 (target 4).
-REFERENCE_REV = "9f94dad"
+REFERENCE_REV = "9f94dad2e12b7245ece4f8f9c3b702749777dd6a"
 METRICS_PATH = "core/structure/metrics.py"
 
 
