@@ -17,6 +17,20 @@ subprocess (so peak RSS is its own), warm-up steps first, then the median of
 --steps timed steps. Usage::
 
     python benchmarks/bench_train_step.py [--length 256] [--steps 3] [--threads N] [--model-dir DIR]
+
+``--pair-head`` instead times ``distfold train``'s default preset (the ``small`` from-scratch
+backbone, the regression head with its default parameters, crop 256, batch 8, AdamW and the
+warm-up schedule of ``train``) with the pair stack as it is (``current``: library LayerNorm on a
+channels-last map) and as it was before issue 19 (``legacy``: a hand-written LayerNorm over the
+channels of an NCHW map; kept here, in the benchmark only). The variants share the initial
+weights (same seed) and the crops (same sampler seed) and run interleaved, step by step, in one
+process, so the run prints crops/s side by side (and the per-step time ratio, which a change in
+machine load does not bias) and the loss of every step of each: the loss curves compared step by
+step. ``--bf16`` adds the current stack under CPU bf16 autocast. ``--crop`` / ``--batch-size``
+shrink the steps on a slow machine. Data: ``--data`` (a dataset directory, or structure files to
+build one from; default the committed test chains)::
+
+    python benchmarks/bench_train_step.py --pair-head [--data DIR] [--steps 20] [--warmup 1] [--bf16]
 """
 
 from __future__ import annotations
@@ -139,6 +153,142 @@ def run_variant(variant: str, model_dir: str, n: int, steps: int, warmup: int) -
             "trainable_parameters": sum(p.numel() for p in model.trainable_parameters())}
 
 
+def legacy_pair_forward(self, features, mask, prior=None):
+    """``PairStack.forward`` as it was before issue 19 (NCHW map, hand-written channel LayerNorm)."""
+    import torch
+    from torch.nn import functional as F
+
+    def channel_norm(z, norm):
+        mean = z.mean(1, keepdim=True)
+        var = z.var(1, keepdim=True, unbiased=False)
+        return (z - mean) * torch.rsqrt(var + norm.eps) * norm.weight[:, None, None] + norm.bias[:, None, None]
+
+    b, n, _ = features.shape
+    x = self.norm(features.float())
+    if self.seq_conv is not None:
+        xm = x * mask[..., None].to(x.dtype)
+        x = x + self.seq_out(F.gelu(self.seq_conv(xm.transpose(1, 2)).transpose(1, 2)))
+    if self.dropout is not None:
+        x = self.dropout(x)
+    z = self.left(x)[:, :, None, :] + self.right(x)[:, None, :, :]
+    z = z + self.prod_a(x)[:, :, None, :] * self.prod_b(x)[:, None, :, :]
+    idx = torch.arange(n, device=features.device)
+    rel = (idx[None, :] - idx[:, None]).clamp(-self.max_separation, self.max_separation) + self.max_separation
+    z = z + self.sep(rel)[None]
+    if self.use_prior:
+        z = z + self.prior_proj(prior.float()[..., None])
+    pm = (mask[:, :, None] & mask[:, None, :]).to(z.dtype)[:, None]
+    z = z.permute(0, 3, 1, 2) * pm
+    for (conv1, conv2), norm in zip(self.blocks, self.block_norms):
+        h = conv1(F.gelu(channel_norm(z, norm)) * pm)
+        if self.dropout is not None:
+            h = self.dropout(h)
+        z = (z + conv2(F.gelu(h) * pm)) * pm
+    g = F.gelu(channel_norm(z, self.out_norm))
+    k = self.out.out_channels - self.n_detached
+    if self.n_detached:
+        y = torch.cat([F.conv2d(g, self.out.weight[:k], self.out.bias[:k]),
+                       F.conv2d(g.detach(), self.out.weight[k:], self.out.bias[k:])], 1)
+    else:
+        y = self.out(g)
+    y = 0.5 * (y + y.transpose(-1, -2))
+    return y.permute(0, 2, 3, 1)
+
+
+def _pair_dataset(data: str, workdir: str) -> str:
+    """A dataset directory: ``data`` itself, or one built from the structure files in it."""
+    if (Path(data) / "dataset.json").is_file():
+        return data
+    from distfold.data.build import BuildOptions, build_dataset
+
+    out = os.path.join(workdir, "dataset")
+    build_dataset([data], out, BuildOptions(), log=lambda m: None)
+    return out
+
+
+def run_pair(data: str, steps: int, warmup: int, crop: int | None, batch_size: int | None, bf16: bool) -> dict:
+    """Default-preset training steps, the pair-stack variants interleaved step by step in one process
+    (so a change in machine load hits them alike), each from the same seed on the same crops."""
+    import contextlib
+    import types
+
+    import torch
+
+    from distfold.data.dataset import Dataset
+    from distfold.pipeline.train import (CropSampler, TrainOptions, _build_model, _param_groups, lr_factor,
+                                         training_step)
+
+    opts = TrainOptions()
+    opts.crop = crop or opts.crop
+    opts.batch_size = batch_size or opts.batch_size
+    dataset = Dataset(data)
+    train_idx = dataset.indices("train")
+    total = warmup + steps
+    variants = ["legacy", "current"] + (["bf16"] if bf16 else [])
+    state = {}
+    for v in variants:
+        torch.manual_seed(opts.seed)
+        model = _build_model(opts, dataset, train_idx, quiet=True)
+        if v == "legacy":
+            model.head.stack.forward = types.MethodType(legacy_pair_forward, model.head.stack)
+        model.train()
+        opt = torch.optim.AdamW(_param_groups(model, opts.weight_decay), lr=opts.lr, betas=(0.9, 0.999), eps=1e-8)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, opts.warmup, total, opts.min_lr_ratio))
+        state[v] = (model, opt, sched, CropSampler(dataset, train_idx, opts.crop, opts.seed),
+                    model.trainable_parameters())
+    times = {v: [] for v in variants}
+    losses = {v: [] for v in variants}
+    for i in range(total):
+        order = variants[i % len(variants):] + variants[:i % len(variants)]  # rotate who goes first
+        for v in order:
+            model, opt, sched, sampler, params = state[v]
+            batch = sampler.batch(opts.batch_size)
+            ctx = torch.autocast("cpu", dtype=torch.bfloat16) if v == "bf16" else contextlib.nullcontext()
+            t0 = time.perf_counter()
+            with ctx:
+                loss = training_step(model, model, [batch], opt, sched, params, opts.clip_grad)
+            dt = time.perf_counter() - t0
+            losses[v].append(loss)
+            if i >= warmup:
+                times[v].append(dt)
+    out = {"crop": opts.crop, "batch_size": opts.batch_size, "threads": torch.get_num_threads(),
+           "steps_timed": steps, "losses": losses, "variants": {}}
+    for v in variants:
+        t = sorted(times[v])
+        med = statistics.median(t)
+        out["variants"][v] = {"step_s_min": round(t[0], 3), "step_s_median": round(med, 3),
+                              "step_s_max": round(t[-1], 3), "crops_per_s": round(opts.batch_size / med, 3)}
+        if v != "legacy":
+            ratios = sorted(a / b for a, b in zip(times["legacy"], times[v]))  # per step: same load
+            out["variants"][v]["speedup_vs_legacy_min_median_max"] = [round(ratios[0], 3),
+                                                                     round(statistics.median(ratios), 3),
+                                                                     round(ratios[-1], 3)]
+            d = [abs(x - y) for x, y in zip(losses[v], losses["legacy"])]
+            out["variants"][v]["max_abs_loss_difference"] = max(d)
+            out["variants"][v]["max_rel_loss_difference"] = max(x / abs(y) for x, y in zip(d, losses["legacy"]))
+    return out
+
+
+def pair_head_main(args) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="distfold-bench-") as tmp:
+        data = _pair_dataset(args.data or str(root / "tests" / "data" / "chains"), tmp)
+        res = run_pair(data, args.steps, args.warmup, args.crop, args.batch_size, args.bf16)
+    variants = list(res["variants"])
+    print("step  " + "  ".join(f"{v:>10s}" for v in variants), file=sys.stderr)
+    for i in range(len(res["losses"]["legacy"])):
+        print(f"{i:4d}  " + "  ".join(f"{res['losses'][v][i]:10.6f}" for v in variants), file=sys.stderr)
+    for v, r in res["variants"].items():
+        print(f"{v:8s} step min/median/max {r['step_s_min']:.3f} / {r['step_s_median']:.3f} / "
+              f"{r['step_s_max']:.3f} s, {r['crops_per_s']:.2f} crops/s", file=sys.stderr)
+    res["data"] = args.data or "tests/data/chains"
+    print(json.dumps(res, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--length", type=int, default=256)
@@ -147,7 +297,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--model-dir", default=None, help="reuse a saved random Qwen2.5-0.5B-shaped model")
     ap.add_argument("--variant", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--pair-head", action="store_true",
+                    help="time the default preset with the pair stack as it is vs as it was (see above)")
+    ap.add_argument("--data", default=None, help="--pair-head: dataset directory or structure files")
+    ap.add_argument("--bf16", action="store_true", help="--pair-head: also the current stack under bf16 autocast")
+    ap.add_argument("--crop", type=int, default=None, help="--pair-head: crop instead of the preset's 256")
+    ap.add_argument("--batch-size", type=int, default=None, help="--pair-head: crops per step instead of 8")
     args = ap.parse_args()
+    if args.pair_head:
+        pair_head_main(args)
+        return
     if args.variant:
         import torch
 
