@@ -50,7 +50,7 @@
    its first member id (sorted).
    With ``cluster="mmseqs"`` (the default ``"auto"`` when the ``mmseqs`` binary of MMseqs2
    is on PATH) the search is MMseqs2's instead: one all-vs-all ``mmseqs easy-search``
-   (sensitivity :data:`MMSEQS_SENSITIVITY`, composition-bias correction off, up to
+   (sensitivity :data:`MMSEQS_SENSITIVITY`, composition-bias correction and masking off, up to
    :data:`MMSEQS_MAX_SEQS` hits per chain) gives each hit's identical positions over the
    shorter sequence (``--seq-id-mode 1``) and its local BLOSUM62 11/1 score, and the same
    rule is applied to them (identity >= ``identity``, Karlin-Altschul E-value of that score
@@ -617,6 +617,8 @@ def mmseqs_relations(seqs: list[str], identity: float, max_evalue: float, worker
     :data:`MMSEQS_IDENTITY_MARGIN` under ``identity`` is re-aligned the rule's way
     (:func:`sequence_identity`). MMseqs2's own E-value (database-size based) only
     pre-screens, with a cut-off loose enough to keep every pair the pairwise rule accepts.
+    Low-complexity masking is off, as in the rule (with it, a 34-residue coiled coil and its
+    identical 35-residue copy in the shared data were not found).
     """
     exe = shutil.which("mmseqs")
     if exe is None:
@@ -634,7 +636,7 @@ def mmseqs_relations(seqs: list[str], identity: float, max_evalue: float, worker
             fh.write("".join(f">{i}\n{_clean(x)}\n" for i, x in enumerate(seqs)))
         cmd = [exe, "easy-search", fasta, fasta, hits, os.path.join(tmp, "work"),
                "--min-seq-id", f"{max(0.0, identity - MMSEQS_IDENTITY_MARGIN):g}", "--seq-id-mode", "1", "-e", f"{loose:g}",
-               "--comp-bias-corr", "0", "-s", str(sensitivity), "--max-seqs", str(max_seqs),
+               "--comp-bias-corr", "0", "--mask", "0", "-s", str(sensitivity), "--max-seqs", str(max_seqs),
                "--threads", str(max(1, workers)), "--format-output", "query,target,fident,raw", "-v", "1"]
         run = subprocess.run(cmd, capture_output=True, text=True)
         if run.returncode != 0:
@@ -668,7 +670,7 @@ def clustering_card(method: str, version: str | None) -> dict[str, Any]:
     if method == "mmseqs":
         return {"method": "mmseqs", "mmseqs_version": version,
                 "search": f"mmseqs easy-search all-vs-all, -s {MMSEQS_SENSITIVITY}, --max-seqs {MMSEQS_MAX_SEQS}, "
-                          f"--comp-bias-corr 0, --seq-id-mode 1",
+                          f"--comp-bias-corr 0, --mask 0, --seq-id-mode 1",
                 "rule": "identity = MMseqs2 fident over the shorter sequence (the built-in global alignment's "
                         f"for hits less than {MMSEQS_IDENTITY_MARGIN} under the threshold); E-value = Karlin-Altschul "
                         "(lambda 0.267, K 0.041) of MMseqs2's raw local BLOSUM62 11/1 score for the pair's lengths; "
