@@ -20,8 +20,8 @@ def distfold_models():
     return [
         ModelSpec(
             NAME,
-            "Shipped with distfold: Qwen2 from scratch (1.8 M parameters) + regression head; "
-            "local structure, not the global fold.",
+            "Shipped with distfold: Qwen2 from scratch (2.0 M parameters) + regression head with a "
+            "secondary-structure read-out; local structure, not the global fold.",
             backbone="qwen",
             distance_head="regression",
             normaliser="log1p",
