@@ -178,17 +178,20 @@ class DistanceModel(nn.Module):
         prior = self.prior_tensor(lengths, starts, n, features.device)
         out = self.head(features, mask, prior=prior)
         out["mask"] = mask
+        if prior is not None:
+            out["prior"] = prior  # normalised; shrink() reuses it instead of building it again
         return out
 
-    def shrink(self, out: dict[str, torch.Tensor], lengths: list[int]) -> dict[str, torch.Tensor]:
-        """``out`` with its normalised ``distance`` pulled toward the separation prior by the
-        config's ``"shrinkage"`` factors (module docstring); unchanged without them."""
+    def shrink(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``out`` (from :meth:`forward`) with its normalised ``distance`` pulled toward the
+        separation prior that ``forward`` put in ``out["prior"]``, by the config's
+        ``"shrinkage"`` factors (module docstring); unchanged without them or without a prior."""
         spec = self.config.get("shrinkage")
-        if not spec or self.prior is None:
+        prior = out.get("prior")
+        if not spec or prior is None:
             return out
         y = out["distance"]
         n = y.shape[-1]
-        prior = self.prior_tensor(lengths, [0] * len(lengths), n, y.device)
         factor = torch.from_numpy(shrinkage_matrix(spec, n)).to(y.device)
         out = dict(out)
         out["distance"] = (prior + factor * (y - prior)) * (1.0 - torch.eye(n, device=y.device))
@@ -222,7 +225,7 @@ class DistanceModel(nn.Module):
                 full = [len(seq) if lengths is None else int(lengths[k])]
                 out = self.forward([seq], full)
                 if shrink:
-                    out = self.shrink(out, full)
+                    out = self.shrink(out)
                 d = self.head.distance_angstrom(out, self.normaliser)[0].float().cpu().numpy()
                 v = self.head.variance_angstrom(out, self.normaliser)
                 # the head made both exactly symmetric with a zero diagonal (its contract, checked by
@@ -232,8 +235,7 @@ class DistanceModel(nn.Module):
                     v = np.maximum(v[0].float().cpu().numpy(), 0.0).astype(np.float32)
                 res = {"distance": d, "variance": v}
                 if out.get("ss_logits") is not None:
-                    p = torch.softmax(out["ss_logits"][0].double(), -1)
-                    res["ss_probs"] = (p / p.sum(-1, keepdim=True)).float().cpu().numpy()
+                    res["ss_probs"] = torch.softmax(out["ss_logits"][0].double(), -1).float().cpu().numpy()
                 results.append(res)
             return results
         finally:
