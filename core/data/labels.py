@@ -14,6 +14,7 @@ Hydrogen bonds between segments (strand pairs across a gap) still count.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -27,13 +28,13 @@ PEPTIDE_BREAK = 2.5  # Å; a bonded C-N is 1.33 Å
 
 
 def _atom_xyz(res, name: str) -> np.ndarray | None:
-    if name not in res:
+    atom = res.child_dict.get(name)
+    if atom is None:
         return None
-    atom = res[name]
     if atom.is_disordered():
         atom = atom.selected_child
-    xyz = np.asarray(atom.get_coord(), dtype=np.float64)
-    return xyz if np.all(np.isfinite(xyz)) else None
+    xyz = atom.get_coord().tolist()  # three Python floats: the finiteness test without numpy's per-call cost
+    return np.array(xyz, dtype=np.float64) if all(map(math.isfinite, xyz)) else None
 
 
 def _observed_residues(bio_chain) -> list[Any]:
@@ -95,10 +96,16 @@ def chain_ss_labels(structure, chains) -> list[str | None]:
         if len(residues) != len(ch) or [(r.id[1], str(r.id[2]).strip()) for r in residues] != list(ch.residue_ids):
             out.append(None)
             continue
-        backbone = []
+        backbone: list[np.ndarray | None] = []
         for res in residues:
+            if not all(a in res.child_dict for a in BACKBONE):  # e.g. a C-alpha-only trace: no label, no work
+                backbone.append(None)
+                continue
             atoms = [_atom_xyz(res, a) for a in BACKBONE]
             backbone.append(None if any(a is None for a in atoms) else np.stack(atoms))
+        if all(b is None for b in backbone):
+            out.append(NO_LABEL * len(residues))
+            continue
         try:
             out.append(dssp_of_residues(ch.sequence, backbone))
         except Exception:  # noqa: BLE001 - a label must never cost the build its chain: no labels instead
