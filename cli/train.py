@@ -88,7 +88,8 @@ def _check_base_model(value: str) -> None:
                    "Its components, normaliser scale and prior are kept; optimizer and schedule start afresh.")
 @click.option("--ss-only", is_flag=True,
               help="With --init: add a secondary-structure read-out to that model and train only it (the "
-                   "distances stay exactly the model's); needs DSSP labels in the dataset.")
+                   "distances stay exactly the model's); needs DSSP labels in the dataset. --head-params with "
+                   "only ss_* keys (ss_kernel, ss_channels, ss_dilations) shapes a fresh read-out.")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the output directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON; no progress.")
 @wrap_errors
@@ -123,6 +124,8 @@ def train(dataset_dir, model_dir, backbone, base_model, preset, backbone_params,
                                                              "head_params", "normaliser", "precision",
                                                              "gradient_checkpointing")
                  if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        if ss_only and head_params and all(k.startswith("ss_") for k in head_params):
+            given.remove("--head-params")  # the new read-out's own options (ss_kernel, ss_channels, ...)
         if given:
             raise InputError(f"--init {init_from}: the architecture comes from that model; drop {', '.join(given)}")
 

@@ -362,14 +362,23 @@ def _init_model(opts: TrainOptions, dataset: Dataset, quiet: bool) -> tuple[Dist
     if not model.trainable_parameters():
         raise InputError(f"--init {path}: the model has no trainable parameters")
     comps = model.config["components"]
+    asked_ss = {k: v for k, v in opts.head_params.items() if k.startswith("ss_")} if opts.ss_only else {}
     opts = replace(opts, backbone=comps["backbone"]["name"], backbone_params=dict(comps["backbone"]["params"]),
                    head=comps["distance_head"]["name"], head_params=dict(comps["distance_head"]["params"]),
                    normaliser=comps["normaliser"]["name"], normaliser_params=dict(comps["normaliser"]["params"]))
     if opts.ss_only:
         if not hasattr(model.head, "add_ss_readout"):
             raise InputError(f"--init {path}: its head ({opts.head}) cannot take a secondary-structure read-out")
-        model.head.add_ss_readout(float(opts.head_params.get("ss_weight") or 0.5),
-                                  int(opts.head_params.get("ss_kernel", 15)))
+        # read-out options given with --ss-only (--head-params ss_* keys) build a fresh read-out, in
+        # place of one the model may have; without them a model's own read-out trains on
+        ss = {**opts.head_params, **asked_ss}
+        try:
+            model.head.add_ss_readout(float(ss.get("ss_weight") or 0.5), int(ss.get("ss_kernel", 15)),
+                                      **({"ss_channels": int(ss.get("ss_channels") or 0),
+                                          "ss_dilations": ss.get("ss_dilations") or [], "replace": True}
+                                         if asked_ss else {}))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"--head-params {json.dumps(asked_ss)}: {exc}") from None
         _freeze_all_but_ss(model)
         model.refresh_config()
         opts = replace(opts, head_params=dict(model.config["components"]["distance_head"]["params"]))

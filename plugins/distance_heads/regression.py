@@ -50,6 +50,9 @@ class RegressionHead(Configurable, PairHeadBase):
         trained jointly by cross-entropy (``ss_loss``) weighted ``ss_weight`` against the
         distance loss. The output then carries ``"ss_logits"`` (B, L, 3). 0 = no read-out
         (older models, and the distances alone).
+    ss_channels: the read-out's width (0, the default: ``seq_dim``).
+    ss_dilations: one more residual convolution of width ``ss_kernel`` per entry, with that
+        dilation (``SecondaryStructureReadout``); empty (the default): the original read-out.
     seed: initialisation seed.
     """
 
@@ -61,7 +64,8 @@ class RegressionHead(Configurable, PairHeadBase):
                  dilations: list[int] | None = None, max_separation: int = 32, use_prior: bool = True,
                  loss: str = "laplace", min_scale: float = 1e-3, decouple: bool = True, local_range: int = 0,
                  local_weight: float = 0.0, dropout: float = 0.0, seq_kernel: int = 0, seq_dim: int = 64,
-                 ss_weight: float = 0.0, ss_kernel: int = 15, seed: int = 0):
+                 ss_weight: float = 0.0, ss_kernel: int = 15, ss_channels: int = 0,
+                 ss_dilations: list[int] | None = None, seed: int = 0):
         PairHeadBase.__init__(self)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
@@ -82,6 +86,10 @@ class RegressionHead(Configurable, PairHeadBase):
         self.seq_dim = int(seq_dim)
         self.ss_weight = float(ss_weight)
         self.ss_kernel = int(ss_kernel)
+        self.ss_channels = int(ss_channels)
+        self.ss_dilations = [int(d) for d in (ss_dilations or [])]
+        if self.ss_channels < 0 or any(d < 1 for d in self.ss_dilations):
+            raise ValueError(f"ss_channels must be >= 0 and ss_dilations >= 1, not {ss_channels}, {ss_dilations}")
         if self.ss_weight < 0:
             raise ValueError(f"ss_weight must be >= 0, not {ss_weight}")
         if self.ss_weight > 0 and (self.ss_kernel < 1 or self.ss_kernel % 2 == 0):
@@ -93,8 +101,7 @@ class RegressionHead(Configurable, PairHeadBase):
                                    self.max_separation, self.use_prior, self.dropout,
                                    n_detached=1 if self.decouple else 0, seq_kernel=self.seq_kernel,
                                    seq_dim=self.seq_dim)
-            self.ss = SecondaryStructureReadout(self.hidden_size, self.seq_dim, self.ss_kernel, self.dropout) \
-                if self.ss_weight > 0 else None
+            self.ss = self._new_ss_readout() if self.ss_weight > 0 else None
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor, prior: torch.Tensor | None = None) -> dict:
         """features (B, L, H), mask (B, L) bool, prior (B, L, L) normalised or None ->
@@ -112,17 +119,27 @@ class RegressionHead(Configurable, PairHeadBase):
             out["ss_logits"] = self.ss(features, mask)
         return out
 
-    def add_ss_readout(self, ss_weight: float = 0.5, ss_kernel: int = 15) -> None:
+    def _new_ss_readout(self) -> "SecondaryStructureReadout":
+        return SecondaryStructureReadout(self.hidden_size, self.ss_channels or self.seq_dim, self.ss_kernel,
+                                         self.dropout, tuple(self.ss_dilations))
+
+    def add_ss_readout(self, ss_weight: float = 0.5, ss_kernel: int = 15, ss_channels: int = 0,
+                       ss_dilations: list[int] | None = None, replace: bool = False) -> None:
         """Give a head trained without one a fresh secondary-structure read-out (seeded by
-        ``seed``); the distance path is untouched."""
-        if self.ss is not None:
+        ``seed``); the distance path is untouched. A head that has one keeps it, unless
+        ``replace`` (a new read-out of the given shape in its place)."""
+        if self.ss is not None and not replace:
             return
         if ss_weight <= 0 or ss_kernel < 1 or ss_kernel % 2 == 0:
             raise ValueError(f"need ss_weight > 0 and an odd ss_kernel, not {ss_weight}, {ss_kernel}")
+        dil = [int(d) for d in (ss_dilations or [])]
+        if int(ss_channels) < 0 or any(d < 1 for d in dil):
+            raise ValueError(f"ss_channels must be >= 0 and ss_dilations >= 1, not {ss_channels}, {ss_dilations}")
         self.ss_weight, self.ss_kernel = float(ss_weight), int(ss_kernel)
+        self.ss_channels, self.ss_dilations = int(ss_channels), dil
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
-            self.ss = SecondaryStructureReadout(self.hidden_size, self.seq_dim, self.ss_kernel, self.dropout)
+            self.ss = self._new_ss_readout()
 
     def ss_loss(self, output: dict, labels: torch.Tensor) -> torch.Tensor:
         """``ss_weight`` x the mean cross-entropy of ``output["ss_logits"]`` over the residues
@@ -158,20 +175,34 @@ class RegressionHead(Configurable, PairHeadBase):
 class SecondaryStructureReadout(nn.Module):
     """features (B, L, H), mask (B, L) -> (B, L, 3) logits of H, E, C: a LayerNorm, a residual
     1D convolution over the sequence (each residue sees ``kernel // 2`` neighbours on either
-    side, the span of a helix turn or a strand pairing's register) and a linear read-out."""
+    side, the span of a helix turn or a strand pairing's register) and a linear read-out.
 
-    def __init__(self, hidden_size: int, channels: int, kernel: int, dropout: float = 0.0):
+    ``dilations``: one more residual block per entry, a 1D convolution of the same width
+    with that dilation (``channels`` -> ``channels``, GELU), so that a residue sees
+    ``kernel // 2 * (1 + sum(dilations))`` neighbours on either side (strand partners
+    further apart). Empty (the default) is the original read-out, parameter for parameter."""
+
+    def __init__(self, hidden_size: int, channels: int, kernel: int, dropout: float = 0.0,
+                 dilations: tuple[int, ...] = ()):
         super().__init__()
         self.norm = nn.LayerNorm(hidden_size)
         self.conv = nn.Conv1d(hidden_size, channels, kernel, padding=kernel // 2)
         self.mix = nn.Linear(channels, channels)
+        self.dilated = nn.ModuleList(nn.Conv1d(channels, channels, kernel, padding=kernel // 2 * int(d),
+                                               dilation=int(d)) for d in dilations)
         self.out = nn.Linear(channels, 3)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.norm(features.float()) * mask[..., None].to(torch.float32)  # padding must not leak in
+        m = mask[..., None].to(torch.float32)
+        x = self.norm(features.float()) * m  # padding must not leak in
         h = F.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2))
         if self.dropout is not None:
             h = self.dropout(h)
         h = h + F.gelu(self.mix(h))
+        for conv in self.dilated:
+            step = F.gelu(conv((h * m).transpose(1, 2)).transpose(1, 2))
+            if self.dropout is not None:
+                step = self.dropout(step)
+            h = h + step
         return self.out(h)
