@@ -19,12 +19,25 @@ Columns: chains, without a hand, wrong with the learned rule (of which decided "
 wrong among the confident decisions, and the old helix-window rule's wrong answers on the same
 structures (as the old code did, a tie, margin 0, kept the reconstructor's arbitrary hand).
 The train split is where the table was learned; val never was.
+
+    python benchmarks/bench_handedness.py --evaluate-dir EVAL_OUT [--min-tm 0.25] [--helix-weights 1,2,4]
+
+``--evaluate-dir``: the reconstructions a ``distfold evaluate -o EVAL_OUT`` wrote
+(``structures/<id>.pdb``, the predicted helices as HELIX records, and ``per_chain.tsv``,
+whose model TM-score and mirror TM-score say which hand is right), for chains with TM-score
+>= ``--min-tm``. Beside the learned rule on the whole chain (what ``choose_hand`` decided),
+it scores rules that trust the predicted helices more: margin(whole chain) + w x
+margin(the quadruples inside predicted helices), and the helices alone (w = inf; the whole
+chain where no helix has a quadruple). A rule right on more chains would be a candidate for
+``choose_hand`` (issue 17: "a reconstruction whose predicted helices are left-handed is
+mirrored").
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -66,16 +79,72 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
+def helix_segments(pdb: Path) -> list[tuple[int, int]]:
+    """0-based inclusive (start, end) of the HELIX records of a model written by distfold
+    (residues numbered from 1)."""
+    out = []
+    for line in pdb.read_text().splitlines():
+        if line.startswith("HELIX "):
+            out.append((int(line[21:25]) - 1, int(line[33:37]) - 1))
+    return out
+
+
+def ss_weighted_hand(evaluate_dir: Path, min_tm: float, weights: list[float]) -> dict:
+    """Per rule, how many chains with TM >= min_tm get the right hand (module docstring)."""
+    import csv
+
+    from distfold.geometry.handedness import chain_breaks, hand_table
+    from distfold.structure.io import chains_of, load_structure
+
+    tab = hand_table()
+    rows = []
+    with open(evaluate_dir / "per_chain.tsv") as fh:
+        for r in csv.DictReader(fh, delimiter="\t"):
+            tm, tm_m = float(r["model_tm_score"]), float(r["model_tm_score_mirror"])
+            if tm < min_tm:  # the written model's TM-score, as evaluate counts "hand right"
+                continue
+            pdb = evaluate_dir / "structures" / f"{r['id']}.pdb"
+            x = np.asarray(chains_of(load_structure(pdb))[0].ca, dtype=np.float64)
+            brk = chain_breaks(x)
+            full = float(tab.terms(x, brk).sum())
+            helix = sum(float(tab.terms(x[a:b + 1], brk[a:b]).sum()) for a, b in helix_segments(pdb) if b - a >= 3)
+            written_right = tm >= tm_m  # the written hand is the right one
+            row = {"id": r["id"], "tm": max(tm, tm_m), "written_right": written_right, "margin": full,
+                   "helix_margin": helix}
+            for w in weights + [math.inf]:
+                m = (helix if helix != 0 else full) if math.isinf(w) else full + w * helix
+                row[f"right_w{w}"] = bool(written_right == (m >= 0))  # m < 0: this rule mirrors it
+            rows.append(row)
+    return {"rows": rows, "chains": len(rows),
+            "right": {("learned rule (as written)" if k == "written_right" else k): sum(q[k] for q in rows)
+                      for k in ["written_right"] + [f"right_w{w}" for w in weights + [math.inf]]}}
+
+
 def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--data", type=Path)
+    ap.add_argument("--evaluate-dir", type=Path, help="score helix-weighted hand rules on evaluate's reconstructions")
+    ap.add_argument("--min-tm", type=float, default=0.25)
+    ap.add_argument("--helix-weights", default="1,2,4")
     ap.add_argument("--methods", default="smacof,classical")
     ap.add_argument("--noise", default="0.1,0.2")
     ap.add_argument("--splits", default="train,val")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    if args.evaluate_dir is not None:
+        res = ss_weighted_hand(args.evaluate_dir, args.min_tm, [float(w) for w in args.helix_weights.split(",")])
+        for q in res["rows"]:
+            print(f"{q['id']}\tTM {q['tm']:.3f}\twritten right {q['written_right']}\tmargin {q['margin']:.2f}\t"
+                  f"helix margin {q['helix_margin']:.2f}")
+        print(f"chains with TM >= {args.min_tm}: {res['chains']}; right hand: " +
+              ", ".join(f"{k} {v}" for k, v in res["right"].items()))
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=1) + "\n")
+        return 0
+    if args.data is None:
+        ap.error("--data (or --evaluate-dir) is required")
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     records = catalogue(args.data, tuple(args.splits.split(",")))
     log(f"{len(records)} chains")
