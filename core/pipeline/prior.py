@@ -26,6 +26,33 @@ from distfold.fileio import atomic_write
 DEFAULT_BUCKETS = (64, 128, 256, 512)  # upper edges (exclusive); one more bucket for longer chains
 
 
+def _by_separation(d: np.ndarray, max_separation: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """(L, counts, values) of an (L, L) matrix: the finite entries of its diagonals 1 ..
+    min(L - 1, max_separation), diagonal after diagonal (each in order of i); counts:
+    (max_separation + 1,) how many of them each diagonal gave."""
+    n = len(d)
+    top = min(n - 1, max_separation)
+    counts = np.zeros(max_separation + 1, dtype=np.int64)
+    if top < 1:
+        return n, counts, d[:0, 0] if n else np.zeros(0, d.dtype)
+    # row s of a skewed view of the matrix padded to (n, 2n) is diagonal s, then padding
+    pad = np.zeros((n, 2 * n), dtype=d.dtype)
+    pad[:, :n] = d
+    skew = np.lib.stride_tricks.as_strided(pad, shape=(top + 1, n), strides=(pad.itemsize, pad.strides[0] + pad.itemsize))
+    keep = (np.arange(n)[None, :] < (n - np.arange(top + 1))[:, None]) & np.isfinite(skew)
+    keep[0] = False
+    counts[:top + 1] = keep.sum(1)
+    return n, counts, skew[keep]
+
+
+def _chain_distances(coords: np.ndarray) -> np.ndarray:
+    """(L, L) float32 distances of (L, 3) coordinates, bit for bit ``Sample.distances()``."""
+    from scipy.spatial.distance import cdist  # the same sum of squares and square root, without (L, L, 3) temporaries
+
+    x = np.asarray(coords).astype(np.float64)
+    return cdist(x, x).astype(np.float32)
+
+
 class SeparationPrior:
     """Distance prior d(|i - j|, length bucket), Å.
 
@@ -47,38 +74,58 @@ class SeparationPrior:
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, dataset, split: str | None = "train", max_separation: int = 1024) -> "SeparationPrior":
-        """Fit on the observed pairs of one split of a :class:`distfold.data.dataset.Dataset`."""
+        """Fit on the observed pairs of one split of a :class:`distfold.data.dataset.Dataset`
+        (pair distances from the C-alpha coordinates, as :meth:`Sample.distances` computes
+        them, but only the pairs i < j within ``max_separation``)."""
         idx = dataset.indices(split)
         if not idx:
             raise InputError(f"{dataset.path}: no chains in split {split!r} to fit the separation prior on")
-        return self.fit_distance_matrices((dataset[i].distances() for i in idx), max_separation)
+        return self._fit_pairs((_by_separation(_chain_distances(dataset[i].coords), max_separation) for i in idx),
+                               max_separation)
 
     def fit_distance_matrices(self, matrices: Iterable[np.ndarray], max_separation: int = 1024) -> "SeparationPrior":
+        """Fit on (L, L) distance matrices, Å (non-finite entries are unobserved pairs)."""
+        return self._fit_pairs((_by_separation(np.asarray(d, dtype=np.float64), max_separation) for d in matrices),
+                               max_separation)
+
+    def _fit_pairs(self, chains: Iterable[tuple[int, np.ndarray, np.ndarray]], max_separation: int
+                   ) -> "SeparationPrior":
+        """chains: (length, counts, values) per chain (:func:`_by_separation`).
+
+        Every value is placed once into one array ordered by separation, then bucket,
+        then chain, then i: each (bucket, separation) group and each separation's pooled
+        group is a contiguous slice holding its values in the order a per-chain,
+        per-diagonal collection would (so a mean sums them in that order; a median does
+        not depend on it)."""
         nb = len(self.buckets) + 1
-        values: list[list[list[np.ndarray]]] = [[[] for _ in range(max_separation + 1)] for _ in range(nb)]
-        for d in matrices:
-            d = np.asarray(d, dtype=np.float64)
-            n = len(d)
-            b = self.bucket(n)
-            for s in range(1, min(n, max_separation + 1)):
-                v = np.diagonal(d, s)
-                v = v[np.isfinite(v)]
-                if v.size:
-                    values[b][s].append(v)
+        size = max_separation + 1
+        items = [(self.bucket(n), counts, vals) for n, counts, vals in chains]
+        cell = np.zeros((size, nb), dtype=np.int64)  # values per (separation, bucket)
+        for b, counts, _ in items:
+            cell[:, b] += counts
+        cell_start = np.concatenate([[0], np.cumsum(cell.ravel())])[:-1].reshape(size, nb)
+        dtype = np.result_type(*[v.dtype for _, _, v in items]) if items else np.float64
+        ordered = np.empty(int(cell.sum()), dtype=dtype)
+        filled = np.zeros((size, nb), dtype=np.int64)
+        for b, counts, vals in items:
+            start = cell_start[:, b] + filled[:, b]  # where this chain's diagonal s goes
+            nz = np.flatnonzero(counts)
+            first = np.concatenate([[0], np.cumsum(counts[nz])])[:-1]  # its offset in vals
+            ordered[np.repeat(start[nz] - first, counts[nz]) + np.arange(len(vals))] = vals
+            filled[:, b] += counts
+        sep_start = cell_start[:, 0]
+        sep_count = cell.sum(1)
         stat = np.median if self.statistic == "median" else np.mean
         table = np.full((nb, max_separation + 1), np.nan)
         pooled = np.full(max_separation + 1, np.nan)
         for s in range(1, max_separation + 1):
-            allv = [np.concatenate(values[b][s]) for b in range(nb) if values[b][s]]
-            if allv:
-                cat = np.concatenate(allv)
-                if cat.size >= self.min_count:
-                    pooled[s] = stat(cat)
+            lo = sep_start[s]
+            if sep_count[s] >= self.min_count:
+                pooled[s] = stat(np.asarray(ordered[lo:lo + sep_count[s]], dtype=np.float64))
             for b in range(nb):
-                if values[b][s]:
-                    v = np.concatenate(values[b][s])
-                    if v.size >= self.min_count:
-                        table[b, s] = stat(v)
+                if cell[s, b] >= self.min_count:
+                    lo = cell_start[s, b]
+                    table[b, s] = stat(np.asarray(ordered[lo:lo + cell[s, b]], dtype=np.float64))
         if not np.isfinite(pooled[1:]).any():
             raise InputError("too few observed pairs to fit the separation prior")
         # Carry the last reliable pooled value forward to separations no chain reached.
