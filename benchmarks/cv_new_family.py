@@ -18,7 +18,7 @@ Steps (each writes under CVDIR; run from the repository root)::
     python benchmarks/cv_new_family.py split DATASET -o CVDIR [--folds 4] [--evalue 1e-3]
     python benchmarks/cv_new_family.py train CVDIR --fold K -- <distfold train options>
     python benchmarks/cv_new_family.py predict CVDIR --fold K [--model best|final]
-    python benchmarks/cv_new_family.py report CVDIR [--tm-chains 40] [--json OUT]
+    python benchmarks/cv_new_family.py report CVDIR [--tm-chains 40] [--json OUT] [--variance-shrink]
     python benchmarks/cv_new_family.py holdout CVDIR --model MODEL --dataset DATASET -o OUT
 
 - ``holdout``: a model already trained on the dataset's train split (the shipped one), its
@@ -43,7 +43,9 @@ Steps (each writes under CVDIR; run from the repository root)::
   nested (each fold's factors fitted on the other folds: the honest number) and on all
   folds (the factors to ship). Chains are weighted 1 / (their family's held-out chains), so
   each family counts once, like a benchmark of distinct families; unweighted chain means
-  are reported beside them.
+  are reported beside them. ``--variance-shrink`` adds shrinkage by the predicted
+  uncertainty instead of by band alone: f = 1 / (1 + k variance) per pair (variance in Å^2),
+  one k per band, fitted nested the same way (issue 17).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ import numpy as np
 BANDS = ((1, 5), (6, 11), (12, 23), (24, None))  # reported
 FIT_BANDS = ((1, 5), (6, 11), (12, 23), (24, 47), (48, None))  # one shrinkage factor each
 GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
+#: --variance-shrink: k of f = 1 / (1 + k variance) (variance in Å^2), one k per band
+K_GRID = np.concatenate([[0.0], np.round(np.logspace(-4, 1, 26), 6)])
 
 
 def band_name(lo, hi) -> str:
@@ -255,17 +259,25 @@ class Chain:
         self.dp = data["prior"][self.i, self.j].astype(np.float64)
         self.ym, self.yp = encode(self.dm), encode(self.dp)
         self.decode, self.encode = decode, encode
+        v = data.get("variance")
+        # pairs no window saw hold the prior already (variance inf): f is moot there, keep 1
+        self.v = np.nan_to_num(v[self.i, self.j].astype(np.float64), posinf=0.0) if v is not None \
+            else np.zeros_like(self.t)
 
-    def shrunk_matrix(self, factors: dict[tuple, float]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    def shrunk_matrix(self, factors: dict[tuple, float], by_variance: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(distance, variance, weight_variance) with the band factors applied as the model
-        applies them (normaliser space; the variance by the delta method at the new point)."""
+        applies them (normaliser space; the variance by the delta method at the new point).
+        ``by_variance``: ``factors`` are k per band, f = 1 / (1 + k variance) per pair."""
         d = self.data["distance"].astype(np.float64)
         p = self.data["prior"].astype(np.float64)
         n = len(d)
         sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None])
         f = np.ones((n, n))
+        var = self.data.get("variance")
         for (lo, hi), v in factors.items():
-            f[(sep >= lo) & (sep <= (n if hi is None else hi))] = v
+            band = (sep >= lo) & (sep <= (n if hi is None else hi))
+            f[band] = 1.0 / (1.0 + v * np.nan_to_num(var[band], posinf=0.0)) if by_variance else v
         yd, yp = self.encode(d), self.encode(p)
         new = self.decode(yp + f * (yd - yp))
         np.fill_diagonal(new, 0.0)
@@ -315,6 +327,28 @@ def fit_factors(chains: list[Chain], weights: list[float], fit_from: int = 1) ->
     return out
 
 
+def fit_variance_k(chains: list[Chain], weights: list[float], fit_from: int = 1) -> dict[tuple, float]:
+    """Like :func:`fit_factors`, but each band's shrinkage follows the predicted uncertainty:
+    f = 1 / (1 + k variance) per pair (variance in Å^2), k from K_GRID (0: the model)."""
+    out = {}
+    for lo, hi in FIT_BANDS:
+        if lo < fit_from:
+            out[(lo, hi)] = 0.0
+            continue
+        scores = [wmean([band_mae(c, c.decode(c.yp + (c.ym - c.yp) / (1.0 + k * c.v)), lo, hi) for c in chains],
+                        weights) for k in K_GRID]
+        out[(lo, hi)] = float(K_GRID[int(np.nanargmin(scores))])
+    return out
+
+
+def apply_variance(c: Chain, ks: dict[tuple, float]) -> np.ndarray:
+    f = np.ones_like(c.ym)
+    for (lo, hi), k in ks.items():
+        sel = (c.sep >= lo) & (c.sep <= (c.sep.max() if hi is None else hi))
+        f[sel] = 1.0 / (1.0 + k * c.v[sel])
+    return c.decode(c.yp + f * (c.ym - c.yp))
+
+
 def apply_pairs(c: Chain, factors: dict[tuple, float]) -> np.ndarray:
     f = np.ones_like(c.ym)
     for (lo, hi), v in factors.items():
@@ -362,6 +396,13 @@ def cmd_report(args) -> None:
 
     methods = {"model": lambda c: c.dm, "prior": lambda c: c.dp,
                "shrunk (nested)": lambda c: apply_pairs(c, nested[c.fold])}
+    nested_k: dict[int, dict[tuple, float]] = {}
+    if args.variance_shrink:  # f = 1 / (1 + k variance) per pair, k per band, nested the same way
+        for k in folds:
+            rest = [(c, wi) for c, wi in zip(chains, w) if c.fold != k]
+            nested_k[k] = fit_variance_k([c for c, _ in rest], [wi for _, wi in rest], args.fit_from) if rest else \
+                {b: 0.0 for b in FIT_BANDS}
+        methods["shrunk by variance (nested)"] = lambda c: apply_variance(c, nested_k[c.fold])
     table = {}
     for name, fn in methods.items():
         rows = {"lddt": [], **{band_name(*b): [] for b in BANDS}, "all": []}
@@ -395,6 +436,8 @@ def cmd_report(args) -> None:
                     d, v, wv = c.data["prior"], None, None
                 elif m == "model":
                     d, v, wv = c.data["distance"], c.data.get("variance"), c.data.get("weight_variance")
+                elif m == "shrunk by variance (nested)":
+                    d, v, wv = c.shrunk_matrix(nested_k[c.fold], by_variance=True)
                 else:
                     d, v, wv = c.shrunk_matrix(nested[c.fold])
                 p = pred.reconstruct(seq, d, v, weight_variance=wv, coverage=c.data["coverage"])
@@ -421,6 +464,11 @@ def cmd_report(args) -> None:
               "ss": q3, "shrinkage_all_folds": fmt_bands,
               "shrinkage_nested": {str(k): [{"band": [lo, hi], "factor": v} for (lo, hi), v in f.items()]
                                    for k, f in nested.items()}}
+    if nested_k:
+        result["variance_shrink_k_nested"] = {str(k): [{"band": [lo, hi], "k": v} for (lo, hi), v in f.items()]
+                                              for k, f in nested_k.items()}
+        result["variance_shrink_k_all_folds"] = [{"band": [lo, hi], "k": v} for (lo, hi), v in
+                                                 fit_variance_k(chains, w, args.fit_from).items()]
     text = json.dumps(result, indent=1, sort_keys=True)
     if args.json:
         Path(args.json).write_text(text + "\n")
@@ -451,6 +499,11 @@ def _markdown(r: dict) -> str:
         f"{band_name(*b['band'])}: {b['factor']}" for b in r["shrinkage_all_folds"]))
     for k, f in r["shrinkage_nested"].items():
         lines.append(f"  fold {k} (fitted without it): " + ", ".join(f"{band_name(*b['band'])}: {b['factor']}" for b in f))
+    if "variance_shrink_k_nested" in r:
+        lines.append("variance shrinkage k (f = 1 / (1 + k variance)), all folds: " + ", ".join(
+            f"{band_name(*b['band'])}: {b['k']}" for b in r["variance_shrink_k_all_folds"]))
+        for k, f in r["variance_shrink_k_nested"].items():
+            lines.append(f"  fold {k} (fitted without it): " + ", ".join(f"{band_name(*b['band'])}: {b['k']}" for b in f))
     return "\n".join(lines)
 
 
@@ -488,6 +541,8 @@ def main(argv=None) -> None:
     r.add_argument("--json", default=None)
     r.add_argument("--fit-from", type=int, default=12,
                    help="shrink only bands from this separation on (the closer ones keep the model)")
+    r.add_argument("--variance-shrink", action="store_true",
+                   help="also fit and score shrinkage by the predicted variance, f = 1 / (1 + k variance), k per band")
     args = ap.parse_args(argv)
     if args.cmd == "split":
         if args.folds < 2:
