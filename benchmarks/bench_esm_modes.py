@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib import run_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "structures"
@@ -115,10 +115,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--mode", mode, "--esm", str(esm), "--ds", str(ds),
                    "--out", str(tmp / mode), "--steps", str(args.steps), "--crop", str(args.crop),
                    "--batch-size", str(args.batch_size), "--lr", str(args.lr)]
-            r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-            if r.returncode != 0:
-                sys.exit(f"{mode} failed:\n{r.stderr[-3000:]}")
-            res = json.loads(r.stdout.strip().splitlines()[-1])
+            res = run_json(cmd, mode)
             results.append(res)
             print(f"{mode:7s} {res['trainable_parameters']:>8,} trainable  {res['s_per_step']:.3f} s/step  "
                   f"peak {res['peak_rss_mib']} MiB  val MAE {res['val_mae']:.3f} A  lDDT {res['val_lddt']:.4f}  "

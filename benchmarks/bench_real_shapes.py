@@ -40,11 +40,12 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib import run_json
 
 QWEN05 = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
               num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
@@ -217,10 +218,7 @@ def main() -> None:
                        "--device", args.device, "--precision", args.precision]
                 if args.threads:
                     cmd += ["--threads", str(args.threads)]
-                r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-                if r.returncode != 0:
-                    sys.exit(f"{name} batch {batch} failed:\n{r.stderr[-3000:]}")
-                res = json.loads(r.stdout.strip().splitlines()[-1])
+                res = run_json(cmd, f"{name} batch {batch}")
                 results.append(res)
                 mem = f"peak RSS {res['peak_rss_mib']:,} MiB" + (
                     f", CUDA {res['peak_cuda_mib']:,} MiB" if "peak_cuda_mib" in res else "")

@@ -30,18 +30,17 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import io
-import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchlib import package_at
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN = ROOT / "tests" / "data" / "chains" / "c9fa041c82503.pdb.gz"
@@ -83,28 +82,6 @@ def make_inputs(tmp: Path) -> dict[str, list[str]]:
         "reconstruct": [*df, "reconstruct", str(distmat), "-o", str(tmp / "rec.pdb")],
         "compare": [*df, "compare", str(reference), str(reference)],
     }
-
-
-def package_at(rev: str, tmp: Path) -> dict[str, str]:
-    """Environment that imports ``distfold`` as it was at git revision ``rev`` (extracted under tmp)."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "core", "cli", "plugins"],
-                             capture_output=True)
-    if archive.returncode != 0:
-        raise SystemExit(f"git archive {rev}: {archive.stderr.decode().strip()}")
-    src = tmp / f"src_{rev}"
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(src, filter="data")
-    pkg = tmp / f"pkg_{rev}"
-    pkg.mkdir()
-    (src / "core").rename(pkg / "distfold")
-    (src / "cli").rename(pkg / "distfold" / "cli")
-    (src / "plugins").rename(pkg / "distfold" / "plugins")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(pkg), os.environ.get("PYTHONPATH")])))
-    probe = subprocess.run([sys.executable, "-c", "import distfold.cli.predict as m; print(m.__file__)"],
-                           capture_output=True, text=True, env=env)
-    if not probe.stdout.strip().startswith(str(pkg)):
-        raise SystemExit(f"--rev {rev}: the extracted package is not what imports ({probe.stdout or probe.stderr})")
-    return env
 
 
 def run_once(cmd: list[str], env: dict[str, str] | None = None) -> float:
