@@ -54,7 +54,8 @@
    :data:`MMSEQS_MAX_SEQS` hits per chain) gives each hit's identical positions over the
    shorter sequence (``--seq-id-mode 1``) and its local BLOSUM62 11/1 score, and the same
    rule is applied to them (identity >= ``identity``, Karlin-Altschul E-value of that score
-   for the pair's two lengths <= ``max_evalue``). Every pair was searched, so the split
+   for the pair's two lengths <= ``max_evalue``; hits near either threshold get the
+   built-in alignments, :func:`mmseqs_relations`). Every pair was searched, so the split
    check below uses the hits instead of aligning every train x val pair. The method and
    MMseqs2's version are recorded in ``dataset.json`` (``params.clustering``).
 7. **Split.** Whole families go to ``val`` (in an order shuffled with ``seed``)
@@ -62,7 +63,10 @@
    one chain when ``val_fraction`` > 0. Then every train x val pair not
    scored yet is scored too (:func:`enforce_split`, no prefilter); a related pair found there
    merges the two families and moves the val side to train, until no related
-   pair crosses the split: the guarantee does not rest on the prefilter. With
+   pair crosses the split: the guarantee does not rest on the prefilter. That check is
+   quadratic; above :data:`EXHAUSTIVE_SPLIT_CHECK_PAIRS` train x val pairs the built-in path
+   relies on its prefilter's pairs instead and says so (``build.split_check`` in
+   ``dataset.json``: ``exhaustive``, ``prefilter candidates`` or ``mmseqs hits``). With
    ``split_by_dir``, a chain whose path has a parent folder named ``train`` or
    ``val`` keeps that split (other chains take the majority split of their
    family's placed members, or a family split as above); families are still
@@ -110,6 +114,14 @@ MMSEQS_SENSITIVITY = 7.5
 MMSEQS_MAX_SEQS = 1000
 #: Hits down to this much under ``identity`` by MMseqs2's count are re-aligned with the rule's global alignment.
 MMSEQS_IDENTITY_MARGIN = 0.1
+#: Hits with a Karlin-Altschul E-value within this factor of ``max_evalue`` (either side) are re-aligned too.
+MMSEQS_EVALUE_MARGIN = 10.0
+#: MMseqs2 k-mer length of the prefilter (-k).
+MMSEQS_KMER = 5
+#: The built-in path aligns every train x val pair for the split check up to this many pairs
+#: (the real chains of the shared data: about 66,000); above it, a quadratic cost (20,000 chains:
+#: 36 million alignments), the check uses the pairs the 3-mer prefilter proposed.
+EXHAUSTIVE_SPLIT_CHECK_PAIRS = 500_000
 
 
 @dataclass
@@ -612,13 +624,19 @@ def mmseqs_relations(seqs: list[str], identity: float, max_evalue: float, worker
     The rule of :func:`pair_relation` on MMseqs2's numbers: identical positions over the
     shorter sequence (``--seq-id-mode 1``) >= ``identity`` and the Karlin-Altschul E-value of
     the local BLOSUM62 11/1 score (``raw``, composition bias correction off) for the pair's
-    two lengths <= ``max_evalue``. MMseqs2 counts identities in its local alignment, a few
-    per cent under the rule's global one at times: a significant hit less than
-    :data:`MMSEQS_IDENTITY_MARGIN` under ``identity`` is re-aligned the rule's way
-    (:func:`sequence_identity`). MMseqs2's own E-value (database-size based) only
-    pre-screens, with a cut-off loose enough to keep every pair the pairwise rule accepts.
-    Low-complexity masking is off, as in the rule (with it, a 34-residue coiled coil and its
-    identical 35-residue copy in the shared data were not found).
+    two lengths <= ``max_evalue``. MMseqs2's numbers are not the rule's own: it counts
+    identities in its local alignment (a few per cent under the rule's global one at times)
+    and its local score can differ by a few units from biopython's (measured: 57 against 58
+    for two 35-residue chains, which put the E-value on either side of 1e-5). So a hit is
+    decided by MMseqs2's numbers only when they are clear of both thresholds; a *border* hit,
+    identity under ``identity`` by less than :data:`MMSEQS_IDENTITY_MARGIN` or E-value within
+    a factor :data:`MMSEQS_EVALUE_MARGIN` of ``max_evalue``, gets the rule's own alignments
+    (:func:`pair_relation`). MMseqs2's own E-value (database-size based) only pre-screens,
+    with a cut-off loose enough to keep every pair the pairwise rule accepts. Low-complexity
+    masking is off, as in the rule (with it, a 34-residue coiled coil and its identical
+    35-residue copy in the shared data were not found), and the k-mer length is
+    :data:`MMSEQS_KMER` (MMseqs2's default at this sensitivity missed four related pairs of
+    short cysteine-rich chains in the shared data).
     """
     exe = shutil.which("mmseqs")
     if exe is None:
@@ -626,18 +644,17 @@ def mmseqs_relations(seqs: list[str], identity: float, max_evalue: float, worker
     total = sum(len(x) for x in seqs)
     shortest = max(1, min(len(x) for x in seqs))
     # pairwise E = K m n exp(-lambda S); MMseqs2 scales by the database size instead (~ total / n)
-    loose = max(10.0, 100.0 * max_evalue * total / shortest)
-    related: dict[tuple[int, int], float] = {}
-    border: set[tuple[int, int]] = set()
-    glob = _aligner()
+    loose = max(10.0, 100.0 * MMSEQS_EVALUE_MARGIN * max_evalue * total / shortest)
+    best: dict[tuple[int, int], tuple[float, float]] = {}  # pair -> (fident, raw), the best of both directions
     with tempfile.TemporaryDirectory(prefix="distfold-mmseqs-") as tmp:
         fasta, hits = os.path.join(tmp, "chains.fasta"), os.path.join(tmp, "hits.tsv")
         with open(fasta, "w") as fh:
             fh.write("".join(f">{i}\n{_clean(x)}\n" for i, x in enumerate(seqs)))
         cmd = [exe, "easy-search", fasta, fasta, hits, os.path.join(tmp, "work"),
-               "--min-seq-id", f"{max(0.0, identity - MMSEQS_IDENTITY_MARGIN):g}", "--seq-id-mode", "1", "-e", f"{loose:g}",
-               "--comp-bias-corr", "0", "--mask", "0", "-s", str(sensitivity), "--max-seqs", str(max_seqs),
-               "--threads", str(max(1, workers)), "--format-output", "query,target,fident,raw", "-v", "1"]
+               "--min-seq-id", f"{max(0.0, identity - MMSEQS_IDENTITY_MARGIN):g}", "--seq-id-mode", "1",
+               "-e", f"{loose:g}", "--comp-bias-corr", "0", "--mask", "0", "-s", str(sensitivity),
+               "-k", str(MMSEQS_KMER), "--max-seqs", str(max_seqs), "--threads", str(max(1, workers)),
+               "--format-output", "query,target,fident,raw", "-v", "1"]
         run = subprocess.run(cmd, capture_output=True, text=True)
         if run.returncode != 0:
             raise InputError(f"mmseqs easy-search failed (exit {run.returncode}): "
@@ -648,20 +665,28 @@ def mmseqs_relations(seqs: list[str], identity: float, max_evalue: float, worker
                 i, j = int(q), int(t)
                 if i == j:
                     continue
-                v = float(fident)
-                if alignment_evalue(float(raw), len(seqs[i]), len(seqs[j])) > max_evalue:
-                    continue
                 p = (i, j) if i < j else (j, i)
-                if v < identity:
-                    # MMseqs2's local alignment can count fewer identities than the global one of
-                    # the rule: a hit just under the threshold gets the rule's own alignment
-                    if p in related or p in border:
-                        continue
-                    border.add(p)
-                    v = sequence_identity(seqs[i], seqs[j], glob)
-                    if v < identity:
-                        continue
-                related[p] = max(v, related.get(p, 0.0))
+                v, r = best.get(p, (0.0, -math.inf))
+                best[p] = (max(v, float(fident)), max(r, float(raw)))
+    related: dict[tuple[int, int], float] = {}
+    border = []
+    for (i, j), (v, raw) in sorted(best.items()):
+        ev = alignment_evalue(raw, len(seqs[i]), len(seqs[j]))
+        if ev > max_evalue * MMSEQS_EVALUE_MARGIN:
+            continue
+        if v >= identity and ev <= max_evalue / MMSEQS_EVALUE_MARGIN:
+            related[(i, j)] = v
+        else:
+            border.append((i, j))
+    ex = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(border) > 1000 else None
+    try:
+        rescored = _score(seqs, border, max_evalue, ex, workers)
+    finally:
+        if ex:
+            ex.shutdown()
+    for p, (v, ev) in zip(border, rescored):
+        if v >= identity and ev <= max_evalue:
+            related[p] = v
     return related
 
 
@@ -669,15 +694,18 @@ def clustering_card(method: str, version: str | None) -> dict[str, Any]:
     """How families were searched, for ``dataset.json`` (``params.clustering``)."""
     if method == "mmseqs":
         return {"method": "mmseqs", "mmseqs_version": version,
-                "search": f"mmseqs easy-search all-vs-all, -s {MMSEQS_SENSITIVITY}, --max-seqs {MMSEQS_MAX_SEQS}, "
+                "search": f"mmseqs easy-search all-vs-all, -s {MMSEQS_SENSITIVITY}, -k {MMSEQS_KMER}, "
+                          f"--max-seqs {MMSEQS_MAX_SEQS}, "
                           f"--comp-bias-corr 0, --mask 0, --seq-id-mode 1",
                 "rule": "identity = MMseqs2 fident over the shorter sequence (the built-in global alignment's "
                         f"for hits less than {MMSEQS_IDENTITY_MARGIN} under the threshold); E-value = Karlin-Altschul "
-                        "(lambda 0.267, K 0.041) of MMseqs2's raw local BLOSUM62 11/1 score for the pair's lengths; "
+                        "(lambda 0.267, K 0.041) of MMseqs2's raw local BLOSUM62 11/1 score for the pair's lengths "
+                        f"(the built-in local alignment's within a factor {MMSEQS_EVALUE_MARGIN:g} of the cut-off); "
                         "split check from the same all-vs-all hits"}
     return {"method": "builtin",
             "search": f"{KMER}-mer diagonal prefilter (>= {MIN_DIAGONAL_HITS} hits on a {DIAGONAL_BAND}-residue band), "
-                      "biopython alignments; every train x val pair aligned for the split check"}
+                      f"biopython alignments; every train x val pair aligned for the split check up to "
+                      f"{EXHAUSTIVE_SPLIT_CHECK_PAIRS} pairs, the prefilter's pairs above"}
 
 
 def families_mmseqs(ids: list[str], seqs: list[str], identity: float, max_evalue: float = MAX_EVALUE,
@@ -733,7 +761,7 @@ def enforce_split(ids: list[str], seqs: list[str], fams: list[str], splits: list
             va = [j for j in range(n) if splits[j] == "val"]
             related = []
             if searched_all:
-                in_val = set(va)
+                in_val = set(va)  # the related pairs crossing the split, from the search's own hits
                 related = [(i, j, v) for (i, j), v in scored.items()
                            if v >= 0 and (i in in_val) != (j in in_val) and uf.find(i) != uf.find(j)]
             else:
@@ -759,12 +787,11 @@ def enforce_split(ids: list[str], seqs: list[str], fams: list[str], splits: list
             for i, j, v in related:
                 uf.union(i, j)
             moved = 0
+            train_roots = {uf.find(t) for t in tr}
             for k in range(n):
-                if splits[k] == "val" and not fixed[k]:
-                    root = uf.find(k)
-                    if any(uf.find(t) == root for t in tr):
-                        splits[k] = "train"
-                        moved += 1
+                if splits[k] == "val" and not fixed[k] and uf.find(k) in train_roots:
+                    splits[k] = "train"
+                    moved += 1
             if progress:
                 progress(f"{len(related)} related train x val pairs found by the exhaustive check: families merged, "
                          f"{moved} chains moved to train")
@@ -948,9 +975,15 @@ def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     t_cluster = time.perf_counter()
     fixed = [c["record"].get("dir_split") for c in kept] if options.split_by_dir else None
     splits = split_families(fams, options.val_fraction, options.seed, fixed)
+    n_cross = splits.count("train") * splits.count("val")
+    split_check = ("mmseqs hits" if method == "mmseqs" else
+                   "exhaustive" if n_cross <= EXHAUSTIVE_SPLIT_CHECK_PAIRS else "prefilter candidates")
+    if split_check == "prefilter candidates":
+        log(f"{n_cross} train x val pairs > {EXHAUSTIVE_SPLIT_CHECK_PAIRS}: the split check uses the 3-mer "
+            f"prefilter's candidate pairs, not every pair (install MMseqs2 for a full search)")
     fams, splits, stuck, n_checked = enforce_split(ids, seqs, fams, splits, options.identity, options.max_evalue,
                                                    fixed, options.workers, scored, log,
-                                                   searched_all=method == "mmseqs")
+                                                   searched_all=split_check != "exhaustive")
     t_split = time.perf_counter()
     fam_size: dict[str, int] = {}
     for f in fams:
@@ -972,7 +1005,7 @@ def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     elapsed = time.perf_counter() - t0
     n_failed = sum(1 for row in report if row[3] == "failed")
     n_skipped = sum(1 for row in report if row[3] == "skipped")
-    stats = {"clustering": method, "files": len(files), "files_failed": n_failed, "skipped": n_skipped,
+    stats = {"clustering": method, "split_check": split_check, "files": len(files), "files_failed": n_failed, "skipped": n_skipped,
              "chains": len(records),
              "pairs_aligned": n_aligned, "family_joins": len(links), "families_across_splits": len(cross),
              "build_seconds": round(elapsed, 1), "parse_seconds": round(t_parsed - t0, 1),
