@@ -5,7 +5,8 @@ For each L (default 100, 400, 1000), in one process and interleaved
 ``compare``'s metrics on corresponded C-alphas: RMSD, TM-score and its mirror,
 GDT-TS/HA, lDDT, distance errors, contact precision) as it is now, and the same
 function from ``core/structure/metrics.py`` at git revision ``--reference-rev``
-(default: the last one before this benchmark), imported from a temporary copy.
+(default: the last one before the scoring speed-ups), imported from a temporary copy
+with the Kabsch rotations of ``core/geometry/superpose.py`` at that revision.
 Reported: in-process wall and CPU seconds (min / median / max), the ratio
 reference / now per round, and whether every returned value is identical
 (NaN equal to NaN).
@@ -40,6 +41,7 @@ TEST_CHAINS = REPO / "tests" / "data" / "chains"
 #: core/structure/metrics.py before the scoring speed-ups of issue 19 (target 4).
 REFERENCE_REV = "9f94dad2e12b7245ece4f8f9c3b702749777dd6a"
 METRICS_PATH = "core/structure/metrics.py"
+SUPERPOSE_PATH = "core/geometry/superpose.py"
 
 
 def chain_paths(data: Path | None) -> list[tuple[int, Path]]:
@@ -92,15 +94,24 @@ def model_of(y: np.ndarray, seed: int = 0) -> np.ndarray:
     return x
 
 
-def reference_module(rev: str):
-    got = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{METRICS_PATH}"], capture_output=True, text=True)
+def _module_at(rev: str, path: str, name: str):
+    got = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{path}"], capture_output=True, text=True)
     if got.returncode:
-        sys.exit(f"bench_compare: cannot read {METRICS_PATH} at revision {rev}: {got.stderr.strip()}")
-    tmp = Path(tempfile.mkdtemp()) / "metrics_reference.py"
+        sys.exit(f"bench_compare: cannot read {path} at revision {rev}: {got.stderr.strip()}")
+    tmp = Path(tempfile.mkdtemp()) / f"{name}.py"
     tmp.write_text(got.stdout)
-    spec = importlib.util.spec_from_file_location("metrics_reference", tmp)
+    spec = importlib.util.spec_from_file_location(name, tmp)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def reference_module(rev: str):
+    """metrics.py as of ``rev``, with the Kabsch rotations of superpose.py as of ``rev`` too
+    (the one distfold function it imports that the speed-ups touched)."""
+    mod = _module_at(rev, METRICS_PATH, "metrics_reference")
+    if hasattr(mod, "_rotations_from_covariance"):
+        mod._rotations_from_covariance = _module_at(rev, SUPERPOSE_PATH, "superpose_reference")._rotations_from_covariance
     return mod
 
 

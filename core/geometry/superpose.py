@@ -16,12 +16,21 @@ from __future__ import annotations
 import numpy as np
 
 
+def _det3(m: np.ndarray) -> np.ndarray:
+    """(S,) determinants of (S, 3, 3) matrices by cofactor expansion."""
+    return (m[:, 0, 0] * (m[:, 1, 1] * m[:, 2, 2] - m[:, 1, 2] * m[:, 2, 1])
+            - m[:, 0, 1] * (m[:, 1, 0] * m[:, 2, 2] - m[:, 1, 2] * m[:, 2, 0])
+            + m[:, 0, 2] * (m[:, 1, 0] * m[:, 2, 1] - m[:, 1, 1] * m[:, 2, 0]))
+
+
 def _rotations_from_covariance(cov: np.ndarray) -> np.ndarray:
     """(S, 3, 3) proper rotations R that best map centred x onto centred y, from
     ``cov[s] = sum_i w_si (x_i - cx)(y_i - cy)^T`` (mobile x, fixed y)."""
     u, _, vt = np.linalg.svd(cov)
-    # R = V diag(1, 1, d) U^T with d = sign(det(V U^T)) (Kabsch 1976).
-    d = np.sign(np.linalg.det(np.matmul(vt.transpose(0, 2, 1), u.transpose(0, 2, 1))))
+    # R = V diag(1, 1, d) U^T with d = sign(det(V U^T)) = sign(det V) sign(det U) (Kabsch 1976):
+    # both are orthogonal (det +-1 to rounding), so the sign of a cofactor expansion is exact
+    # and needs neither the product nor an LU factorisation per matrix
+    d = np.sign(_det3(vt) * _det3(u))
     d[d == 0] = 1.0
     vt[:, 2, :] *= d[:, None]
     return np.matmul(vt.transpose(0, 2, 1), u.transpose(0, 2, 1))

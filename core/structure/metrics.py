@@ -280,7 +280,7 @@ class _Superposer:
     def fit(self, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """sel (S, N) bool/0-1, every row non-empty -> R (S, 3, 3), t (S, 3) (centred frame)."""
         w = sel.astype(np.float64)
-        sw = w.sum(1)
+        sw = np.count_nonzero(sel, axis=1).astype(np.float64)  # the same whole numbers as w.sum(1)
         sums = w @ self.feat
         cx = sums[:, 0:3] / sw[:, None]
         cy = sums[:, 3:6] / sw[:, None]
@@ -309,11 +309,11 @@ class _Superposer:
         at least as far: dropping it cannot change the maximum found. Subsets
         are compared by a 64-bit hash of their membership bits.
         """
-        sel = sel[sel.sum(1) >= min_size]
+        sel = sel[np.count_nonzero(sel, axis=1) >= min_size]
         if not len(sel):
             return sel
         with np.errstate(over="ignore"):
-            keys = (np.packbits(sel, axis=1).astype(np.uint64) * self._hash_weights(sel.shape[1])).sum(1)
+            keys = (self._words(sel) * self._hash_weights(sel.shape[1])).sum(1)
         _, first = np.unique(keys, return_index=True)
         first = np.sort(first)
         seen = self.seen_keys  # sorted: a binary search instead of np.isin's sort of both arrays
@@ -332,11 +332,20 @@ class _Superposer:
         for a in range(0, rows, step):
             yield slice(a, min(a + step, rows))
 
+    @staticmethod
+    def _words(sel: np.ndarray) -> np.ndarray:
+        """(S, ceil(N / 64)) uint64: the membership bits of each row, 64 to a word."""
+        bits = np.packbits(sel, axis=1)
+        pad = -bits.shape[1] % 8
+        if pad:
+            bits = np.concatenate([bits, np.zeros((len(bits), pad), dtype=np.uint8)], axis=1)
+        return np.ascontiguousarray(bits).view(np.uint64)
+
     def _hash_weights(self, n: int) -> np.ndarray:
-        nbytes = (n + 7) // 8
-        if self._weights is None or len(self._weights) != nbytes:
+        nwords = (n + 63) // 64
+        if self._weights is None or len(self._weights) != nwords:
             rng = np.random.default_rng(0x5EED)
-            self._weights = rng.integers(1, 2**63, size=nbytes, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+            self._weights = rng.integers(1, 2**63, size=nwords, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
         return self._weights
 
     def forget(self) -> None:
@@ -474,27 +483,33 @@ def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int 
         d2 = sp.sq_dists(r, t)
         for c in within:
             within[c].append(d2 <= c * c)
+    # per cutoff: its best count, the subsets it goes on with, and the subsets it has fitted
+    best: dict[float, int] = {}
+    nxt: dict[float, np.ndarray] = {}
+    seen: dict[float, np.ndarray] = {}
     for c in cutoffs:
-        c2 = float(c) ** 2
-        best = out.get(float(c), 0)
+        c = float(c)
         sp.forget()
-        if shared:
-            masks = within.pop(float(c))
-        else:
-            masks = [sp.sq_dists(r, t) <= c2 for r, t in fits]
-        for w in masks:
-            best = max(best, int(w.sum(1).max()))
-        nxt = sp.new_rows(np.concatenate(masks), min_size=3, limit=beam)
+        masks = within.pop(c) if shared else [sp.sq_dists(r, t) <= c * c for r, t in fits]
+        best[c] = max([out.get(c, 0)] + [int(w.sum(1).max()) for w in masks])
+        nxt[c] = sp.new_rows(np.concatenate(masks), min_size=3, limit=beam)
+        seen[c] = sp.seen_keys
         del masks
-        for _ in range(n_iter):
-            if not len(nxt):
-                break
-            d2 = sp.sq_dists(*sp.fit(nxt))
-            w = d2 <= c2
+    # the cutoffs' chains are independent; each step fits the subsets of all of them at once
+    for _ in range(n_iter):
+        live = [c for c in nxt if len(nxt[c])]
+        if not live:
+            break
+        d2_all = sp.sq_dists(*sp.fit(np.concatenate([nxt[c] for c in live])))
+        at = 0
+        for c in live:
+            sel = nxt[c]
+            d2, at = d2_all[at:at + len(sel)], at + len(sel)
+            w = d2 <= c * c
             cnt = w.sum(1)
-            best = max(best, int(cnt.max()))
+            best[c] = max(best[c], int(cnt.max()))
             moves = [w]
-            fixed = (w == nxt).all(1)
+            fixed = (w == sel).all(1)
             if fixed.any():
                 dd, kk = d2[fixed], cnt[fixed]
                 srt = np.sort(dd, axis=1)
@@ -509,8 +524,10 @@ def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int 
                                     axis=1)
                     swap[np.arange(len(dd)), far] = False  # ... less the farthest of the k closest
                     moves.append(swap)
-            nxt = sp.new_rows(np.concatenate(moves), min_size=3, limit=beam)
-        out[float(c)] = best
+            sp.seen_keys = seen[c]
+            nxt[c] = sp.new_rows(np.concatenate(moves), min_size=3, limit=beam)
+            seen[c] = sp.seen_keys
+    out.update(best)
     sp.forget()
     return out
 
