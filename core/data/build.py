@@ -669,25 +669,45 @@ def mmseqs_relations(seqs: list[str], identity: float, max_evalue: float, worker
                 v, r = best.get(p, (0.0, -math.inf))
                 best[p] = (max(v, float(fident)), max(r, float(raw)))
     related: dict[tuple[int, int], float] = {}
-    border = []
+    border, border_identity = [], []  # re-scored fully; only the identity re-aligned (E-value clear)
     for (i, j), (v, raw) in sorted(best.items()):
         ev = alignment_evalue(raw, len(seqs[i]), len(seqs[j]))
         if ev > max_evalue * MMSEQS_EVALUE_MARGIN:
             continue
-        if v >= identity and ev <= max_evalue / MMSEQS_EVALUE_MARGIN:
+        if ev > max_evalue / MMSEQS_EVALUE_MARGIN:
+            border.append((i, j))
+        elif v >= identity:
             related[(i, j)] = v
         else:
-            border.append((i, j))
-    ex = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(border) > 1000 else None
+            border_identity.append((i, j))
+    ex = (ProcessPoolExecutor(max_workers=workers)
+          if workers > 1 and len(border) + len(border_identity) > 1000 else None)
     try:
         rescored = _score(seqs, border, max_evalue, ex, workers)
+        identities = _identities(seqs, border_identity, ex, workers)
     finally:
         if ex:
             ex.shutdown()
     for p, (v, ev) in zip(border, rescored):
         if v >= identity and ev <= max_evalue:
             related[p] = v
+    for p, v in zip(border_identity, identities):
+        if v >= identity:
+            related[p] = v
     return related
+
+
+def _identity_chunk(args) -> list[float]:
+    seqs, pairs = args
+    glob = _aligner()
+    return [sequence_identity(seqs[i], seqs[j], glob) for i, j in pairs]
+
+
+def _identities(seqs: list[str], pairs: list[tuple[int, int]], ex, workers: int) -> list[float]:
+    """:func:`sequence_identity` per pair, in parallel when ``ex``."""
+    size = max(25, len(pairs) // (4 * max(1, workers)) + 1)
+    jobs = [(seqs, pairs[s:s + size]) for s in range(0, len(pairs), size)]
+    return [x for r in (ex.map(_identity_chunk, jobs) if ex else map(_identity_chunk, jobs)) for x in r]
 
 
 def clustering_card(method: str, version: str | None) -> dict[str, Any]:
