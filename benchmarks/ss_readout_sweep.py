@@ -13,8 +13,14 @@ are selected on those held-out chains; the table says so.
     python benchmarks/ss_readout_sweep.py --model core/default_model --dataset ../runs/ds_ss \\
         --holdout ../runs/cv_shipped --cache /tmp/ss_feats.pt --variants base,wide,deep --json OUT
 
+``--save DIR`` (one variant): also write ``--model`` with its read-out replaced by the variant's
+(seed 0; float16 like the shipped model with ``--float16``); the distance weights are copied
+unchanged, and ``config.json`` gets the read-out's options and ``training.ss_readout`` (the recipe).
+
 ``--variants``: comma-separated names from VARIANTS (or ``all``). ``shipped`` scores the
-model's own read-out on the same features (a check that the cache reproduces ``report``'s Q3).
+model's own read-out on the same features (a check that the cache reproduces ``report``'s Q3);
+``window`` and ``majority`` are ``distfold evaluate``'s baselines (ridge on one-hot sequence
+windows of +-7; the majority class), fitted on the same train chains.
 The read-out architecture is :class:`distfold.plugins.distance_heads.regression.
 SecondaryStructureReadout` with its options (channels, second dilated layer, one-hot input).
 """
@@ -130,6 +136,10 @@ VARIANTS: dict[str, dict] = {
     "smooth0.1": {"smoothing": 0.1},
     "balanced": {"balanced": True},
     "drop0.4": {"dropout": 0.4},
+    "deep_d2d4_seed1": {"layers2": [2, 4], "seed": 1},
+    "deep_d4d8": {"layers2": [4, 8]},
+    "wide_deep": {"channels": 128, "layers2": [2, 4]},
+    "deep_d2d4_1000": {"layers2": [2, 4], "steps": 1000},
     "wide_deep_1500": {"channels": 128, "layers2": [2, 4], "steps": 1500},
     "wide_deep_onehot_1500": {"channels": 128, "layers2": [2, 4], "onehot": True, "steps": 1500},
     "wide_deep_all_1500": {"channels": 128, "layers2": [2, 4], "inputs": "all", "steps": 1500},
@@ -248,9 +258,34 @@ def shipped_probs(model_dir: str, cache: dict) -> list[np.ndarray]:
                 for it in cache["test"]]
 
 
+def save_model(model_dir: str, net, cfg: dict, name: str, out: str, float16: bool) -> None:
+    """``model_dir`` with ``net`` as its secondary-structure read-out, written to ``out``."""
+    from distfold.pipeline.model import DistanceModel
+
+    if cfg["inputs"] != "final" or cfg["onehot"]:
+        raise SystemExit(f"--save: variant {name!r} reads inputs the model's read-out does not get")
+    model = DistanceModel.load(model_dir)
+    head = model.head
+    head.add_ss_readout(float(head.ss_weight or 0.5), cfg["kernel"], ss_channels=cfg["channels"],
+                        ss_dilations=list(cfg["layers2"]), replace=True)
+    if cfg["dropout"] != head.dropout:
+        raise SystemExit(f"--save: variant {name!r} has dropout {cfg['dropout']}, the head {head.dropout}")
+    head.ss.load_state_dict(net.state_dict())
+    model.eval()
+    training = model.config.setdefault("training", {})
+    training["ss_readout"] = {"variant": name, "recipe": cfg, "features": "the frozen model's final residue "
+                              "features of whole train chains (pieces of <= --max-train-length residues)",
+                              "script": "benchmarks/ss_readout_sweep.py"}
+    model.save(out, dtype=torch.float16 if float16 else None)
+    print(f"wrote {out}", file=sys.stderr)
+
+
 def row(name: str, s: dict) -> str:
     p, r, v = s["precision"], s["recall"], s["sov_per_state"]
-    return (f"| {name} | {s['q3']:.3f} | " + " | ".join(f"{p[k]:.2f} / {r[k]:.2f}" for k in STATES)
+    def f(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    return (f"| {name} | {s['q3']:.3f} | " + " | ".join(f"{f(p[k])} / {f(r[k])}" for k in STATES)
             + f" | {s['sov']:.3f} | " + " / ".join(f"{v[k]:.2f}" for k in STATES) + " |")
 
 
@@ -266,7 +301,11 @@ def main(argv=None) -> None:
     ap.add_argument("--max-train-length", type=int, default=512)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--save", default=None, help="write the model with this variant's read-out (one variant)")
+    ap.add_argument("--float16", action="store_true", help="with --save: store float16 weights")
     args = ap.parse_args(argv)
+    if args.save and ("," in args.variants or args.variants in ("all", "shipped")):
+        raise SystemExit("--save: give exactly one trained variant in --variants")
     torch.set_num_threads(args.threads)
     if args.cache and Path(args.cache).is_file():
         cache = torch.load(args.cache)
@@ -280,6 +319,15 @@ def main(argv=None) -> None:
     print("|---|---:|---|---|---|---:|---|")
     for name in names:
         t = time.perf_counter()
+        if name in ("window", "majority"):  # evaluate's two baselines, fitted on the same train chains
+            from distfold.pipeline.ss_baselines import MajorityClass, WindowClassifier
+
+            base = (WindowClassifier() if name == "window" else MajorityClass()).fit(
+                [(it["sequence"], it["ss"]) for it in cache["train"]])
+            probs = [np.eye(3)[[STATES.index(c) for c in base.predict(it["sequence"])]] for it in cache["test"]]
+            results[name] = {"score": score(cache, probs)}
+            print(row(name, results[name]["score"]), flush=True)
+            continue
         if name == "shipped":
             results[name] = {"score": score(cache, shipped_probs(args.model, cache))}
             print(row(name, results[name]["score"]), flush=True)
@@ -289,11 +337,14 @@ def main(argv=None) -> None:
         cfg = {**DEFAULTS, **VARIANTS[name]}
         all_probs = []
         for seed in range(args.seeds):
-            cfg_s = {**cfg, "seed": seed}
-            all_probs.append(probs_of(train_variant(cache, cfg_s), cache, cfg_s))
+            cfg_s = {**cfg, "seed": cfg["seed"] + seed}
+            net = train_variant(cache, cfg_s)
+            if args.save and seed == 0:
+                save_model(args.model, net, cfg_s, name, args.save, args.float16)
+            all_probs.append(probs_of(net, cache, cfg_s))
             s = score(cache, all_probs[-1])
             results[f"{name}/seed{seed}"] = {"config": cfg_s, "score": s}
-            print(row(f"{name} seed {seed}", s) + f" <!-- {time.perf_counter() - t:.0f} s -->", flush=True)
+            print(row(f"{name} seed {cfg_s['seed']}", s) + f" <!-- {time.perf_counter() - t:.0f} s -->", flush=True)
         if args.seeds > 1:
             mean = [np.mean([ps[k] for ps in all_probs], 0) for k in range(len(cache["test"]))]
             results[f"{name}/mean{args.seeds}"] = {"config": cfg, "score": score(cache, mean)}
