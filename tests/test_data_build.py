@@ -394,6 +394,18 @@ def test_builtin_build_says_so_in_dataset_json(built):
     _, out, _ = built
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["params"]["clustering"]["method"] == "builtin" and meta["build"]["clustering"] == "builtin"
+    assert meta["build"]["split_check"] == "exhaustive" and meta["build"]["cross_split_pairs_checked"] > 0
+
+
+def test_builtin_split_check_uses_the_prefilter_pairs_above_the_limit(monkeypatch, tmp_path):
+    import distfold.data.build as build
+
+    monkeypatch.setattr(build, "EXHAUSTIVE_SPLIT_CHECK_PAIRS", 0)
+    msgs: list[str] = []
+    res = build_dataset([BUILD], tmp_path / "ds", BuildOptions(val_fraction=0.3, cluster="builtin"), log=msgs.append)
+    assert res.stats["split_check"] == "prefilter candidates" and res.stats["cross_split_pairs_checked"] == 0
+    assert any("prefilter's candidate pairs" in m for m in msgs)
+    assert {r["split"] for r in res.records} == {"train", "val"}
 
 
 @needs_mmseqs
