@@ -50,7 +50,9 @@ def test_dilations_widen_what_a_residue_sees():
     x = torch.randn(1, 40, 8)
     mask = torch.ones(1, 40, dtype=torch.bool)
     y = x.clone()
-    y[0, 20 + 8, 0] += 5.0  # one feature (a LayerNorm ignores a shift of all), 8 residues away: beyond kernel // 2 = 2, within 2 * (1 + 2 + 4) = 14
+    # one feature (a LayerNorm ignores a shift of all), 8 residues away: beyond kernel // 2 = 2,
+    # within 2 * (1 + 2 + 4) = 14
+    y[0, 20 + 8, 0] += 5.0
     with torch.no_grad():
         assert torch.equal(plain(x, mask)[0, 20], plain(y, mask)[0, 20])
         assert not torch.allclose(deep(x, mask)[0, 20], deep(y, mask)[0, 20])
