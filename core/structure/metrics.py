@@ -309,11 +309,11 @@ class _Superposer:
         at least as far: dropping it cannot change the maximum found. Subsets
         are compared by a 64-bit hash of their membership bits.
         """
-        sel = sel[np.count_nonzero(sel, axis=1) >= min_size]
+        sel = sel[sel.sum(1) >= min_size]
         if not len(sel):
             return sel
         with np.errstate(over="ignore"):
-            keys = (self._words(sel) * self._hash_weights(sel.shape[1])).sum(1)
+            keys = (np.packbits(sel, axis=1).astype(np.uint64) * self._hash_weights(sel.shape[1])).sum(1)
         _, first = np.unique(keys, return_index=True)
         first = np.sort(first)
         seen = self.seen_keys  # sorted: a binary search instead of np.isin's sort of both arrays
@@ -332,20 +332,11 @@ class _Superposer:
         for a in range(0, rows, step):
             yield slice(a, min(a + step, rows))
 
-    @staticmethod
-    def _words(sel: np.ndarray) -> np.ndarray:
-        """(S, ceil(N / 64)) uint64: the membership bits of each row, 64 to a word."""
-        bits = np.packbits(sel, axis=1)
-        pad = -bits.shape[1] % 8
-        if pad:
-            bits = np.concatenate([bits, np.zeros((len(bits), pad), dtype=np.uint8)], axis=1)
-        return np.ascontiguousarray(bits).view(np.uint64)
-
     def _hash_weights(self, n: int) -> np.ndarray:
-        nwords = (n + 63) // 64
-        if self._weights is None or len(self._weights) != nwords:
+        nbytes = (n + 7) // 8
+        if self._weights is None or len(self._weights) != nbytes:
             rng = np.random.default_rng(0x5EED)
-            self._weights = rng.integers(1, 2**63, size=nwords, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+            self._weights = rng.integers(1, 2**63, size=nbytes, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
         return self._weights
 
     def forget(self) -> None:
