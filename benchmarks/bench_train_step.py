@@ -26,11 +26,15 @@ channels of an NCHW map; kept here, in the benchmark only). The variants share t
 weights (same seed) and the crops (same sampler seed) and run interleaved, step by step, in one
 process, so the run prints crops/s side by side (and the per-step time ratio, which a change in
 machine load does not bias) and the loss of every step of each: the loss curves compared step by
-step. ``--bf16`` adds the current stack under CPU bf16 autocast. ``--crop`` / ``--batch-size``
-shrink the steps on a slow machine. Data: ``--data`` (a dataset directory, or structure files to
-build one from; default the committed test chains)::
+step. ``--vs REV`` adds the pair stack of ``plugins/distance_heads/pair.py`` as it is at a
+git revision (e.g. ``--vs HEAD``: the committed state beside uncommitted work), with AdamW as
+``legacy`` builds it. ``--bf16`` adds the current stack under CPU bf16 autocast. ``--crop`` /
+``--batch-size`` shrink the steps on a slow machine; ``--clock cpu`` times them by the process's
+CPU time (with ``--threads 1``: the work, where other jobs leave a wall clock meaningless).
+Data: ``--data`` (a dataset directory, or structure files to build one from; default the
+committed test chains)::
 
-    python benchmarks/bench_train_step.py --pair-head [--data DIR] [--steps 20] [--warmup 1] [--bf16]
+    python benchmarks/bench_train_step.py --pair-head [--data DIR] [--steps 20] [--warmup 1] [--vs REV] [--bf16]
 """
 
 from __future__ import annotations
@@ -196,6 +200,22 @@ def legacy_pair_forward(self, features, mask, prior=None):
     return y.permute(0, 2, 3, 1)
 
 
+def pair_forward_at(rev: str):
+    """``PairStack.forward`` of ``plugins/distance_heads/pair.py`` at git revision ``rev`` (its module
+    helpers with it), to patch onto a current stack: the parameters are the same."""
+    import subprocess
+    import types
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(["git", "show", f"{rev}:plugins/distance_heads/pair.py"], cwd=root, capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        sys.exit(f"--vs {rev}: {r.stderr.strip() or 'git show failed'}")
+    module = types.ModuleType(f"pair_at_{rev}")
+    exec(compile(r.stdout, f"{rev}:plugins/distance_heads/pair.py", "exec"), module.__dict__)
+    return module.PairStack.forward
+
+
 def _pair_dataset(data: str, workdir: str) -> str:
     """A dataset directory: ``data`` itself, or one built from the structure files in it."""
     if (Path(data) / "dataset.json").is_file():
@@ -207,7 +227,8 @@ def _pair_dataset(data: str, workdir: str) -> str:
     return out
 
 
-def run_pair(data: str, steps: int, warmup: int, crop: int | None, batch_size: int | None, bf16: bool) -> dict:
+def run_pair(data: str, steps: int, warmup: int, crop: int | None, batch_size: int | None, bf16: bool,
+             vs: str | None = None, clock: str = "wall") -> dict:
     """Default-preset training steps, the pair-stack variants interleaved step by step in one process
     (so a change in machine load hits them alike), each from the same seed on the same crops."""
     import contextlib
@@ -225,13 +246,16 @@ def run_pair(data: str, steps: int, warmup: int, crop: int | None, batch_size: i
     dataset = Dataset(data)
     train_idx = dataset.indices("train")
     total = warmup + steps
-    variants = ["legacy", "current"] + (["bf16"] if bf16 else [])
+    forwards = {"legacy": legacy_pair_forward}
+    if vs:
+        forwards[vs] = pair_forward_at(vs)
+    variants = list(forwards) + ["current"] + (["bf16"] if bf16 else [])
     state = {}
     for v in variants:
         torch.manual_seed(opts.seed)
         model = _build_model(opts, dataset, train_idx, quiet=True)
-        if v == "legacy":
-            model.head.stack.forward = types.MethodType(legacy_pair_forward, model.head.stack)
+        if v in forwards:
+            model.head.stack.forward = types.MethodType(forwards[v], model.head.stack)
         model.train()
         opt = torch.optim.AdamW(_param_groups(model, opts.weight_decay), lr=opts.lr, betas=(0.9, 0.999), eps=1e-8)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, opts.warmup, total, opts.min_lr_ratio))
@@ -239,31 +263,35 @@ def run_pair(data: str, steps: int, warmup: int, crop: int | None, batch_size: i
                     model.trainable_parameters())
     times = {v: [] for v in variants}
     losses = {v: [] for v in variants}
+    timer = time.process_time if clock == "cpu" else time.perf_counter
     for i in range(total):
         order = variants[i % len(variants):] + variants[:i % len(variants)]  # rotate who goes first
         for v in order:
             model, opt, sched, sampler, params = state[v]
             batch = sampler.batch(opts.batch_size)
             ctx = torch.autocast("cpu", dtype=torch.bfloat16) if v == "bf16" else contextlib.nullcontext()
-            t0 = time.perf_counter()
+            t0 = timer()
             with ctx:
                 loss = training_step(model, model, [batch], opt, sched, params, opts.clip_grad)
-            dt = time.perf_counter() - t0
+            dt = timer() - t0
             losses[v].append(loss)
             if i >= warmup:
                 times[v].append(dt)
-    out = {"crop": opts.crop, "batch_size": opts.batch_size, "threads": torch.get_num_threads(),
+    out = {"crop": opts.crop, "batch_size": opts.batch_size, "threads": torch.get_num_threads(), "clock": clock,
            "steps_timed": steps, "losses": losses, "variants": {}}
     for v in variants:
         t = sorted(times[v])
         med = statistics.median(t)
         out["variants"][v] = {"step_s_min": round(t[0], 3), "step_s_median": round(med, 3),
                               "step_s_max": round(t[-1], 3), "crops_per_s": round(opts.batch_size / med, 3)}
+        for ref in variants[:variants.index(v)]:
+            if ref == "bf16":
+                continue
+            ratios = sorted(a / b for a, b in zip(times[ref], times[v]))  # per step: same load
+            out["variants"][v][f"speedup_vs_{ref}_min_median_max"] = [round(ratios[0], 3),
+                                                                      round(statistics.median(ratios), 3),
+                                                                      round(ratios[-1], 3)]
         if v != "legacy":
-            ratios = sorted(a / b for a, b in zip(times["legacy"], times[v]))  # per step: same load
-            out["variants"][v]["speedup_vs_legacy_min_median_max"] = [round(ratios[0], 3),
-                                                                     round(statistics.median(ratios), 3),
-                                                                     round(ratios[-1], 3)]
             d = [abs(x - y) for x, y in zip(losses[v], losses["legacy"])]
             out["variants"][v]["max_abs_loss_difference"] = max(d)
             out["variants"][v]["max_rel_loss_difference"] = max(x / abs(y) for x, y in zip(d, losses["legacy"]))
@@ -278,7 +306,7 @@ def pair_head_main(args) -> None:
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="distfold-bench-") as tmp:
         data = _pair_dataset(args.data or str(root / "tests" / "data" / "chains"), tmp)
-        res = run_pair(data, args.steps, args.warmup, args.crop, args.batch_size, args.bf16)
+        res = run_pair(data, args.steps, args.warmup, args.crop, args.batch_size, args.bf16, args.vs, args.clock)
     variants = list(res["variants"])
     print("step  " + "  ".join(f"{v:>10s}" for v in variants), file=sys.stderr)
     for i in range(len(res["losses"]["legacy"])):
@@ -286,6 +314,13 @@ def pair_head_main(args) -> None:
     for v, r in res["variants"].items():
         print(f"{v:8s} step min/median/max {r['step_s_min']:.3f} / {r['step_s_median']:.3f} / "
               f"{r['step_s_max']:.3f} s, {r['crops_per_s']:.2f} crops/s", file=sys.stderr)
+        for k, x in r.items():
+            if k.startswith("speedup_vs_"):
+                print(f"{'':8s} {k[11:-15]} / {v} per step (min/median/max): {x[0]:.3f} / {x[1]:.3f} / {x[2]:.3f}",
+                      file=sys.stderr)
+        if "max_rel_loss_difference" in r:
+            print(f"{'':8s} largest loss difference from legacy: {r['max_abs_loss_difference']:.3g} "
+                  f"({r['max_rel_loss_difference']:.3g} relative)", file=sys.stderr)
     res["data"] = args.data or "tests/data/chains"
     print(json.dumps(res, indent=2))
 
@@ -302,6 +337,11 @@ def main() -> None:
                     help="time the default preset with the pair stack as it is vs as it was (see above)")
     ap.add_argument("--data", default=None, help="--pair-head: dataset directory or structure files")
     ap.add_argument("--bf16", action="store_true", help="--pair-head: also the current stack under bf16 autocast")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="--pair-head: time steps by the wall clock, or by the process's CPU time (all threads: "
+                         "the work done, on a machine too loaded for wall times; use with --threads 1)")
+    ap.add_argument("--vs", default=None, metavar="REV",
+                    help="--pair-head: also the pair stack of plugins/distance_heads/pair.py at git revision REV")
     ap.add_argument("--crop", type=int, default=None, help="--pair-head: crop instead of the preset's 256")
     ap.add_argument("--batch-size", type=int, default=None, help="--pair-head: crops per step instead of 8")
     args = ap.parse_args()

@@ -224,3 +224,54 @@ def test_channels_last_pair_stack_matches_the_plain_nchw_computation():
             grads.append([p.grad.clone() for p in head.stack.parameters()])
         for a, b in zip(*grads):
             assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("d", [1, 2, 4, 8])
+def test_row_sum_weight_gradient_matches_the_library_convolution(d):
+    """The pair stack's 3x3 convolution with its own weight gradient: same output, input, weight
+    and bias gradients as ``nn.Conv2d`` (float64), borders included (side 5 < dilation 8)."""
+    from distfold.plugins.distance_heads.pair import _SameConv3x3
+
+    g = torch.Generator().manual_seed(d)
+    conv = torch.nn.Conv2d(6, 5, 3, padding=d, dilation=d).double()
+    for n in (5, 20):
+        z = torch.randn(2, n, n, 6, generator=g, dtype=torch.float64, requires_grad=True)
+        w = torch.randn(2, n, n, 5, generator=g, dtype=torch.float64)
+        got = []
+        for f in (lambda t: _SameConv3x3.apply(t, conv.weight, conv.bias, d),
+                  lambda t: conv(t.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)):
+            conv.zero_grad()
+            z.grad = None
+            y = f(z)
+            (y * w).sum().backward()
+            got.append([y.detach(), z.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()])
+        for a, b in zip(*got):
+            assert torch.allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_pair_stack_row_sum_path_matches_the_library_path(monkeypatch):
+    """From ROW_SUM_MIN_SIDE residues on, training convolutions use the row-sum weight gradient
+    (checked by counting its calls; below it, none); outputs and gradients equal the library
+    convolution's to float32 rounding."""
+    from distfold.plugins.distance_heads import pair
+
+    calls = []
+    apply = pair._SameConv3x3.apply
+    monkeypatch.setattr(pair._SameConv3x3, "apply", lambda *a: calls.append(a[-1]) or apply(*a))
+    head = RegressionHead(hidden_size=8, pair_dim=4, n_blocks=2, decouple=False).train()
+    _perturb_out(head)
+    n = 40
+    g = torch.Generator().manual_seed(7)
+    feats, mask, prior = torch.randn(1, n, 8, generator=g), torch.ones(1, n, dtype=torch.bool), torch.rand(1, n, n)
+    grads = []
+    for side in (n, n + 1):
+        monkeypatch.setattr(pair, "ROW_SUM_MIN_SIDE", side)
+        head.zero_grad()
+        y = head.stack(feats, mask, prior)
+        (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+        grads.append([y.detach()] + [p.grad.clone() for p in head.stack.parameters()])
+        with torch.no_grad():
+            head.stack(feats, mask, prior)  # no gradient: the library convolution
+    assert calls == [1, 1, 2, 2]  # two blocks (dilations 1 and 2) at side n, none at n + 1
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))

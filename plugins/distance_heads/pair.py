@@ -133,12 +133,87 @@ def _masked(z: torch.Tensor, pm: torch.Tensor | None) -> torch.Tensor:
     return z if pm is None else z * pm
 
 
+#: Smallest pair-map side at which the row sums of ``_conv3x3_weight_grad`` beat oneDNN's weight
+#: gradient (1 thread, 32 channels, batch 8: at side 64 oneDNN takes 17-31 ms against 29-37 ms,
+#: at side 128 133-186 ms against 97-120 ms; batch 2 at side 256: 206-406 ms against 94-121 ms).
+ROW_SUM_MIN_SIDE = 128
+
+
 def _conv_last(conv: nn.Conv2d, z: torch.Tensor) -> torch.Tensor:
-    """``conv`` over a (B, L, L, C) map, as an NCHW channels-last view; returns (B, L, L, C')."""
+    """``conv`` over a (B, L, L, C) map, as an NCHW channels-last view; returns (B, L, L, C').
+
+    When a weight gradient is needed on the CPU and the map is at least ``ROW_SUM_MIN_SIDE`` on
+    a side, a "same" 3x3 convolution (padding = dilation) runs through :class:`_SameConv3x3`: the
+    same forward kernel, with the weight gradient summed by :func:`_conv3x3_weight_grad` instead
+    of oneDNN's. Predictions (no gradient) never take that path."""
+    x = _nchw_view(z)
+    if (conv.weight.requires_grad and torch.is_grad_enabled() and x.device.type == "cpu"
+            and min(z.shape[1], z.shape[2]) >= ROW_SUM_MIN_SIDE and conv.kernel_size == (3, 3)
+            and conv.stride == (1, 1) and conv.groups == 1 and conv.padding == conv.dilation
+            and conv.dilation[0] == conv.dilation[1] and conv.padding_mode == "zeros"):
+        return _SameConv3x3.apply(z, conv.weight, conv.bias, int(conv.dilation[0]))
+    return conv(x).permute(0, 2, 3, 1)
+
+
+def _nchw_view(z: torch.Tensor) -> torch.Tensor:
+    """A (B, L, L, C) map as an NCHW tensor in channels-last memory (a view when ``z`` is contiguous)."""
     x = z.permute(0, 3, 1, 2)
     if not x.is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
-    return conv(x).permute(0, 2, 3, 1)
+    return x
+
+
+class _SameConv3x3(torch.autograd.Function):
+    """A 3x3 convolution with padding = dilation = ``d`` of a (B, L, L, C) map -> (B, L, L, C').
+
+    Forward and input gradient are the library's (oneDNN) kernels; the weight gradient is
+    :func:`_conv3x3_weight_grad`. On the CPU, oneDNN's weight gradient for this shape (32
+    channels, a long reduction over B * L * L pixels, dilated) is the slowest part of a
+    training step: 5-14x its own forward convolution (1 thread, B 2, L 256, C 32: 212-553 ms
+    for dilation 1-8 against 34-41 ms forward), where the row sums below take about 110 ms;
+    they are also closer to a float64 reference (3.5e-4 against 1e-3 to 2e-2 on sums of about
+    1,400). ``benchmarks/bench_train_step.py --pair-head --vs REV`` times whole steps."""
+
+    @staticmethod
+    def forward(ctx, z, weight, bias, d):
+        x = _nchw_view(z)
+        ctx.save_for_backward(x, weight)
+        ctx.d = d
+        return F.conv2d(x, weight, bias, padding=d, dilation=d).permute(0, 2, 3, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        d = ctx.d
+        g = grad.contiguous()  # (B, L, L, C')
+        gz = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gz = torch.ops.aten.convolution_backward(
+                g.permute(0, 3, 1, 2), x, weight, None, [1, 1], [d, d], [d, d], False, [0, 0], 1,
+                [True, False, False])[0].permute(0, 2, 3, 1)
+        if ctx.needs_input_grad[1]:
+            gw = _conv3x3_weight_grad(x.permute(0, 2, 3, 1), g, d)
+        if ctx.needs_input_grad[2]:
+            gb = g.sum((0, 1, 2))
+        return gz, gw, gb, None
+
+
+def _conv3x3_weight_grad(x: torch.Tensor, g: torch.Tensor, d: int) -> torch.Tensor:
+    """Weight gradient (C', C, 3, 3) of a 3x3 convolution with padding = dilation = ``d`` from
+    its input ``x`` (B, L, L, C) and output gradient ``g`` (B, L, L, C'), both channels-last:
+    tap (ky, kx) is the sum over pixels of g[p, q]^T x[p + (ky - 1) d, q + (kx - 1) d], done one
+    image row at a time as a batch of (C', L) @ (L, C) products on views of the zero-padded input."""
+    b, n, m, c = x.shape
+    xp = F.pad(x, (0, 0, d, d, d, d))  # (B, L + 2d, L + 2d, C)
+    gt = g.transpose(2, 3)  # (B, L, C', L)
+    out = x.new_empty(g.shape[-1], c, 3, 3)
+    for ky in range(3):
+        for kx in range(3):
+            acc = torch.bmm(gt[0], xp[0, ky * d:ky * d + n, kx * d:kx * d + m]).sum(0)
+            for i in range(1, b):
+                acc += torch.bmm(gt[i], xp[i, ky * d:ky * d + n, kx * d:kx * d + m]).sum(0)
+            out[:, :, ky, kx] = acc
+    return out
 
 
 def separation(n: int, device=None) -> torch.Tensor:
