@@ -6,7 +6,9 @@ be what imports) and once with the working tree, alternating which goes first. R
 wall seconds of each whole process (min / median / max over ``--rounds``), the child's
 CPU seconds, the ratio before / now per round, and every value of the two metrics.json
 that differs (timings, the chains' ``seconds`` and ``model_timings`` and ``total_s`` left
-out; NaN equals NaN). Exit status 1 when a value differs.
+out, and the model's path, which is the export's copy; NaN equals NaN). Exit status 1 when a
+value differs. The working tree includes uncommitted work: give ``--vs`` a revision whose only
+differences from it are the change being measured.
 
     python benchmarks/bench_evaluate.py --vs HEAD~3
     python benchmarks/bench_evaluate.py --data ../runs/ds_ss --split val --max-length 256 --vs REV --rounds 3
@@ -30,6 +32,8 @@ from benchlib import ROOT, package_at
 
 #: Keys whose values are timings, not results.
 TIMING_KEYS = {"total_s", "seconds", "model_timings"}
+#: Values that name where the code ran from (the export's copy of the shipped model), not results.
+LOCATION_PATHS = {"/model/path"}
 
 
 def run_evaluate(env: dict[str, str], data: Path, split: str, max_length: int, out: Path) -> tuple[float, float]:
@@ -51,7 +55,7 @@ def differences(a, b, path: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            if k in TIMING_KEYS:
+            if k in TIMING_KEYS or f"{path}/{k}" in LOCATION_PATHS:
                 continue
             if k not in a or k not in b:
                 out.append(f"{path}/{k} (only in {'now' if k in b else 'before'})")
