@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainkit import make_dataset
+from trainkit import SPLITS, make_dataset
 
 torch = pytest.importorskip("torch")
 from safetensors.numpy import load_file  # noqa: E402
@@ -236,6 +236,28 @@ def test_ddp_two_cpu_processes(dataset, tmp_path):
     model = DistanceModel.load(out)
     assert model.predict(["MKTAYIAKQR"])[0]["distance"].shape == (10, 10)
 
+
+
+@pytest.mark.slow
+def test_ddp_with_ss_readout_when_a_rank_draws_no_labelled_chain(tmp_path):
+    """Joint secondary-structure training under DDP: with one crop per rank and only one
+    labelled training chain, the ranks often disagree on whether their batch has labels; each
+    must still give the read-out a gradient (zero where unlabelled), or the ranks' gradient
+    reductions no longer match and gloo aborts (it did, in the first joint retrain)."""
+    first = next(u for u, split in SPLITS.items() if split == "train")
+    from distfold.structure.io import read_chain
+    n = len(read_chain(Path(__file__).parent / "data" / "chains" / f"{first}.pdb.gz").sequence)
+    ds = make_dataset(tmp_path / "ds", ss={first: ("HHHHEEEECCCC" * n)[:n]})
+    out = tmp_path / "ddp_ss"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "distfold", "train", str(ds), "--preset", "tiny", "--crop", "32", "--batch-size", "1", "--lr", "3e-3",
+           "--warmup", "2", "--threads", "1", "--log-every", "1", "--max-steps", "12", "-o", str(out),
+           "--head-params", json.dumps({"pair_dim": 8, "n_blocks": 1, "ss_weight": 0.5, "ss_kernel": 5})]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    ddp = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x for x in ddp if x["kind"] == "ddp"][0]["max_rank_weight_diff"] <= 1e-6
+    assert DistanceModel.load(out).head.ss is not None
 
 # -- issue 16: damaged checkpoints, repeated metrics, modes, early errors, warnings ------------------
 

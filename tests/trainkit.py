@@ -15,13 +15,16 @@ SPLITS = {"c55406f94174e": "train", "c51d4cae83570": "train", "c9fa041c82503": "
           "cb98f573e0d35": "val", "c70b106ab8731": "val"}
 
 
-def make_dataset(path: Path, uids=None) -> Path:
-    """A distfold dataset of the test chains (one family each, weight 1)."""
+def make_dataset(path: Path, uids=None, ss: dict[str, str] | None = None) -> Path:
+    """A distfold dataset of the test chains (one family each, weight 1); ``ss``: secondary-structure
+    label strings (the record field ``ss``) of some of them by id."""
     records, coords = [], []
     for uid in uids or SPLITS:
         chain = read_chain(DATA / f"{uid}.pdb.gz")
         records.append({"id": uid, "sequence": chain.sequence, "source": f"{uid}.pdb.gz", "chain": chain.chain_id,
                         "family": uid, "split": SPLITS[uid], "weight": 1.0, "duplicates": []})
+        if ss and uid in ss:
+            records[-1]["ss"] = ss[uid]
         coords.append(np.asarray(chain.ca, np.float32))
     return write_dataset(path, records, coords, params={"test": True})
 

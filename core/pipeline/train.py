@@ -678,7 +678,9 @@ def training_step(net: torch.nn.Module, model: DistanceModel, batches: list[dict
             out = net(batch["sequences"], batch["lengths"], batch["starts"])
             device = out["distance"].device
             loss = model.head.loss(out, target.to(device), pmask.to(device))
-            if out.get("ss_logits") is not None and hasattr(model.head, "ss_loss") and any(batch.get("ss") or []):
+            if out.get("ss_logits") is not None and hasattr(model.head, "ss_loss"):
+                # also on a batch without labels (ss_loss is then 0 with a zero gradient): under DDP
+                # every rank must give the read-out a gradient, or the ranks' reductions mismatch
                 loss = loss + model.head.ss_loss(out, ss_targets(batch["ss"], size).to(device))
             loss = loss / len(batches)
             loss.backward()
