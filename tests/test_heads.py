@@ -275,3 +275,21 @@ def test_pair_stack_row_sum_path_matches_the_library_path(monkeypatch):
     assert calls == [1, 1, 2, 2]  # two blocks (dilations 1 and 2) at side n, none at n + 1
     for a, b in zip(*grads):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
+
+
+def test_pair_stack_trains_under_cpu_autocast(monkeypatch):
+    """bf16 autocast (float32 inputs, bf16 convolutions) keeps the library convolution, whose
+    backward handles the mixed dtypes."""
+    from distfold.plugins.distance_heads import pair
+
+    monkeypatch.setattr(pair, "ROW_SUM_MIN_SIDE", 8)
+    calls = []
+    apply = pair._SameConv3x3.apply
+    monkeypatch.setattr(pair._SameConv3x3, "apply", lambda *a: calls.append(a[-1]) or apply(*a))
+    head = RegressionHead(hidden_size=8, pair_dim=4, n_blocks=2).train()
+    feats, mask, prior = torch.randn(1, 12, 8), torch.ones(1, 12, dtype=torch.bool), torch.rand(1, 12, 12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(feats, mask, prior)
+        loss = out["distance"].float().sum() + out["scale"].float().sum()
+    loss.backward()
+    assert calls == [] and head.stack.blocks[0][0].weight.grad is not None

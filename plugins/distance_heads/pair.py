@@ -145,10 +145,10 @@ def _conv_last(conv: nn.Conv2d, z: torch.Tensor) -> torch.Tensor:
     When a weight gradient is needed on the CPU and the map is at least ``ROW_SUM_MIN_SIDE`` on
     a side, a "same" 3x3 convolution (padding = dilation) runs through :class:`_SameConv3x3`: the
     same forward kernel, with the weight gradient summed by :func:`_conv3x3_weight_grad` instead
-    of oneDNN's. Predictions (no gradient) never take that path."""
+    of oneDNN's. Predictions (no gradient) and autocast (mixed dtypes) never take that path."""
     x = _nchw_view(z)
     if (conv.weight.requires_grad and torch.is_grad_enabled() and x.device.type == "cpu"
-            and min(z.shape[1], z.shape[2]) >= ROW_SUM_MIN_SIDE and conv.kernel_size == (3, 3)
+            and not torch.is_autocast_enabled("cpu") and min(z.shape[1], z.shape[2]) >= ROW_SUM_MIN_SIDE and conv.kernel_size == (3, 3)
             and conv.stride == (1, 1) and conv.groups == 1 and conv.padding == conv.dilation
             and conv.dilation[0] == conv.dilation[1] and conv.padding_mode == "zeros"):
         return _SameConv3x3.apply(z, conv.weight, conv.bias, int(conv.dilation[0]))
