@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import distfold
 from distfold import ModelSpec, hookimpl
 from distfold.cli.main import cli
 from distfold.errors import ComponentConflictError, DistfoldError, InputError, UnknownComponentError, UsageError
@@ -250,7 +251,9 @@ def test_models_command_lists_the_shipped_model():
     res = CliRunner().invoke(cli, ["models"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     line = next(line for line in res.output.splitlines() if line.startswith("default*"))
-    assert "qwen" in line and "regression" in line and "2.00 M" in line and "0.347" in line and "6.79 A" in line
+    val = json.loads((Path(distfold.__file__).parent / "default_model" / "config.json").read_text())["training"]["val"]
+    assert "qwen" in line and "regression" in line and "2.00 M" in line
+    assert f"{val['lddt']:.3f}" in line and f"{val['mae']:.2f} A" in line  # the numbers the model records
     rows = json.loads(CliRunner().invoke(cli, ["models", "--json"]).output)
     default = next(r for r in rows if r["name"] == "default")
     assert default["parameters"] == 1_998_581 and default["problems"] == []
