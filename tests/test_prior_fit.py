@@ -2,11 +2,10 @@
 per-chain, per-diagonal collection it replaced (issue 19): medians and means over the
 same values in the same order."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
+from distfold.data.dataset import Sample
 from distfold.pipeline.prior import SeparationPrior
 
 
@@ -58,7 +57,7 @@ def distances(x):
 def test_fit_equals_the_plain_collection(statistic, max_separation):
     coords = chains()
     ds = type("DS", (), {"indices": lambda self, split: list(range(len(coords))),
-                         "__getitem__": lambda self, i: SimpleNamespace(coords=coords[i]), "path": "fake"})()
+                         "__getitem__": lambda self, i: Sample({}, coords[i]), "path": "fake"})()
     prior = SeparationPrior(statistic=statistic, min_count=5)
     want = plain_table(prior, [distances(x) for x in coords], max_separation)
     got = prior.fit(ds, "train", max_separation=max_separation).table

@@ -45,14 +45,6 @@ def _by_separation(d: np.ndarray, max_separation: int) -> tuple[int, np.ndarray,
     return n, counts, skew[keep]
 
 
-def _chain_distances(coords: np.ndarray) -> np.ndarray:
-    """(L, L) float32 distances of (L, 3) coordinates, bit for bit ``Sample.distances()``."""
-    from scipy.spatial.distance import cdist  # the same sum of squares and square root, without (L, L, 3) temporaries
-
-    x = np.asarray(coords).astype(np.float64)
-    return cdist(x, x).astype(np.float32)
-
-
 class SeparationPrior:
     """Distance prior d(|i - j|, length bucket), Å.
 
@@ -75,12 +67,11 @@ class SeparationPrior:
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, dataset, split: str | None = "train", max_separation: int = 1024) -> "SeparationPrior":
         """Fit on the observed pairs of one split of a :class:`distfold.data.dataset.Dataset`
-        (pair distances from the C-alpha coordinates, as :meth:`Sample.distances` computes
-        them, but only the pairs i < j within ``max_separation``)."""
+        (:meth:`Sample.distances`, the pairs i < j within ``max_separation``)."""
         idx = dataset.indices(split)
         if not idx:
             raise InputError(f"{dataset.path}: no chains in split {split!r} to fit the separation prior on")
-        return self._fit_pairs((_by_separation(_chain_distances(dataset[i].coords), max_separation) for i in idx),
+        return self._fit_pairs((_by_separation(dataset[i].distances(), max_separation) for i in idx),
                                max_separation)
 
     def fit_distance_matrices(self, matrices: Iterable[np.ndarray], max_separation: int = 1024) -> "SeparationPrior":
