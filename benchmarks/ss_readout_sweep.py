@@ -11,7 +11,7 @@ Q3, per-class precision and recall, SOV'99 (``distfold.structure.secondary``). T
 are selected on those held-out chains; the table says so.
 
     python benchmarks/ss_readout_sweep.py --model core/default_model --dataset ../runs/ds_ss \\
-        --holdout ../runs/cv_shipped --cache /tmp/ss_feats.pt --variants base,wide,deep --json OUT
+        --holdout ../runs/cv_shipped --cache FEATURES.pt --variants base,wide,deep --json OUT
 
 ``--save DIR`` (one variant): also write ``--model`` with its read-out replaced by the variant's
 (seed 0; float16 like the shipped model with ``--float16``); the distance weights are copied
@@ -308,7 +308,7 @@ def main(argv=None) -> None:
         raise SystemExit("--save: give exactly one trained variant in --variants")
     torch.set_num_threads(args.threads)
     if args.cache and Path(args.cache).is_file():
-        cache = torch.load(args.cache)
+        cache = torch.load(args.cache, weights_only=True)  # tensors, lists, dicts, str: no pickled code
     else:
         cache = build_cache(args.model, args.dataset, args.holdout, args.max_length, args.max_train_length)
         if args.cache:

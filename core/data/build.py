@@ -530,11 +530,16 @@ def _relation_chunk(args) -> list[tuple[float, float]]:
 def _score(seqs: list[str], pairs: list[tuple[int, int]], max_evalue: float, ex,
            workers: int) -> list[tuple[float, float]]:
     """(identity or -1 when not significant, E-value) per pair, in parallel when ``ex``."""
+    return _in_chunks(_relation_chunk, seqs, pairs, ex, workers, max_evalue)
+
+
+def _in_chunks(fn, seqs: list[str], pairs: list[tuple[int, int]], ex, workers: int, *extra) -> list:
+    """``fn((seqs, chunk, *extra))`` over chunks of ``pairs``, in parallel when ``ex``; results in order."""
     if not pairs:
         return []
     size = max(25, len(pairs) // (4 * max(1, workers)) + 1)
-    jobs = [(seqs, pairs[s:s + size], max_evalue) for s in range(0, len(pairs), size)]
-    return [x for r in (ex.map(_relation_chunk, jobs) if ex else map(_relation_chunk, jobs)) for x in r]
+    jobs = [(seqs, pairs[s:s + size], *extra) for s in range(0, len(pairs), size)]
+    return [x for r in (ex.map(fn, jobs) if ex else map(fn, jobs)) for x in r]
 
 
 def _names(ids: list[str], uf: UnionFind) -> list[str]:
@@ -705,9 +710,7 @@ def _identity_chunk(args) -> list[float]:
 
 def _identities(seqs: list[str], pairs: list[tuple[int, int]], ex, workers: int) -> list[float]:
     """:func:`sequence_identity` per pair, in parallel when ``ex``."""
-    size = max(25, len(pairs) // (4 * max(1, workers)) + 1)
-    jobs = [(seqs, pairs[s:s + size]) for s in range(0, len(pairs), size)]
-    return [x for r in (ex.map(_identity_chunk, jobs) if ex else map(_identity_chunk, jobs)) for x in r]
+    return _in_chunks(_identity_chunk, seqs, pairs, ex, workers)
 
 
 def clustering_card(method: str, version: str | None) -> dict[str, Any]:

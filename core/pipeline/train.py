@@ -373,10 +373,12 @@ def _init_model(opts: TrainOptions, dataset: Dataset, quiet: bool) -> tuple[Dist
         # place of one the model may have; without them a model's own read-out trains on
         ss = {**opts.head_params, **asked_ss}
         try:
-            model.head.add_ss_readout(float(ss.get("ss_weight") or 0.5), int(ss.get("ss_kernel", 15)),
-                                      **({"ss_channels": int(ss.get("ss_channels") or 0),
-                                          "ss_dilations": ss.get("ss_dilations") or [], "replace": True}
-                                         if asked_ss else {}))
+            weight, kernel = float(ss.get("ss_weight") or 0.5), int(ss.get("ss_kernel", 15))
+            if asked_ss:
+                model.head.add_ss_readout(weight, kernel, ss_channels=int(ss.get("ss_channels") or 0),
+                                          ss_dilations=ss.get("ss_dilations") or [], replace=True)
+            else:
+                model.head.add_ss_readout(weight, kernel)
         except (TypeError, ValueError) as exc:
             raise InputError(f"--head-params {json.dumps(asked_ss)}: {exc}") from None
         _freeze_all_but_ss(model)

@@ -86,10 +86,7 @@ class RegressionHead(Configurable, PairHeadBase):
         self.seq_dim = int(seq_dim)
         self.ss_weight = float(ss_weight)
         self.ss_kernel = int(ss_kernel)
-        self.ss_channels = int(ss_channels)
-        self.ss_dilations = [int(d) for d in (ss_dilations or [])]
-        if self.ss_channels < 0 or any(d < 1 for d in self.ss_dilations):
-            raise ValueError(f"ss_channels must be >= 0 and ss_dilations >= 1, not {ss_channels}, {ss_dilations}")
+        self.ss_channels, self.ss_dilations = _ss_shape(ss_channels, ss_dilations)
         if self.ss_weight < 0:
             raise ValueError(f"ss_weight must be >= 0, not {ss_weight}")
         if self.ss_weight > 0 and (self.ss_kernel < 1 or self.ss_kernel % 2 == 0):
@@ -132,11 +129,8 @@ class RegressionHead(Configurable, PairHeadBase):
             return
         if ss_weight <= 0 or ss_kernel < 1 or ss_kernel % 2 == 0:
             raise ValueError(f"need ss_weight > 0 and an odd ss_kernel, not {ss_weight}, {ss_kernel}")
-        dil = [int(d) for d in (ss_dilations or [])]
-        if int(ss_channels) < 0 or any(d < 1 for d in dil):
-            raise ValueError(f"ss_channels must be >= 0 and ss_dilations >= 1, not {ss_channels}, {ss_dilations}")
+        self.ss_channels, self.ss_dilations = _ss_shape(ss_channels, ss_dilations)
         self.ss_weight, self.ss_kernel = float(ss_weight), int(ss_kernel)
-        self.ss_channels, self.ss_dilations = int(ss_channels), dil
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
             self.ss = self._new_ss_readout()
@@ -170,6 +164,14 @@ class RegressionHead(Configurable, PairHeadBase):
         n = mu.shape[-1]
         pm = pair_mask & ~torch.eye(n, dtype=torch.bool, device=mu.device)
         return masked_pair_mean(nll, pm, local_weights(n, self.local_range, self.local_weight, mu.device))
+
+
+def _ss_shape(ss_channels: int, ss_dilations: list[int] | None) -> tuple[int, list[int]]:
+    """The read-out's (width, dilations) as ints, checked."""
+    channels, dilations = int(ss_channels), [int(d) for d in (ss_dilations or [])]
+    if channels < 0 or any(d < 1 for d in dilations):
+        raise ValueError(f"ss_channels must be >= 0 and ss_dilations >= 1, not {ss_channels}, {ss_dilations}")
+    return channels, dilations
 
 
 class SecondaryStructureReadout(nn.Module):
