@@ -22,6 +22,10 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
               help="Where the model runs.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="CPU threads for the model, reconstruction and scoring (1: the same numbers as predict's default).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes for the reconstructions and scores of the chains, each with --threads threads, "
+                   "beside the model's (default: one per core, at most 4; 1: all in one process). The "
+                   "numbers are the same for any count.")
 @click.option("-o", "--outdir", "report_dir", required=True, type=click.Path(file_okay=False),
               help="Report folder: metrics.json, per_chain.tsv, PNG plots, structures/.")
 @click.option("--html", "html", is_flag=True,
@@ -31,8 +35,8 @@ from distfold.cli.common import ComponentName, echo_json, log, wrap_errors
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout; no log lines.")
 @click.pass_context
 @wrap_errors
-def evaluate(ctx, dataset_dir, model_dir, split, reconstruct, max_length, no_prior, device, threads, report_dir, html,
-             as_json):
+def evaluate(ctx, dataset_dir, model_dir, split, reconstruct, max_length, no_prior, device, threads, workers,
+             report_dir, html, as_json):
     """Score a model on DATASET_DIR's split (default val) beside the separation prior.
 
     Before reconstruction: distance MAE, RMSE, Pearson, C-alpha lDDT, C-alpha
@@ -50,6 +54,7 @@ def evaluate(ctx, dataset_dir, model_dir, split, reconstruct, max_length, no_pri
     for the available memory) is reported and left out; the exit code is then 1.
     """
     from distfold.pipeline.evaluate import evaluate as run
+    from distfold.pipeline.evaluate_jobs import default_workers
     from distfold.pipeline.models import select_model
     from distfold.pipeline.predict import cpu_threads
     from distfold.report.plots import evaluation_plots
@@ -58,7 +63,7 @@ def evaluate(ctx, dataset_dir, model_dir, split, reconstruct, max_length, no_pri
     with cpu_threads(threads):
         metrics = run(dataset_dir, report_dir, model_dir=model_dir, split=split, reconstruct=reconstruct,
                       max_length=max_length, device=device, with_prior=not no_prior, log=lambda m: log(m, as_json),
-                      plot=evaluation_plots)
+                      plot=evaluation_plots, workers=workers or default_workers(), worker_threads=threads)
     if html:
         from distfold.report.html import write_evaluation_reports
 

@@ -69,10 +69,13 @@ class OracleModel:
 
 @pytest.fixture(scope="module")
 def report(dataset, tmp_path_factory):
+    from distfold.pipeline.predict import cpu_threads
+
     out = tmp_path_factory.mktemp("report")
     logs = []
-    metrics = evaluate(dataset, out, model=OracleModel(dataset), reconstruct=RECON, log=logs.append,
-                       plot=evaluation_plots)
+    with cpu_threads(1):  # as `distfold evaluate` runs (--threads 1), and its worker processes
+        metrics = evaluate(dataset, out, model=OracleModel(dataset), reconstruct=RECON, log=logs.append,
+                           plot=evaluation_plots)
     return out, metrics, logs
 
 
@@ -191,7 +194,8 @@ def test_evaluate_command_with_a_trained_checkpoint(dataset, trained_model, tmp_
 
     out = tmp_path / "report"
     res = CliRunner().invoke(cli, ["evaluate", str(dataset), "--model", str(trained_model / "best"), "-o", str(out),
-                                   "--max-length", "100", "--reconstruct", "classical", "--json", "--threads", "1"])
+                                   "--max-length", "100", "--reconstruct", "classical", "--json", "--threads", "1",
+                                   "--workers", "2"])
     assert res.exit_code == 0, res.output
     assert res.stderr == ""
     summary = json.loads(res.stdout)
@@ -201,6 +205,90 @@ def test_evaluate_command_with_a_trained_checkpoint(dataset, trained_model, tmp_
     assert metrics["model"]["name"] == "best" and metrics["reconstructor"]["name"] == "classical"
     assert metrics["plots"]["training_curves"] == "training_curves.png"  # found in the run folder above best/
     assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    # one process (the model loaded, so the workers above were fresh interpreters): the same numbers
+    res = CliRunner().invoke(cli, ["evaluate", str(dataset), "--model", str(trained_model / "best"), "-o",
+                                   str(tmp_path / "one"), "--max-length", "100", "--reconstruct", "classical",
+                                   "--json", "--threads", "1", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert without_timings(json.loads((tmp_path / "one" / "metrics.json").read_text())) == without_timings(metrics)
+
+
+TIMINGS = {"seconds", "model_timings", "total_s"}
+
+
+def without_timings(x):
+    """A metrics.json value with its timings left out (they are all that may differ between runs)."""
+    if isinstance(x, dict):
+        return {k: without_timings(v) for k, v in x.items() if k not in TIMINGS}
+    if isinstance(x, list):
+        return [without_timings(v) for v in x]
+    return x
+
+
+def test_workers_give_the_same_report_as_one_process(report, dataset, tmp_path):
+    out1, metrics1, logs1 = report  # workers=1: everything in this process
+    from distfold.pipeline.predict import cpu_threads
+
+    logs = []
+    with cpu_threads(1):  # the workers' own thread count (worker_threads=1)
+        metrics = evaluate(dataset, tmp_path, model=OracleModel(dataset), reconstruct=RECON, log=logs.append,
+                           plot=evaluation_plots, workers=2)
+    assert any("2 worker processes" in line for line in logs)
+    assert json.dumps(without_timings(metrics)) == json.dumps(without_timings(metrics1))
+    on_disk = [without_timings(json.loads((d / "metrics.json").read_text())) for d in (out1, tmp_path)]
+    assert on_disk[0] == on_disk[1]
+    for f in sorted((out1 / "structures").iterdir()):
+        assert (tmp_path / "structures" / f.name).read_bytes() == f.read_bytes(), f.name
+    # the same lines, in chain order (the seconds aside)
+    assert [line.rsplit("  ", 1)[0] for line in logs if "L=" in line] == \
+        [line.rsplit("  ", 1)[0] for line in logs1 if "L=" in line]
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_chain_jobs_in_worker_processes_equal_those_in_this_one(dataset, start_method):
+    from distfold.pipeline.evaluate_jobs import ChainJobs
+    from distfold.pipeline.predict import cpu_threads
+    from distfold.pipeline.predictor import Predictor, create_reconstructor
+    from distfold.pipeline.prior import SeparationPrior
+
+    ds = Dataset(dataset)
+    prior = SeparationPrior().fit(ds, split="train")
+    rows = ds.indices("val")
+    predictor = Predictor(OracleModel(dataset), "smacof")
+    results = []
+    for workers, method in ((1, None), (2, start_method)):
+        with cpu_threads(1):  # here as in the workers (threads=1)
+            jobs = ChainJobs(workers, dataset, prior, create_reconstructor("smacof"), start_method=method)
+            try:
+                priors = [jobs.prior(ds.records[i]["length"], [i]) for i in rows]
+                models = [jobs.model(i, predictor, ds[i].sequence, predictor.distances(ds[i].sequence), 0.0)
+                          for i in rows]
+                results.append(([f.result() for f in priors], [f.result() for f in models]))
+            finally:
+                jobs.close()
+    (p1, m1), (p2, m2) = results
+    assert p1 == p2
+    for a, b in zip(m1, m2):
+        assert a.scores == b.scores
+        assert np.array_equal(a.xyz, b.xyz) and np.array_equal(a.pred.confidence, b.pred.confidence)
+        assert np.array_equal(a.per_residue_lddt, b.per_residue_lddt, equal_nan=True)
+
+
+def test_bad_worker_counts(dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from distfold.cli.main import cli
+    from distfold.errors import UsageError
+
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(UsageError, match="workers must be a whole number >= 1"):
+            evaluate(dataset, tmp_path / "r", model=OracleModel(dataset), workers=bad)
+    for bad in ("0", "two"):
+        res = CliRunner().invoke(cli, ["evaluate", str(dataset), "--workers", bad, "-o", str(tmp_path / "r")])
+        assert res.exit_code == 2
+        errors = [line for line in res.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and "'--workers'" in errors[0] and "Traceback" not in res.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_text_table(report):

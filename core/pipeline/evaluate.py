@@ -48,19 +48,22 @@ scored as written (rounded to the files' 0.001 Å).
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import math
 import os
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from distfold.errors import DistfoldError, InputError, message
+from distfold.errors import DistfoldError, InputError, UsageError, message
 from distfold.fileio import atomic_write
+from distfold.pipeline.chain_scores import as_written, contact_scores, score_coords, score_matrix  # noqa: F401
 from distfold.pipeline.predictor import Predictor
 from distfold.serialise import dump
 
@@ -78,6 +81,9 @@ METRICS = ("mae", "rmse", "pearson", "lddt", "contact_precision", "mae_short", "
            "stress1") + CONTACT_METRICS
 #: Secondary-structure predictors scored against the reference DSSP: the model and two baselines.
 SS_METHODS = ("model", "majority", "window")
+#: Matrix entries (sum of L^2) of the chains whose model output waits for a worker, at most:
+#: the model runs ahead of the workers up to this (about 14 bytes an entry).
+IN_FLIGHT_PAIRS = 1 << 23
 
 
 def length_bin(n: int) -> str:
@@ -85,35 +91,6 @@ def length_bin(n: int) -> str:
         if n >= lo and (hi is None or n < hi):
             return f"{lo}-{hi - 1}" if hi is not None else f"{lo}+"
     return "?"  # pragma: no cover
-
-
-def as_written(x: np.ndarray) -> np.ndarray:
-    """Coordinates as a PDB/mmCIF file stores them and biopython reads them back
-    (3 decimals, float32), so that scores equal those of the written files."""
-    return np.round(np.asarray(x, dtype=np.float64), 3).astype(np.float32).astype(np.float64)
-
-
-def score_matrix(pred_d: np.ndarray, true_d: np.ndarray, mask: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-    """Before-reconstruction metrics of a predicted (L, L) matrix, and per-residue lDDT (L,)."""
-    from distfold.structure.metrics import contact_precision, distance_errors, distance_errors_by_separation, lddt
-
-    err = distance_errors(pred_d, true_d, mask)
-    out = {"mae": err["mae"], "rmse": err["rmse"], "pearson": err["pearson"], "n_pairs": err["n_pairs"]}
-    for name, e in distance_errors_by_separation(pred_d, true_d, mask).items():
-        out[f"mae_{name}"] = e["mae"]
-    score, per_res = lddt(pred_d, true_d, mask)
-    out["lddt"] = score
-    out["contact_precision"] = contact_precision(pred_d, true_d, mask)
-    return out, per_res
-
-
-def contact_scores(score: np.ndarray, true_d: np.ndarray, mask: np.ndarray, higher_is_contact: bool
-                   ) -> dict[str, float | None]:
-    """The :data:`CONTACT_METRICS` of one chain (:func:`distfold.pipeline.contacts.range_precision`)."""
-    from distfold.pipeline.contacts import range_precision
-
-    prec = range_precision(score, true_d, mask, higher_is_contact=higher_is_contact)
-    return {f"contact_{r}_{k.replace('/', '')}": v for r, ks in prec.items() for k, v in ks.items()}
 
 
 def reference_ss(record: dict[str, Any], where: str) -> str | None:
@@ -158,21 +135,6 @@ class _SSPool:
             pooled["sov_chain"] = _nan_stats([c["sov"] for c in per_chain])
             out[m] = pooled
         return out
-
-
-def score_coords(model_xyz: np.ndarray, ref_xyz: np.ndarray) -> dict[str, Any]:
-    """After-reconstruction metrics of residue-matched (L, 3) coordinates (reference
-    rows NaN where unobserved), by the scorer of ``distfold compare``
-    (:func:`distfold.structure.metrics.score_coordinates`): rmsd, tm_score,
-    tm_score_mirror, gdt_ts, gdt_ha, lddt_coords (lDDT of the rebuilt coordinates)
-    and hand_right."""
-    from distfold.structure.metrics import score_coordinates
-
-    s = score_coordinates(model_xyz, ref_xyz)
-    out = {k: s[k] for k in ("rmsd", "tm_score", "tm_score_mirror", "gdt_ts", "gdt_ha")}
-    out["lddt_coords"] = s["lddt"]
-    out["hand_right"] = bool(out["tm_score"] > out["tm_score_mirror"])
-    return out
 
 
 def _nan_stats(values: list[float]) -> dict[str, Any]:
@@ -310,7 +272,8 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
              reconstruct: str = "smacof", max_length: int | None = None, device: str = "auto",
              log: Callable[[str], None] | None = None, model: Any = None, with_prior: bool = True,
              predictor: Predictor | None = None,
-             plot: Callable[[Path, EvaluationFigures], dict[str, str | None]] | None = None) -> dict[str, Any]:
+             plot: Callable[[Path, EvaluationFigures], dict[str, str | None]] | None = None,
+             workers: int = 1, worker_threads: int = 1) -> dict[str, Any]:
     """Evaluate, write the report, return the metrics dict (as in metrics.json).
 
     predictor: a built :class:`~distfold.pipeline.predictor.Predictor` (``model_dir``,
@@ -320,6 +283,10 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
     None}`` for ``metrics["plots"]`` (``distfold evaluate`` passes
     :func:`distfold.report.plots.evaluation_plots`); without it no plot is drawn and
     ``metrics["plots"]`` is empty.
+    workers: processes for the per-chain work other than the model's forward pass
+    (reconstructions and scores, :mod:`distfold.pipeline.evaluate_jobs`), each with
+    ``worker_threads`` BLAS threads; 1 does it all in this process. The report is the
+    same for any number (results are taken in chain order); only timings differ.
     """
     from distfold import __version__
     from distfold.data.dataset import Dataset
@@ -330,6 +297,8 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
 
     t_start = time.perf_counter()
     log = log or (lambda _m: None)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers must be a whole number >= 1, got {workers!r}")
     ds = Dataset(dataset_dir)
     idx = ds.indices(split)
     if not idx:
@@ -374,106 +343,148 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
             log("no labelled train chain: the secondary-structure baselines are left out")
     ss_pool = _SSPool()
 
-    t = time.perf_counter()
-    if predictor is None:
-        predictor = (Predictor.load(model_dir, reconstruct, resolve_device(device)) if model is None
-                     else Predictor(model, reconstruct))
-    model_info = predictor.identity
-    log(f"model {model_info['name']} loaded in {time.perf_counter() - t:.1f} s; "
-        f"{len(idx)} {split} chains; reconstructor {predictor.reconstructor_name}")
+    from distfold.pipeline.evaluate_jobs import ChainJobs
 
-    chains: list[dict[str, Any]] = []
-    hist = _ErrorHistogram()
-    sep_acc = _SeparationAccumulator()
-    calib_pred: list[np.ndarray] = []
-    calib_obs: list[np.ndarray] = []
-    failed: list[dict[str, Any]] = []
-    where: dict[str, int] = {}  # chain id -> dataset row, to redraw the maps of three chains at the end
+    # ids, length checks and the jobs' order: chains in length order, the prior's one per length
+    todo: list[tuple[int, str, str, Exception | None]] = []  # (dataset row, id, sequence, length error)
     used_ids: set[str] = set()
-    prior_runs: dict[int, tuple[np.ndarray, Any]] = {}  # length -> the prior's matrix and reconstruction
-    for k, i in enumerate(idx, start=1):
-        t0 = time.perf_counter()
-        sample = ds[i]
-        rec = sample.record
-        seq = rec["sequence"]
-        mask = sample.mask
-        cid = safe_id(str(rec.get("id", i)))
+    by_length: dict[int, list[int]] = {}
+    for i in idx:
+        seq = ds.records[i]["sequence"]
+        cid = safe_id(str(ds.records[i].get("id", i)))
         while cid.lower() in used_ids:
             cid += "_"
         used_ids.add(cid.lower())
-        true_d = sample.distances().astype(np.float64)
-        ref = as_written(sample.coords)
-        row: dict[str, Any] = {"id": cid, "length": len(seq), "n_observed": int(mask.sum()),
-                               "family": rec.get("family")}
         try:
             check_length(f"chain {cid!r}", len(seq))
-            pred = predictor.predict(seq)
-            m_scores, per_res = score_matrix(pred.distance, true_d, mask)
-            m_scores.update(contact_scores(pred.contact_prob if pred.contact_prob is not None else pred.distance,
-                                           true_d, mask, higher_is_contact=pred.contact_prob is not None))
-            xyz = as_written(pred.coords)
-            m_scores.update(score_coords(xyz, ref))
-            m_scores.update({"stress1": pred.diagnostics.get("stress1"), "mirrored": pred.diagnostics.get("mirrored"),
-                             "handedness_margin": pred.diagnostics.get("handedness_margin"),
-                             "confidence": pred.mean_confidence})
-            row["model"] = m_scores
-            if prior is not None:
-                # the prior's matrix depends on the length alone, and so does its reconstruction
-                # (reconstructors are deterministic: distfold.testing checks it): one per length
-                if len(seq) not in prior_runs:
-                    prior_d = prior.matrix(len(seq)).astype(np.float32)
-                    prior_runs[len(seq)] = (prior_d, predictor.reconstruct(seq, prior_d))
-                prior_d, ppred = prior_runs[len(seq)]
-                p_scores, _ = score_matrix(prior_d, true_d, mask)
-                p_scores.update(contact_scores(prior_d, true_d, mask, higher_is_contact=False))
-                p_scores.update(score_coords(as_written(ppred.coords), ref))
-                p_scores.update({"stress1": ppred.diagnostics.get("stress1"),
-                                 "mirrored": ppred.diagnostics.get("mirrored"),
-                                 "handedness_margin": ppred.diagnostics.get("handedness_margin")})
-                row["prior"] = p_scores
-            ss_preds: dict[str, str] = {}
-            if ss_refs[i] is not None:
-                from distfold.structure.secondary import ss_scores
+            too_long = None
+            by_length.setdefault(len(seq), []).append(i)
+        except Exception as exc:  # noqa: BLE001 - reported as that chain's failure
+            too_long = exc
+        todo.append((i, cid, seq, too_long))
 
-                if pred.ss is not None:
-                    ss_preds["model"] = pred.ss
-                ss_preds.update({m: b.predict(seq) for m, b in baselines.items()})
-                row["ss"] = {"n_labelled": sum(c != "-" for c in ss_refs[i]), "reference": ss_refs[i]}
-                if pred.ss is not None:
-                    row["ss"]["model"] = pred.ss
-                for m, p_ss in ss_preds.items():
-                    sc = ss_scores(ss_refs[i], p_ss)
-                    row["ss"].update({f"{m}_q3": sc["q3"], f"{m}_sov": sc["sov"]})
-            bf = np.zeros(len(seq)) if pred.confidence is None else np.round(pred.confidence, 2)
-            write_ca_trace(struct_dir / f"{cid}.pdb", xyz, seq, bf, "pdb", ss=pred.ss)
-            write_reference_trace(struct_dir / f"{cid}.ref.pdb", ref, seq, mask)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # noqa: BLE001 - one chain must not stop the evaluation
-            msg = message(exc)
-            failed.append({"id": cid, "length": len(seq), "error": msg})
-            log(f"[{k}/{len(idx)}] {cid}  L={len(seq)}  FAILED: {msg}")
-            continue
-        # only a chain that was scored completely enters the pooled statistics
-        if pred.confidence is not None:
-            ok = mask & np.isfinite(per_res)
-            calib_pred.append(pred.confidence[ok])
-            calib_obs.append(100.0 * per_res[ok])
-        if ss_preds:
-            ss_pool.add(ss_refs[i], ss_preds)
-        hist.add("model", pred.distance, true_d, mask)
-        sep_acc.add("model", pred.distance, true_d, mask, count=True)
-        if prior is not None:
-            hist.add("prior", prior_d, true_d, mask)
-            sep_acc.add("prior", prior_d, true_d, mask, count=False)
-        where[cid] = i
-        row["seconds"] = round(time.perf_counter() - t0, 3)
-        row["model_timings"] = {k_: round(v_, 4) for k_, v_ in pred.timings.items()}
-        chains.append(row)
-        pr = row.get("prior", {})
-        log(f"[{k}/{len(idx)}] {cid}  L={len(seq)}  lDDT {m_scores['lddt']:.3f} (prior "
-            f"{_fmt(pr.get('lddt'))})  TM {m_scores['tm_score']:.3f} (prior {_fmt(pr.get('tm_score'))})  "
-            f"{row['seconds']:.1f} s")
+    if predictor is None:
+        from distfold.pipeline.predictor import create_reconstructor
+
+        recon = create_reconstructor(reconstruct)  # the prior's jobs start before the model is loaded
+    else:
+        recon = predictor.reconstructor
+    jobs = ChainJobs(workers, dataset_dir, prior, recon, threads=worker_threads)
+    try:
+        # the prior needs no model: its jobs run while the model loads
+        prior_jobs = {n: jobs.prior(n, rows) for n, rows in by_length.items()} if prior is not None else {}
+        t = time.perf_counter()
+        if predictor is None:
+            predictor = (Predictor.load(model_dir, reconstruct, resolve_device(device)) if model is None
+                         else Predictor(model, reconstruct))
+        model_info = predictor.identity
+        log(f"model {model_info['name']} loaded in {time.perf_counter() - t:.1f} s; "
+            f"{len(idx)} {split} chains; reconstructor {predictor.reconstructor_name}"
+            + (f"; {jobs.workers} worker processes" if jobs.workers > 1 else ""))
+
+        chains: list[dict[str, Any]] = []
+        hist = _ErrorHistogram()
+        sep_acc = _SeparationAccumulator()
+        calib_pred: list[np.ndarray] = []
+        calib_obs: list[np.ndarray] = []
+        failed: list[dict[str, Any]] = []
+        where: dict[str, int] = {}  # chain id -> dataset row, to redraw the maps of three chains at the end
+        prior_d: np.ndarray | None = None  # the prior's matrix at the current length
+
+        def finish(k: int, i: int, cid: str, seq: str, job: Future, forward_s: float) -> None:
+            """Take chain k's results (in chain order), write its structures, add it to the pooled statistics."""
+            nonlocal prior_d
+            t0 = time.perf_counter()
+            sample = ds[i]
+            rec = sample.record
+            mask = sample.mask
+            true_d = sample.distances().astype(np.float64)
+            ref = as_written(sample.coords)
+            row: dict[str, Any] = {"id": cid, "length": len(seq), "n_observed": int(mask.sum()),
+                                   "family": rec.get("family")}
+            try:
+                run = job.result()
+                pred = run.pred
+                m_scores = run.scores
+                row["model"] = m_scores
+                if prior is not None:
+                    p_scores = prior_jobs[len(seq)].result()[i]
+                    if isinstance(p_scores, Exception):
+                        raise p_scores
+                    row["prior"] = p_scores
+                    if prior_d is None or len(prior_d) != len(seq):
+                        prior_d = prior.matrix(len(seq)).astype(np.float32)
+                ss_preds: dict[str, str] = {}
+                if ss_refs[i] is not None:
+                    from distfold.structure.secondary import ss_scores
+
+                    if pred.ss is not None:
+                        ss_preds["model"] = pred.ss
+                    ss_preds.update({m: b.predict(seq) for m, b in baselines.items()})
+                    row["ss"] = {"n_labelled": sum(c != "-" for c in ss_refs[i]), "reference": ss_refs[i]}
+                    if pred.ss is not None:
+                        row["ss"]["model"] = pred.ss
+                    for m, p_ss in ss_preds.items():
+                        sc = ss_scores(ss_refs[i], p_ss)
+                        row["ss"].update({f"{m}_q3": sc["q3"], f"{m}_sov": sc["sov"]})
+                bf = np.zeros(len(seq)) if pred.confidence is None else np.round(pred.confidence, 2)
+                write_ca_trace(struct_dir / f"{cid}.pdb", run.xyz, seq, bf, "pdb", ss=pred.ss)
+                write_reference_trace(struct_dir / f"{cid}.ref.pdb", ref, seq, mask)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - one chain must not stop the evaluation
+                msg = message(exc)
+                failed.append({"id": cid, "length": len(seq), "error": msg})
+                log(f"[{k}/{len(idx)}] {cid}  L={len(seq)}  FAILED: {msg}")
+                return
+            # only a chain that was scored completely enters the pooled statistics
+            if pred.confidence is not None:
+                ok = mask & np.isfinite(run.per_residue_lddt)
+                calib_pred.append(pred.confidence[ok])
+                calib_obs.append(100.0 * run.per_residue_lddt[ok])
+            if ss_preds:
+                ss_pool.add(ss_refs[i], ss_preds)
+            hist.add("model", pred.distance, true_d, mask)
+            sep_acc.add("model", pred.distance, true_d, mask, count=True)
+            if prior is not None:
+                hist.add("prior", prior_d, true_d, mask)
+                sep_acc.add("prior", prior_d, true_d, mask, count=False)
+            where[cid] = i
+            # the model's forward, the job (in a worker or here) and this
+            row["seconds"] = round(forward_s + run.seconds + time.perf_counter() - t0, 3)
+            row["model_timings"] = {k_: round(v_, 4) for k_, v_ in pred.timings.items()}
+            chains.append(row)
+            pr = row.get("prior", {})
+            log(f"[{k}/{len(idx)}] {cid}  L={len(seq)}  lDDT {m_scores['lddt']:.3f} (prior "
+                f"{_fmt(pr.get('lddt'))})  TM {m_scores['tm_score']:.3f} (prior {_fmt(pr.get('tm_score'))})  "
+                f"{row['seconds']:.1f} s")
+
+        # the model runs here, chain by chain; the rest of each chain goes to the jobs, and the
+        # results are taken in chain order, with at most IN_FLIGHT_PAIRS matrix entries waiting
+        pending: collections.deque = collections.deque()
+        in_flight = 0
+        for k, (i, cid, seq, too_long) in enumerate(todo, start=1):
+            t0 = time.perf_counter()
+            try:
+                if too_long is not None:
+                    raise too_long
+                p = predictor.distances(seq)
+                model_s = time.perf_counter() - t0
+                job = jobs.model(i, predictor, seq, p, model_s)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported by finish as that chain's failure
+                job = Future()
+                job.set_exception(exc)
+            pending.append((k, i, cid, seq, job, time.perf_counter() - t0))
+            in_flight += len(seq) ** 2
+            while pending and (jobs.workers == 1 or in_flight > IN_FLIGHT_PAIRS):
+                in_flight -= len(pending[0][3]) ** 2
+                finish(*pending.popleft())
+        while pending:
+            finish(*pending.popleft())
+    finally:
+        jobs.close()
 
     if not chains:
         raise DistfoldError(f"no chain could be evaluated; first failure: {failed[0]['id']}: {failed[0]['error']}")

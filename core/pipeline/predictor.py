@@ -374,7 +374,13 @@ class Predictor:
         contact probabilities (:meth:`contact_probability`)."""
         t = time.perf_counter()
         p = self.distances(sequence)
-        model_s = time.perf_counter() - t
+        return self.complete(sequence, p, time.perf_counter() - t)
+
+    def complete(self, sequence: str, p: PredictedDistances, model_s: float = 0.0) -> Prediction:
+        """The rest of :meth:`predict` after the model: coordinates, confidence, secondary-structure
+        and contact probabilities from its :class:`PredictedDistances` ``p`` (``model_s``: the
+        model's seconds, for the timings). Uses the model's normaliser but not the model itself,
+        so ``distfold evaluate`` runs it in worker processes that do not load torch."""
         pred = self.reconstruct(sequence, p.distance, p.variance, coverage=p.coverage,
                                 weight_variance=p.weight_variance)
         t = time.perf_counter()

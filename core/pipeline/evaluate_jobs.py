@@ -1,0 +1,217 @@
+"""The per-chain work of ``distfold evaluate`` that needs no model, in worker processes.
+
+After the model's forward pass, which stays in the calling process (it holds torch),
+everything else of a chain is numpy and scipy and independent of the other chains:
+the reconstruction of the predicted matrix with the model's confidence and contact
+probabilities (:meth:`distfold.pipeline.predictor.Predictor.complete`), and the scores
+of the model (:mod:`distfold.pipeline.chain_scores`). The separation prior's matrix
+depends on the chain length alone, and so does its reconstruction: one job per length
+reconstructs it and scores every chain of that length; these jobs need neither the
+model nor its output, so they start before the model is loaded.
+
+:class:`ChainJobs` hands the jobs to ``workers`` processes
+(:class:`concurrent.futures.ProcessPoolExecutor`; forked before the model is loaded,
+fresh interpreters when torch is already loaded: a worker is never forked from a
+process with torch's thread pools), or runs them in this
+process at once when ``workers`` is 1. Each job gets only numbers and the dataset
+row (every worker opens the dataset itself), and returns numbers; the caller takes
+the results in chain order, so the report is the same whatever the number of
+workers (the same functions on the same inputs, each worker with the same BLAS
+thread count as the serial path: ``threads``, 1 by default as ``distfold evaluate``'s).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+import types
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Default worker processes: one per core, at most this many (the calling process
+#: runs the model beside them, and each worker holds a chain's matrices).
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers() -> int:
+    """Worker processes when none are asked for: the cores this process may use, capped
+    at :data:`MAX_DEFAULT_WORKERS`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_WORKERS, cores))
+
+
+def without_model(predictor: Any) -> Any:
+    """A copy of ``predictor`` for :meth:`~distfold.pipeline.predictor.Predictor.complete`
+    in a worker: the model is replaced by its normaliser (what the contact probabilities
+    use), so the copy pickles small and unpickling it does not import torch."""
+    light = copy.copy(predictor)
+    light.model = types.SimpleNamespace(normaliser=getattr(predictor.model, "normaliser", None))
+    return light
+
+
+@dataclass
+class ModelRun:
+    """One chain's model results: the prediction (its ``variance`` and ``contact_prob``
+    dropped: the caller does not use them), the coordinates as written, the scores,
+    the per-residue lDDT of the predicted matrix, and the job's seconds."""
+
+    pred: Any
+    xyz: np.ndarray
+    scores: dict[str, Any]
+    per_residue_lddt: np.ndarray
+    seconds: float
+
+
+class ChainScorer:
+    """The jobs themselves, on one opened dataset, the fitted prior (or None) and the
+    reconstructor."""
+
+    def __init__(self, dataset_dir: str | os.PathLike, prior: Any, reconstructor: Any) -> None:
+        from distfold.data.dataset import Dataset
+
+        self.ds = Dataset(dataset_dir)
+        self.prior = prior
+        self.reconstructor = reconstructor
+
+    def truth(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(true distances float64, mask, reference coordinates as written) of a dataset row."""
+        from distfold.pipeline.chain_scores import as_written
+
+        sample = self.ds[row]
+        return sample.distances().astype(np.float64), sample.mask, as_written(sample.coords)
+
+    def prior_matrix(self, length: int) -> np.ndarray:
+        return self.prior.matrix(length).astype(np.float32)
+
+    def prior_run(self, length: int, rows: list[int]) -> dict[int, Any]:
+        """The prior's scores of every row (chains of ``length`` residues): ``{row: scores}``,
+        or ``{row: exception}`` for a row that could not be scored. The prior's matrix is
+        reconstructed once, as :meth:`~distfold.pipeline.predictor.Predictor.reconstruct`
+        does without a variance (no weights)."""
+        from distfold.geometry.reconstruct import reconstruct
+        from distfold.pipeline.chain_scores import as_written, contact_scores, score_coords, score_matrix
+
+        prior_d = self.prior_matrix(length)
+        try:
+            rec = reconstruct(self.reconstructor, prior_d.astype(np.float64), None)
+        except Exception as exc:  # noqa: BLE001 - every chain of this length fails with it
+            return {row: exc for row in rows}
+        coords = as_written(np.asarray(rec.coords, dtype=np.float64))
+        diag = rec.diagnostics
+        out: dict[int, Any] = {}
+        for row in rows:
+            try:
+                true_d, mask, ref = self.truth(row)
+                scores, _ = score_matrix(prior_d, true_d, mask)
+                scores.update(contact_scores(prior_d, true_d, mask, higher_is_contact=False))
+                scores.update(score_coords(coords, ref))
+                scores.update({"stress1": diag.get("stress1"), "mirrored": diag.get("mirrored"),
+                               "handedness_margin": diag.get("handedness_margin")})
+                out[row] = scores
+            except Exception as exc:  # noqa: BLE001 - that chain fails, not the others
+                out[row] = exc
+        return out
+
+    def model_run(self, row: int, predictor: Any, sequence: str, distances: Any, model_s: float) -> ModelRun:
+        """Reconstruct and score the model's :class:`~distfold.pipeline.predictor.PredictedDistances`
+        of a dataset row."""
+        from distfold.pipeline.chain_scores import as_written, contact_scores, score_coords, score_matrix
+
+        t = time.perf_counter()
+        true_d, mask, ref = self.truth(row)
+        pred = predictor.complete(sequence, distances, model_s)
+        scores, per_res = score_matrix(pred.distance, true_d, mask)
+        scores.update(contact_scores(pred.contact_prob if pred.contact_prob is not None else pred.distance,
+                                     true_d, mask, higher_is_contact=pred.contact_prob is not None))
+        xyz = as_written(pred.coords)
+        scores.update(score_coords(xyz, ref))
+        scores.update({"stress1": pred.diagnostics.get("stress1"), "mirrored": pred.diagnostics.get("mirrored"),
+                       "handedness_margin": pred.diagnostics.get("handedness_margin"),
+                       "confidence": pred.mean_confidence})
+        pred.variance = pred.contact_prob = None
+        return ModelRun(pred, xyz, scores, per_res, time.perf_counter() - t)
+
+
+_SCORER: ChainScorer | None = None  # a worker's, made by _init_worker
+_LIMITS: Any = None  # a worker's thread limits, held for its lifetime
+
+
+def _init_worker(dataset_dir: str, prior: Any, reconstructor: Any, threads: int) -> None:
+    global _SCORER, _LIMITS
+    from threadpoolctl import threadpool_limits
+
+    from distfold.pipeline.predict import THREAD_ENV
+
+    os.environ.update({k: str(threads) for k in THREAD_ENV})  # pools loaded later (scipy's OpenBLAS)
+    _LIMITS = threadpool_limits(limits=threads)  # pools already loaded
+    _SCORER = ChainScorer(dataset_dir, prior, reconstructor)
+
+
+def _in_worker(method: str, *args: Any) -> Any:
+    return getattr(_SCORER, method)(*args)
+
+
+class ChainJobs:
+    """Submit :meth:`prior` and :meth:`model` jobs; each returns a
+    :class:`concurrent.futures.Future`. ``workers`` 1 runs each job in this process when it
+    is submitted (the future is done at once), more run them in that many processes with
+    ``threads`` BLAS/OpenMP threads each, started by ``start_method`` (by default fork
+    while torch is not loaded, else spawn). Close with :meth:`close`."""
+
+    def __init__(self, workers: int, dataset_dir: str | os.PathLike, prior: Any, reconstructor: Any,
+                 threads: int = 1, start_method: str | None = None) -> None:
+        self.workers = int(workers)
+        self.pool = None
+        self.start_method: str | None = None
+        self.scorer: ChainScorer | None = None
+        if self.workers == 1:
+            self.scorer = ChainScorer(dataset_dir, prior, reconstructor)
+            return
+        import multiprocessing
+        import sys
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork (the workers start at once, with every module this process has) while torch is
+        # not loaded: ``distfold evaluate`` submits the prior's jobs before it loads the model.
+        # Once torch is (a caller that passes a model), forking a process with its thread
+        # pools is unsafe: fresh interpreters then.
+        method = start_method or ("fork" if "torch" not in sys.modules
+                                  and "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        self.start_method = method
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
+                                        initializer=_init_worker,
+                                        initargs=(str(dataset_dir), prior, reconstructor, int(threads)))
+
+    def _submit(self, method: str, *args: Any) -> Future:
+        if self.pool is not None:
+            return self.pool.submit(_in_worker, method, *args)
+        fut: Future = Future()
+        try:
+            fut.set_result(getattr(self.scorer, method)(*args))
+        except Exception as exc:  # noqa: BLE001 - raised by result(), as from a worker
+            fut.set_exception(exc)
+        return fut
+
+    def prior(self, length: int, rows: list[int]) -> Future:
+        """The prior's scores of the dataset ``rows``, chains of ``length`` residues
+        (:meth:`ChainScorer.prior_run`)."""
+        return self._submit("prior_run", length, rows)
+
+    def model(self, row: int, predictor: Any, sequence: str, distances: Any, model_s: float) -> Future:
+        """A :class:`ModelRun` of the model's ``distances`` of a dataset row
+        (:meth:`ChainScorer.model_run`)."""
+        return self._submit("model_run", row, predictor if self.pool is None else without_model(predictor),
+                            sequence, distances, model_s)
+
+    def close(self) -> None:
+        """Stop the workers (jobs not started are cancelled)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
