@@ -523,3 +523,53 @@ def test_predict_page_shows_the_predicted_ss(tmp_path):
     want = "CCCCC" + "H" * (len(chain) - 5)
     assert f'data-name="predicted" data-ss="{want}"' in text
     assert 'data-key="ss"' not in text  # the string is drawn, not tabulated
+
+
+# ---------------------------------------------------------------- evaluation plots (distfold.report.plots)
+
+
+def test_evaluation_plots_keep_every_label_inside_the_figure_and_off_the_other_axes(tmp_path, monkeypatch):
+    """The plots place their axes at fixed margins (no layout engine): with 4-digit residue
+    numbers, long titles and small log values, no text may leave the figure, and no axes'
+    labels may run into another axes."""
+    from distfold.report import plots
+
+    drawn = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (drawn.append(fig), save(fig, path))[1])
+    rng = np.random.default_rng(0)
+    panels = []
+    for n in (1200, 30):
+        x = np.cumsum(rng.normal(size=(n, 3)), axis=0) * 2.0
+        true = distance_matrix(x)
+        true[:5] = true[:, :5] = np.nan
+        panels.append({"title": f"worst lDDT: c0123456789ab (L={n}, lDDT 0.123, TM 0.456)", "true": true,
+                       "pred": np.nan_to_num(true, nan=10.0) * 1.1})
+    plots.distance_maps(tmp_path / "maps.png", panels)
+    edges = np.arange(-30, 30.25, 0.5)
+    plots.error_histogram(tmp_path / "hist.png", edges, {"model": rng.integers(0, 10 ** 6, len(edges) - 1),
+                                                         "prior": rng.integers(0, 10 ** 6, len(edges) - 1)},
+                          {"model": 8.43, "prior": 8.62}, {"model": 1234567, "prior": 1234567})
+    plots.error_by_separation(tmp_path / "sep.png", {"model": rng.random(1500) * 1e4, "prior": rng.random(1500) * 1e4},
+                              np.full(1500, 1000.0))
+    conf = rng.random(20000) * 100
+    table = [{"n": 1, "mean_predicted": c, "mean_observed": c + 5} for c in range(5, 100, 10)]
+    plots.calibration(tmp_path / "cal.png", conf, np.clip(conf + rng.normal(0, 10, len(conf)), 0, 100), table)
+    rows = [{"kind": "train", "step": s, "loss": 1e-4 / (1 + s), "grad_norm": 1e5 / (1 + s)} for s in range(0, 20001, 500)]
+    rows += [{"kind": "val", "step": s, "mae": 12.5 - s / 1e4, "prior_mae": 13.0, "lddt": 0.3} for s in range(0, 20001, 5000)]
+    plots.training_curves(tmp_path / "curves.png", rows)
+    assert len(drawn) == 5
+    for fig in drawn:
+        renderer = fig.canvas.get_renderer()
+        width, height = fig.bbox.width, fig.bbox.height
+        # an axes' tight box holds what it draws: ticks within its limits, labels, title, legend
+        boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]
+        for ax, bb in zip(fig.axes, boxes):
+            assert bb.x0 >= -1 and bb.y0 >= -1 and bb.x1 <= width + 1 and bb.y1 <= height + 1, \
+                (ax.get_title(loc="left") or ax.get_title() or ax.get_ylabel(), bb)
+        # the left map's title runs on over the right one by design: titles' widths left out here
+        inner = [ax.get_tightbbox(renderer, for_layout_only=True) for ax in fig.axes]
+        for i, a in enumerate(inner):
+            for b in inner[i + 1:]:
+                overlap = min(a.x1, b.x1) - max(a.x0, b.x0), min(a.y1, b.y1) - max(a.y0, b.y0)
+                assert min(overlap) <= 1, (a, b)

@@ -21,12 +21,24 @@ COLOURS = {"model": "tab:blue", "prior": "tab:orange"}
 
 
 def _figure(width: float, height: float):
+    """A figure of ``width`` x ``height`` inches at 100 dpi with no layout engine: each plot
+    places its axes at fixed margins in inches (:func:`_margins`). Constrained layout
+    measured every tick label and title at two layout passes per drawing, about half of
+    each plot's time (a whole evaluation's five plots: 3.5 s with it, 1.8 s without)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _margins(fig, left: float, right: float, bottom: float, top: float, gap: float = 0.0, panels: int = 1) -> None:
+    """Subplot margins of ``fig`` in inches, and ``gap`` inches between its ``panels`` side by side."""
+    w, h = fig.get_size_inches()
+    width = (w - left - right - gap * (panels - 1)) / panels
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
+                        wspace=gap / width if panels > 1 else 0.0)
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
@@ -42,19 +54,28 @@ def distance_maps(path, panels: Sequence[dict[str, Any]]) -> Path:
     panels: dicts with ``title``, ``pred`` (L, L) Å, ``true`` (L, L) Å (NaN masked).
     """
     n = max(1, len(panels))
-    fig = _figure(8.0, 3.6 * n)
-    axes = fig.subplots(n, 2, squeeze=False)
-    for row, panel in zip(axes, panels):
+    row_h = 3.6
+    fig = _figure(8.0, row_h * n)
+    # per row, in inches: two square maps of SIDE under their titles, a colour bar at 80 % of
+    # their height, room for the tick labels and axis labels at left, below and right
+    side, top, left, gap, bar_gap, bar_w = 2.6, 0.45, 0.75, 0.85, 0.3, 0.13
+    for r, panel in enumerate(panels):
         true = np.asarray(panel["true"], dtype=float)
         pred = np.asarray(panel["pred"], dtype=float)
         vmax = float(np.nanpercentile(true, 99)) if np.isfinite(true).any() else float(np.nanmax(pred))
-        for ax, mat, label in ((row[0], pred, f"{panel['title']}\npredicted"),
-                               (row[1], true, "\ntrue (masked residues blank)")):
+        y = (row_h * (n - r) - top - side) / fig.get_figheight()
+        x0 = left / 8.0
+        x1 = (left + side + gap) / 8.0
+        for x, mat, label, loc in ((x0, pred, f"{panel['title']}\npredicted", "left"),
+                                   (x1, true, "\ntrue (masked residues blank)", "center")):
+            ax = fig.add_axes((x, y, side / 8.0, side / fig.get_figheight()))
             im = ax.imshow(np.ma.masked_invalid(mat), cmap="viridis_r", vmin=0, vmax=vmax, interpolation="nearest")
-            ax.set_title(label, fontsize=9, loc="left" if ax is row[0] else "center")
+            ax.set_title(label, fontsize=9, loc=loc)
             ax.set_xlabel("residue j")
             ax.set_ylabel("residue i")
-        fig.colorbar(im, ax=list(row), label="C-alpha distance (Å)", shrink=0.8)
+        cax = fig.add_axes(((left + 2 * side + gap + bar_gap) / 8.0, y + 0.1 * side / fig.get_figheight(),
+                            bar_w / 8.0, 0.8 * side / fig.get_figheight()))
+        fig.colorbar(im, cax=cax, label="C-alpha distance (Å)")
     return _save(fig, path)
 
 
@@ -66,6 +87,7 @@ def error_histogram(path, edges: np.ndarray, counts: dict[str, np.ndarray], mae:
     into the outer bins); mae, n_pairs: per method, for the legend.
     """
     fig = _figure(6.5, 4.0)
+    _margins(fig, left=0.7, right=0.15, bottom=0.55, top=0.15)
     ax = fig.subplots()
     edges = np.asarray(edges, dtype=float)
     widths = np.diff(edges)
@@ -94,6 +116,7 @@ def error_by_separation(path, sums: dict[str, np.ndarray], counts: np.ndarray) -
     sums: method -> (S,) sum of |error| at separation s; counts: (S,) pairs at s.
     """
     fig = _figure(6.5, 4.0)
+    _margins(fig, left=0.7, right=0.15, bottom=0.55, top=0.15)
     ax = fig.subplots()
     counts = np.asarray(counts, dtype=float)
     bins = separation_bins(len(counts) - 1)
@@ -115,6 +138,7 @@ def calibration(path, predicted: np.ndarray, observed: np.ndarray, table: Sequen
     """Per-residue confidence (predicted lDDT) against observed lDDT of the
     predicted distances, both 0-100: a sample of residues and the binned means."""
     fig = _figure(5.0, 5.0)
+    _margins(fig, left=0.7, right=0.2, bottom=0.55, top=0.15)
     ax = fig.subplots()
     p = np.asarray(predicted, dtype=float)
     o = np.asarray(observed, dtype=float)
@@ -203,6 +227,7 @@ def training_curves(path, rows: Sequence[dict[str, Any]]) -> Path | None:
         panels.setdefault(_panel(k), {})[k] = v
     order = [p for p in ("loss", "gradient norm", "distance error (Å)", "score") if p in panels]
     fig = _figure(4.2 * len(order) + 1.0, 4.0)
+    _margins(fig, left=0.8, right=0.2, bottom=0.55, top=0.35, gap=0.8, panels=len(order))
     axes = fig.subplots(1, len(order), squeeze=False)[0]
     for ax, title in zip(axes, order):
         for k, (xs, ys) in sorted(panels[title].items()):
