@@ -12,6 +12,7 @@ differences from it are the change being measured.
 
     python benchmarks/bench_evaluate.py --vs HEAD~3
     python benchmarks/bench_evaluate.py --data ../runs/ds_ss --split val --max-length 256 --vs REV --rounds 3
+    python benchmarks/bench_evaluate.py --vs 7f4a686 --model core/default_model   # one model for both sides
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ TIMING_KEYS = {"total_s", "seconds", "model_timings"}
 LOCATION_PATHS = {"/model/path"}
 
 
-def run_evaluate(env: dict[str, str], data: Path, split: str, max_length: int, out: Path) -> tuple[float, float]:
-    """(wall s, CPU s) of one whole ``distfold evaluate`` process."""
+def run_evaluate(env: dict[str, str], data: Path, split: str, max_length: int, out: Path,
+                 model: Path | None = None) -> tuple[float, float]:
+    """(wall s, CPU s) of one whole ``distfold evaluate`` process (its worker processes included:
+    they are its children, waited for)."""
     cmd = [sys.executable, "-m", "distfold", "evaluate", str(data), "--split", split, "--max-length",
-           str(max_length), "-o", str(out)]
+           str(max_length), "-o", str(out)] + (["--model", str(model)] if model is not None else [])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
@@ -85,6 +88,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0,
                     help="OMP/BLAS threads for both sides (0: leave the environment alone)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the two first reports under this folder")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="model folder for both sides (default: each side's shipped model, which differs "
+                         "between revisions that ship different models)")
     args = ap.parse_args(argv)
     if not (args.data / "dataset.json").is_file():
         sys.exit(f"bench_evaluate: {args.data}: not a distfold dataset")
@@ -103,15 +109,16 @@ def main(argv=None) -> int:
             order = ("before", "now") if rnd % 2 == 0 else ("now", "before")
             for side in order:
                 out = keep / side if rnd == 0 else tmp / f"{side}_{rnd}"
-                w, c = run_evaluate(envs[side], args.data, args.split, args.max_length, out)
+                w, c = run_evaluate(envs[side], args.data, args.split, args.max_length, out, args.model)
                 wall[side].append(w)
                 cpu[side].append(c)
                 print(f"round {rnd + 1} {side:6s} wall {w:.2f} s  cpu {c:.2f} s", file=sys.stderr, flush=True)
         metrics = {side: json.loads((keep / side / "metrics.json").read_text()) for side in envs}
         diff = differences(metrics["before"], metrics["now"])
         n_chains = metrics["now"]["dataset"]["n_chains"]
-        print(f"distfold evaluate {args.data} --split {args.split} --max-length {args.max_length} ({n_chains} chains), "
-              f"{args.rounds} rounds, min / median / max:")
+        model = f" --model {args.model}" if args.model is not None else ""
+        print(f"distfold evaluate {args.data} --split {args.split} --max-length {args.max_length}{model} "
+              f"({n_chains} chains), {args.rounds} rounds, min / median / max:")
         for side in ("before", "now"):
             label = f"{side} ({args.vs})" if side == "before" else side
             print(f"  {label:20s} wall {spread(wall[side])} s   cpu {spread(cpu[side])} s")

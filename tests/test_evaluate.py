@@ -245,7 +245,7 @@ def test_workers_give_the_same_report_as_one_process(report, dataset, tmp_path):
 
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
-def test_chain_jobs_in_worker_processes_equal_those_in_this_one(dataset, start_method):
+def test_chain_jobs_in_worker_processes_equal_those_in_this_one(dataset, start_method, tmp_path):
     from distfold.pipeline.evaluate_jobs import ChainJobs
     from distfold.pipeline.predict import cpu_threads
     from distfold.pipeline.predictor import Predictor, create_reconstructor
@@ -258,11 +258,13 @@ def test_chain_jobs_in_worker_processes_equal_those_in_this_one(dataset, start_m
     results = []
     for workers, method in ((1, None), (2, start_method)):
         with cpu_threads(1):  # here as in the workers (threads=1)
-            jobs = ChainJobs(workers, dataset, prior, create_reconstructor("smacof"), start_method=method)
+            out = tmp_path / f"{workers}"
+            out.mkdir()
+            jobs = ChainJobs(workers, dataset, prior, create_reconstructor("smacof"), {}, out, start_method=method)
             try:
                 priors = [jobs.prior(ds.records[i]["length"], [i]) for i in rows]
-                models = [jobs.model(i, predictor, ds[i].sequence, predictor.distances(ds[i].sequence), 0.0)
-                          for i in rows]
+                models = [jobs.model(i, predictor, ds[i].sequence, predictor.distances(ds[i].sequence), 0.0,
+                                     f"c{i}") for i in rows]
                 results.append(([f.result() for f in priors], [f.result() for f in models]))
             finally:
                 jobs.close()
@@ -272,6 +274,10 @@ def test_chain_jobs_in_worker_processes_equal_those_in_this_one(dataset, start_m
         assert a.scores == b.scores
         assert np.array_equal(a.xyz, b.xyz) and np.array_equal(a.pred.confidence, b.pred.confidence)
         assert np.array_equal(a.per_residue_lddt, b.per_residue_lddt, equal_nan=True)
+    written = sorted(p.name for p in (tmp_path / "1").iterdir())
+    assert written == sorted(f"c{i}{ext}" for i in rows for ext in (".pdb", ".ref.pdb"))
+    for name in written:
+        assert (tmp_path / "2" / name).read_bytes() == (tmp_path / "1" / name).read_bytes(), name
 
 
 def test_bad_worker_counts(dataset, tmp_path):

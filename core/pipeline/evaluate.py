@@ -64,6 +64,7 @@ import numpy as np
 from distfold.errors import DistfoldError, InputError, UsageError, message
 from distfold.fileio import atomic_write
 from distfold.pipeline.chain_scores import as_written, contact_scores, score_coords, score_matrix  # noqa: F401
+from distfold.pipeline.evaluate_jobs import ChainJobs, write_reference_trace  # noqa: F401
 from distfold.pipeline.predictor import Predictor
 from distfold.serialise import dump
 
@@ -116,21 +117,23 @@ class _SSPool:
     def __init__(self) -> None:
         self.chains: list[tuple[str, dict[str, str]]] = []
 
-    def add(self, ref: str, preds: dict[str, str]) -> None:
-        self.chains.append((ref, preds))
+    def add(self, ref: str, preds: dict[str, str], scores: dict[str, dict[str, Any]]) -> None:
+        """One chain's reference, predictions and their :func:`~distfold.structure.secondary.ss_scores`
+        (per predictor), computed with the chain's other scores."""
+        self.chains.append((ref, preds, scores))
 
     def summary(self) -> dict[str, Any] | None:
         from distfold.structure.secondary import SS_UNLABELLED, ss_scores
 
         if not self.chains:
             return None
-        ref = SS_UNLABELLED.join(r for r, _ in self.chains)
+        ref = SS_UNLABELLED.join(r for r, _, _ in self.chains)
         out: dict[str, Any] = {"n_chains": len(self.chains), "n_residues": sum(c != SS_UNLABELLED for c in ref)}
         for m in SS_METHODS:
-            if not all(m in preds for _, preds in self.chains):
+            if not all(m in preds for _, preds, _ in self.chains):
                 continue
-            pooled = ss_scores(ref, "C".join(preds[m] for _, preds in self.chains))
-            per_chain = [ss_scores(r, preds[m]) for r, preds in self.chains]
+            pooled = ss_scores(ref, "C".join(preds[m] for _, preds, _ in self.chains))
+            per_chain = [scores[m] for _, _, scores in self.chains]
             pooled["q3_chain"] = _nan_stats([c["q3"] for c in per_chain])
             pooled["sov_chain"] = _nan_stats([c["sov"] for c in per_chain])
             out[m] = pooled
@@ -192,27 +195,6 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
     if len(a) < 2 or a.std() == 0 or b.std() == 0:
         return None
     return float(np.corrcoef(a, b)[0, 1])
-
-
-def write_reference_trace(path: Path, coords: np.ndarray, sequence: str, mask: np.ndarray) -> None:
-    """The observed C-alphas of a reference chain, numbered by full-sequence position (1-based)."""
-    from Bio.PDB import PDBIO
-    from Bio.PDB.StructureBuilder import StructureBuilder
-
-    from distfold.structure.io import AA1_TO_3
-
-    sb = StructureBuilder()
-    sb.init_structure("reference")
-    sb.init_model(0)
-    sb.init_chain("A")
-    sb.init_seg("    ")
-    for i in np.flatnonzero(mask):
-        sb.init_residue(AA1_TO_3.get(sequence[i], "UNK"), " ", int(i) + 1, " ")
-        sb.init_atom("CA", np.asarray(coords[i], dtype=np.float64), 0.0, 1.0, " ", " CA ", int(i) + 1, "C")
-    io_ = PDBIO()
-    io_.set_structure(sb.get_structure())
-    with atomic_write(path, "w") as fh:
-        io_.save(fh)
 
 
 class _SeparationAccumulator:
@@ -293,7 +275,6 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
     from distfold.pipeline.predict import resolve_device
     from distfold.pipeline.windows import check_length
     from distfold.structure.sequence import safe_id
-    from distfold.structure.io import write_ca_trace
 
     t_start = time.perf_counter()
     log = log or (lambda _m: None)
@@ -343,8 +324,6 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
             log("no labelled train chain: the secondary-structure baselines are left out")
     ss_pool = _SSPool()
 
-    from distfold.pipeline.evaluate_jobs import ChainJobs
-
     # ids, length checks and the jobs' order: chains in length order, the prior's one per length
     todo: list[tuple[int, str, str, Exception | None]] = []  # (dataset row, id, sequence, length error)
     used_ids: set[str] = set()
@@ -369,7 +348,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
         recon = create_reconstructor(reconstruct)  # the prior's jobs start before the model is loaded
     else:
         recon = predictor.reconstructor
-    jobs = ChainJobs(workers, dataset_dir, prior, recon, threads=worker_threads)
+    jobs = ChainJobs(workers, dataset_dir, prior, recon, baselines, struct_dir, threads=worker_threads)
     try:
         # the prior needs no model: its jobs run while the model loads
         prior_jobs = {n: jobs.prior(n, rows) for n, rows in by_length.items()} if prior is not None else {}
@@ -399,7 +378,6 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
             rec = sample.record
             mask = sample.mask
             true_d = sample.distances().astype(np.float64)
-            ref = as_written(sample.coords)
             row: dict[str, Any] = {"id": cid, "length": len(seq), "n_observed": int(mask.sum()),
                                    "family": rec.get("family")}
             try:
@@ -414,25 +392,13 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
                     row["prior"] = p_scores
                     if prior_d is None or len(prior_d) != len(seq):
                         prior_d = prior.matrix(len(seq)).astype(np.float32)
-                ss_preds: dict[str, str] = {}
-                if ss_refs[i] is not None:
-                    from distfold.structure.secondary import ss_scores
-
-                    if pred.ss is not None:
-                        ss_preds["model"] = pred.ss
-                    ss_preds.update({m: b.predict(seq) for m, b in baselines.items()})
-                    row["ss"] = {"n_labelled": sum(c != "-" for c in ss_refs[i]), "reference": ss_refs[i]}
-                    if pred.ss is not None:
-                        row["ss"]["model"] = pred.ss
-                    for m, p_ss in ss_preds.items():
-                        sc = ss_scores(ss_refs[i], p_ss)
-                        row["ss"].update({f"{m}_q3": sc["q3"], f"{m}_sov": sc["sov"]})
-                bf = np.zeros(len(seq)) if pred.confidence is None else np.round(pred.confidence, 2)
-                write_ca_trace(struct_dir / f"{cid}.pdb", run.xyz, seq, bf, "pdb", ss=pred.ss)
-                write_reference_trace(struct_dir / f"{cid}.ref.pdb", ref, seq, mask)
+                if run.ss is not None:
+                    row["ss"] = run.ss
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # noqa: BLE001 - one chain must not stop the evaluation
+                for f in (struct_dir / f"{cid}.pdb", struct_dir / f"{cid}.ref.pdb"):  # written by its job
+                    f.unlink(missing_ok=True)
                 msg = message(exc)
                 failed.append({"id": cid, "length": len(seq), "error": msg})
                 log(f"[{k}/{len(idx)}] {cid}  L={len(seq)}  FAILED: {msg}")
@@ -442,8 +408,8 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
                 ok = mask & np.isfinite(run.per_residue_lddt)
                 calib_pred.append(pred.confidence[ok])
                 calib_obs.append(100.0 * run.per_residue_lddt[ok])
-            if ss_preds:
-                ss_pool.add(ss_refs[i], ss_preds)
+            if run.ss_predictions:
+                ss_pool.add(ss_refs[i], run.ss_predictions, run.ss_scores)
             hist.add("model", pred.distance, true_d, mask)
             sep_acc.add("model", pred.distance, true_d, mask, count=True)
             if prior is not None:
@@ -470,7 +436,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
                     raise too_long
                 p = predictor.distances(seq)
                 model_s = time.perf_counter() - t0
-                job = jobs.model(i, predictor, seq, p, model_s)
+                job = jobs.model(i, predictor, seq, p, model_s, cid, ss_refs[i])
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # noqa: BLE001 - reported by finish as that chain's failure

@@ -28,9 +28,12 @@ import time
 import types
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from distfold.fileio import atomic_write
 
 #: Default worker processes: one per core, at most this many (the calling process
 #: runs the model beside them, and each worker holds a chain's matrices).
@@ -60,25 +63,55 @@ def without_model(predictor: Any) -> Any:
 class ModelRun:
     """One chain's model results: the prediction (its ``variance`` and ``contact_prob``
     dropped: the caller does not use them), the coordinates as written, the scores,
-    the per-residue lDDT of the predicted matrix, and the job's seconds."""
+    the per-residue lDDT of the predicted matrix, the job's seconds; for a chain with
+    reference secondary structure, the report's ``ss`` entry, the predicted strings per
+    predictor and their :func:`~distfold.structure.secondary.ss_scores`."""
 
     pred: Any
     xyz: np.ndarray
     scores: dict[str, Any]
     per_residue_lddt: np.ndarray
     seconds: float
+    ss: dict[str, Any] | None = None
+    ss_predictions: dict[str, str] | None = None
+    ss_scores: dict[str, dict[str, Any]] | None = None
+
+
+def write_reference_trace(path: Path, coords: np.ndarray, sequence: str, mask: np.ndarray) -> None:
+    """The observed C-alphas of a reference chain, numbered by full-sequence position (1-based)."""
+    from Bio.PDB import PDBIO
+    from Bio.PDB.StructureBuilder import StructureBuilder
+
+    from distfold.structure.io import AA1_TO_3
+
+    sb = StructureBuilder()
+    sb.init_structure("reference")
+    sb.init_model(0)
+    sb.init_chain("A")
+    sb.init_seg("    ")
+    for i in np.flatnonzero(mask):
+        sb.init_residue(AA1_TO_3.get(sequence[i], "UNK"), " ", int(i) + 1, " ")
+        sb.init_atom("CA", np.asarray(coords[i], dtype=np.float64), 0.0, 1.0, " ", " CA ", int(i) + 1, "C")
+    io_ = PDBIO()
+    io_.set_structure(sb.get_structure())
+    with atomic_write(path, "w") as fh:
+        io_.save(fh)
 
 
 class ChainScorer:
-    """The jobs themselves, on one opened dataset, the fitted prior (or None) and the
-    reconstructor."""
+    """The jobs themselves, on one opened dataset, the fitted prior (or None), the
+    reconstructor, the secondary-structure baselines (name -> fitted predictor) and the
+    folder the structures are written to."""
 
-    def __init__(self, dataset_dir: str | os.PathLike, prior: Any, reconstructor: Any) -> None:
+    def __init__(self, dataset_dir: str | os.PathLike, prior: Any, reconstructor: Any,
+                 baselines: dict[str, Any], struct_dir: str | os.PathLike) -> None:
         from distfold.data.dataset import Dataset
 
         self.ds = Dataset(dataset_dir)
         self.prior = prior
         self.reconstructor = reconstructor
+        self.baselines = baselines
+        self.struct_dir = Path(struct_dir)
 
     def truth(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(true distances float64, mask, reference coordinates as written) of a dataset row."""
@@ -119,10 +152,14 @@ class ChainScorer:
                 out[row] = exc
         return out
 
-    def model_run(self, row: int, predictor: Any, sequence: str, distances: Any, model_s: float) -> ModelRun:
+    def model_run(self, row: int, predictor: Any, sequence: str, distances: Any, model_s: float, cid: str,
+                  ss_ref: str | None) -> ModelRun:
         """Reconstruct and score the model's :class:`~distfold.pipeline.predictor.PredictedDistances`
-        of a dataset row."""
+        of a dataset row, score its secondary structure and the baselines' against ``ss_ref``
+        (when not None), and write ``<cid>.pdb`` (the model, confidence in the B-factor column)
+        and ``<cid>.ref.pdb`` (the observed reference) into the structures folder, last."""
         from distfold.pipeline.chain_scores import as_written, contact_scores, score_coords, score_matrix
+        from distfold.structure.io import write_ca_trace
 
         t = time.perf_counter()
         true_d, mask, ref = self.truth(row)
@@ -135,15 +172,32 @@ class ChainScorer:
         scores.update({"stress1": pred.diagnostics.get("stress1"), "mirrored": pred.diagnostics.get("mirrored"),
                        "handedness_margin": pred.diagnostics.get("handedness_margin"),
                        "confidence": pred.mean_confidence})
+        ss_entry = ss_predictions = ss_chain_scores = None
+        if ss_ref is not None:
+            from distfold.structure.secondary import ss_scores
+
+            ss_predictions = {} if pred.ss is None else {"model": pred.ss}
+            ss_predictions.update({m: b.predict(sequence) for m, b in self.baselines.items()})
+            ss_entry = {"n_labelled": sum(c != "-" for c in ss_ref), "reference": ss_ref}
+            if pred.ss is not None:
+                ss_entry["model"] = pred.ss
+            ss_chain_scores = {}
+            for m, p_ss in ss_predictions.items():
+                sc = ss_chain_scores[m] = ss_scores(ss_ref, p_ss)
+                ss_entry.update({f"{m}_q3": sc["q3"], f"{m}_sov": sc["sov"]})
+        bf = np.zeros(len(sequence)) if pred.confidence is None else np.round(pred.confidence, 2)
+        write_ca_trace(self.struct_dir / f"{cid}.pdb", xyz, sequence, bf, "pdb", ss=pred.ss)
+        write_reference_trace(self.struct_dir / f"{cid}.ref.pdb", ref, sequence, mask)
         pred.variance = pred.contact_prob = None
-        return ModelRun(pred, xyz, scores, per_res, time.perf_counter() - t)
+        return ModelRun(pred, xyz, scores, per_res, time.perf_counter() - t, ss_entry, ss_predictions,
+                        ss_chain_scores)
 
 
 _SCORER: ChainScorer | None = None  # a worker's, made by _init_worker
 _LIMITS: Any = None  # a worker's thread limits, held for its lifetime
 
 
-def _init_worker(dataset_dir: str, prior: Any, reconstructor: Any, threads: int) -> None:
+def _init_worker(threads: int, *scorer_args: Any) -> None:
     global _SCORER, _LIMITS
     from threadpoolctl import threadpool_limits
 
@@ -151,7 +205,7 @@ def _init_worker(dataset_dir: str, prior: Any, reconstructor: Any, threads: int)
 
     os.environ.update({k: str(threads) for k in THREAD_ENV})  # pools loaded later (scipy's OpenBLAS)
     _LIMITS = threadpool_limits(limits=threads)  # pools already loaded
-    _SCORER = ChainScorer(dataset_dir, prior, reconstructor)
+    _SCORER = ChainScorer(*scorer_args)
 
 
 def _in_worker(method: str, *args: Any) -> Any:
@@ -166,13 +220,14 @@ class ChainJobs:
     while torch is not loaded, else spawn). Close with :meth:`close`."""
 
     def __init__(self, workers: int, dataset_dir: str | os.PathLike, prior: Any, reconstructor: Any,
-                 threads: int = 1, start_method: str | None = None) -> None:
+                 baselines: dict[str, Any], struct_dir: str | os.PathLike, threads: int = 1,
+                 start_method: str | None = None) -> None:
         self.workers = int(workers)
         self.pool = None
         self.start_method: str | None = None
         self.scorer: ChainScorer | None = None
         if self.workers == 1:
-            self.scorer = ChainScorer(dataset_dir, prior, reconstructor)
+            self.scorer = ChainScorer(dataset_dir, prior, reconstructor, baselines, struct_dir)
             return
         import multiprocessing
         import sys
@@ -187,7 +242,8 @@ class ChainJobs:
         self.start_method = method
         self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
                                         initializer=_init_worker,
-                                        initargs=(str(dataset_dir), prior, reconstructor, int(threads)))
+                                        initargs=(int(threads), str(dataset_dir), prior, reconstructor, baselines,
+                                                  str(struct_dir)))
 
     def _submit(self, method: str, *args: Any) -> Future:
         if self.pool is not None:
@@ -204,11 +260,12 @@ class ChainJobs:
         (:meth:`ChainScorer.prior_run`)."""
         return self._submit("prior_run", length, rows)
 
-    def model(self, row: int, predictor: Any, sequence: str, distances: Any, model_s: float) -> Future:
-        """A :class:`ModelRun` of the model's ``distances`` of a dataset row
-        (:meth:`ChainScorer.model_run`)."""
+    def model(self, row: int, predictor: Any, sequence: str, distances: Any, model_s: float, cid: str,
+              ss_ref: str | None = None) -> Future:
+        """A :class:`ModelRun` of the model's ``distances`` of a dataset row, its structures
+        written as ``cid`` (:meth:`ChainScorer.model_run`)."""
         return self._submit("model_run", row, predictor if self.pool is None else without_model(predictor),
-                            sequence, distances, model_s)
+                            sequence, distances, model_s, cid, ss_ref)
 
     def close(self) -> None:
         """Stop the workers (jobs not started are cancelled)."""
