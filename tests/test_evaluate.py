@@ -252,7 +252,6 @@ def test_chain_jobs_in_worker_processes_equal_those_in_this_one(dataset, start_m
     from distfold.pipeline.prior import SeparationPrior
 
     ds = Dataset(dataset)
-    prior = SeparationPrior().fit(ds, split="train")
     rows = ds.indices("val")
     predictor = Predictor(OracleModel(dataset), "smacof")
     results = []
@@ -260,9 +259,11 @@ def test_chain_jobs_in_worker_processes_equal_those_in_this_one(dataset, start_m
         with cpu_threads(1):  # here as in the workers (threads=1)
             out = tmp_path / f"{workers}"
             out.mkdir()
-            jobs = ChainJobs(workers, dataset, prior, create_reconstructor("smacof"), {}, out, start_method=method)
+            jobs = ChainJobs(workers, dataset, create_reconstructor("smacof"), out, start_method=method)
             try:
-                priors = [jobs.prior(ds.records[i]["length"], [i]) for i in rows]
+                prior, _ = jobs.fit_prior().result()
+                assert prior.table.tobytes() == SeparationPrior().fit(ds, split="train").table.tobytes()
+                priors = [jobs.prior(prior, ds.records[i]["length"], [i]) for i in rows]
                 models = [jobs.model(i, predictor, ds[i].sequence, predictor.distances(ds[i].sequence), 0.0,
                                      f"c{i}") for i in rows]
                 results.append(([f.result() for f in priors], [f.result() for f in models]))

@@ -54,7 +54,7 @@ import io
 import math
 import os
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -296,32 +296,12 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
     struct_dir = report_dir / "structures"
     struct_dir.mkdir(parents=True, exist_ok=True)
 
-    prior = None
-    if with_prior:
-        from distfold.pipeline.prior import SeparationPrior
-
-        if ds.indices("train"):
-            t = time.perf_counter()
-            prior = SeparationPrior().fit(ds, split="train")
-            log(f"separation prior fitted on {len(ds.indices('train'))} train chains in {time.perf_counter() - t:.1f} s")
-        else:
-            log("no train split: the separation prior is left out")
-
     ss_refs = {i: reference_ss(ds.records[i], f"{dataset_dir}: chain {ds.records[i].get('id', i)!r}")
                for i in idx}
-    baselines: dict[str, Any] = {}
+    train_ss = []
     if any(v is not None for v in ss_refs.values()):
-        from distfold.pipeline.ss_baselines import MajorityClass, WindowClassifier
-
-        train = [(ds.records[i]["sequence"], ref) for i in ds.indices("train")
-                 if (ref := reference_ss(ds.records[i], f"{dataset_dir}: chain {ds.records[i].get('id', i)!r}"))]
-        if train:
-            t = time.perf_counter()
-            baselines = {"majority": MajorityClass().fit(train), "window": WindowClassifier().fit(train)}
-            log(f"secondary-structure baselines fitted on {len(train)} labelled train chains "
-                f"({baselines['window'].n_residues} residues) in {time.perf_counter() - t:.1f} s")
-        else:
-            log("no labelled train chain: the secondary-structure baselines are left out")
+        train_ss = [(ds.records[i]["sequence"], ref) for i in ds.indices("train")
+                    if (ref := reference_ss(ds.records[i], f"{dataset_dir}: chain {ds.records[i].get('id', i)!r}"))]
     ss_pool = _SSPool()
 
     # ids, length checks and the jobs' order: chains in length order, the prior's one per length
@@ -348,14 +328,36 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
         recon = create_reconstructor(reconstruct)  # the prior's jobs start before the model is loaded
     else:
         recon = predictor.reconstructor
-    jobs = ChainJobs(workers, dataset_dir, prior, recon, baselines, struct_dir, threads=worker_threads)
+    jobs = ChainJobs(workers, dataset_dir, recon, struct_dir, threads=worker_threads)
     try:
-        # the prior needs no model: its jobs run while the model loads
-        prior_jobs = {n: jobs.prior(n, rows) for n, rows in by_length.items()} if prior is not None else {}
+        # the prior and the SS baselines are fitted by jobs, the model loads beside them (a thread:
+        # mostly imports), and the prior's jobs need no model: with workers, all of it at once
+        n_train = len(ds.indices("train"))
+        prior_fit = jobs.fit_prior() if with_prior and n_train else None
+        baselines_fit = jobs.fit_baselines(train_ss) if train_ss else None
         t = time.perf_counter()
-        if predictor is None:
-            predictor = (Predictor.load(model_dir, reconstruct, resolve_device(device)) if model is None
-                         else Predictor(model, reconstruct))
+        with ThreadPoolExecutor(1) as loader:
+            loading = None
+            if predictor is None:
+                loading = loader.submit(lambda: Predictor.load(model_dir, reconstruct, resolve_device(device))
+                                        if model is None else Predictor(model, reconstruct))
+            prior = None
+            if prior_fit is not None:
+                prior, seconds = prior_fit.result()
+                log(f"separation prior fitted on {n_train} train chains in {seconds:.1f} s")
+            elif with_prior:
+                log("no train split: the separation prior is left out")
+            # the prior needs no model: its jobs run while the model loads
+            prior_jobs = {n: jobs.prior(prior, n, rows) for n, rows in by_length.items()} if prior is not None else {}
+            baselines: dict[str, Any] = {}
+            if baselines_fit is not None:
+                baselines, seconds = baselines_fit.result()
+                log(f"secondary-structure baselines fitted on {len(train_ss)} labelled train chains "
+                    f"({baselines['window'].n_residues} residues) in {seconds:.1f} s")
+            elif any(v is not None for v in ss_refs.values()):
+                log("no labelled train chain: the secondary-structure baselines are left out")
+            if loading is not None:
+                predictor = loading.result()
         model_info = predictor.identity
         log(f"model {model_info['name']} loaded in {time.perf_counter() - t:.1f} s; "
             f"{len(idx)} {split} chains; reconstructor {predictor.reconstructor_name}"
@@ -436,7 +438,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
                     raise too_long
                 p = predictor.distances(seq)
                 model_s = time.perf_counter() - t0
-                job = jobs.model(i, predictor, seq, p, model_s, cid, ss_refs[i])
+                job = jobs.model(i, predictor, seq, p, model_s, cid, ss_refs[i], baselines)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # noqa: BLE001 - reported by finish as that chain's failure

@@ -7,7 +7,8 @@ probabilities (:meth:`distfold.pipeline.predictor.Predictor.complete`), and the 
 of the model (:mod:`distfold.pipeline.chain_scores`). The separation prior's matrix
 depends on the chain length alone, and so does its reconstruction: one job per length
 reconstructs it and scores every chain of that length; these jobs need neither the
-model nor its output, so they start before the model is loaded.
+model nor its output, so they start before the model is loaded, as soon as the jobs
+that fit the prior and the secondary-structure baselines on the train split are done.
 
 :class:`ChainJobs` hands the jobs to ``workers`` processes
 (:class:`concurrent.futures.ProcessPoolExecutor`; forked before the model is loaded,
@@ -99,19 +100,32 @@ def write_reference_trace(path: Path, coords: np.ndarray, sequence: str, mask: n
 
 
 class ChainScorer:
-    """The jobs themselves, on one opened dataset, the fitted prior (or None), the
-    reconstructor, the secondary-structure baselines (name -> fitted predictor) and the
-    folder the structures are written to."""
+    """The jobs themselves, on one opened dataset, the reconstructor and the folder the
+    structures are written to."""
 
-    def __init__(self, dataset_dir: str | os.PathLike, prior: Any, reconstructor: Any,
-                 baselines: dict[str, Any], struct_dir: str | os.PathLike) -> None:
+    def __init__(self, dataset_dir: str | os.PathLike, reconstructor: Any, struct_dir: str | os.PathLike) -> None:
         from distfold.data.dataset import Dataset
 
         self.ds = Dataset(dataset_dir)
-        self.prior = prior
         self.reconstructor = reconstructor
-        self.baselines = baselines
         self.struct_dir = Path(struct_dir)
+
+    def fit_prior(self) -> tuple[Any, float]:
+        """The :class:`~distfold.pipeline.prior.SeparationPrior` fitted on the train split, and seconds."""
+        from distfold.pipeline.prior import SeparationPrior
+
+        t = time.perf_counter()
+        return SeparationPrior().fit(self.ds, split="train"), time.perf_counter() - t
+
+    @staticmethod
+    def fit_baselines(train: list[tuple[str, str]]) -> tuple[dict[str, Any], float]:
+        """The secondary-structure baselines (:mod:`distfold.pipeline.ss_baselines`) fitted on
+        ``train`` (sequence, reference SS) pairs: ``{"majority", "window"}``, and seconds."""
+        from distfold.pipeline.ss_baselines import MajorityClass, WindowClassifier
+
+        t = time.perf_counter()
+        return ({"majority": MajorityClass().fit(train), "window": WindowClassifier().fit(train)},
+                time.perf_counter() - t)
 
     def truth(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(true distances float64, mask, reference coordinates as written) of a dataset row."""
@@ -120,10 +134,7 @@ class ChainScorer:
         sample = self.ds[row]
         return sample.distances().astype(np.float64), sample.mask, as_written(sample.coords)
 
-    def prior_matrix(self, length: int) -> np.ndarray:
-        return self.prior.matrix(length).astype(np.float32)
-
-    def prior_run(self, length: int, rows: list[int]) -> dict[int, Any]:
+    def prior_run(self, prior: Any, length: int, rows: list[int]) -> dict[int, Any]:
         """The prior's scores of every row (chains of ``length`` residues): ``{row: scores}``,
         or ``{row: exception}`` for a row that could not be scored. The prior's matrix is
         reconstructed once, as :meth:`~distfold.pipeline.predictor.Predictor.reconstruct`
@@ -131,7 +142,7 @@ class ChainScorer:
         from distfold.geometry.reconstruct import reconstruct
         from distfold.pipeline.chain_scores import as_written, contact_scores, score_coords, score_matrix
 
-        prior_d = self.prior_matrix(length)
+        prior_d = prior.matrix(length).astype(np.float32)
         try:
             rec = reconstruct(self.reconstructor, prior_d.astype(np.float64), None)
         except Exception as exc:  # noqa: BLE001 - every chain of this length fails with it
@@ -153,9 +164,9 @@ class ChainScorer:
         return out
 
     def model_run(self, row: int, predictor: Any, sequence: str, distances: Any, model_s: float, cid: str,
-                  ss_ref: str | None) -> ModelRun:
+                  ss_ref: str | None, baselines: dict[str, Any]) -> ModelRun:
         """Reconstruct and score the model's :class:`~distfold.pipeline.predictor.PredictedDistances`
-        of a dataset row, score its secondary structure and the baselines' against ``ss_ref``
+        of a dataset row, score its secondary structure and the ``baselines``' against ``ss_ref``
         (when not None), and write ``<cid>.pdb`` (the model, confidence in the B-factor column)
         and ``<cid>.ref.pdb`` (the observed reference) into the structures folder, last."""
         from distfold.pipeline.chain_scores import as_written, contact_scores, score_coords, score_matrix
@@ -177,7 +188,7 @@ class ChainScorer:
             from distfold.structure.secondary import ss_scores
 
             ss_predictions = {} if pred.ss is None else {"model": pred.ss}
-            ss_predictions.update({m: b.predict(sequence) for m, b in self.baselines.items()})
+            ss_predictions.update({m: b.predict(sequence) for m, b in baselines.items()})
             ss_entry = {"n_labelled": sum(c != "-" for c in ss_ref), "reference": ss_ref}
             if pred.ss is not None:
                 ss_entry["model"] = pred.ss
@@ -219,15 +230,14 @@ class ChainJobs:
     ``threads`` BLAS/OpenMP threads each, started by ``start_method`` (by default fork
     while torch is not loaded, else spawn). Close with :meth:`close`."""
 
-    def __init__(self, workers: int, dataset_dir: str | os.PathLike, prior: Any, reconstructor: Any,
-                 baselines: dict[str, Any], struct_dir: str | os.PathLike, threads: int = 1,
-                 start_method: str | None = None) -> None:
+    def __init__(self, workers: int, dataset_dir: str | os.PathLike, reconstructor: Any,
+                 struct_dir: str | os.PathLike, threads: int = 1, start_method: str | None = None) -> None:
         self.workers = int(workers)
         self.pool = None
         self.start_method: str | None = None
         self.scorer: ChainScorer | None = None
         if self.workers == 1:
-            self.scorer = ChainScorer(dataset_dir, prior, reconstructor, baselines, struct_dir)
+            self.scorer = ChainScorer(dataset_dir, reconstructor, struct_dir)
             return
         import multiprocessing
         import sys
@@ -242,8 +252,7 @@ class ChainJobs:
         self.start_method = method
         self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
                                         initializer=_init_worker,
-                                        initargs=(int(threads), str(dataset_dir), prior, reconstructor, baselines,
-                                                  str(struct_dir)))
+                                        initargs=(int(threads), str(dataset_dir), reconstructor, str(struct_dir)))
 
     def _submit(self, method: str, *args: Any) -> Future:
         if self.pool is not None:
@@ -255,17 +264,25 @@ class ChainJobs:
             fut.set_exception(exc)
         return fut
 
-    def prior(self, length: int, rows: list[int]) -> Future:
-        """The prior's scores of the dataset ``rows``, chains of ``length`` residues
+    def fit_prior(self) -> Future:
+        """(prior, seconds): :meth:`ChainScorer.fit_prior`."""
+        return self._submit("fit_prior")
+
+    def fit_baselines(self, train: list[tuple[str, str]]) -> Future:
+        """(baselines, seconds): :meth:`ChainScorer.fit_baselines`."""
+        return self._submit("fit_baselines", train)
+
+    def prior(self, prior: Any, length: int, rows: list[int]) -> Future:
+        """The fitted ``prior``'s scores of the dataset ``rows``, chains of ``length`` residues
         (:meth:`ChainScorer.prior_run`)."""
-        return self._submit("prior_run", length, rows)
+        return self._submit("prior_run", prior, length, rows)
 
     def model(self, row: int, predictor: Any, sequence: str, distances: Any, model_s: float, cid: str,
-              ss_ref: str | None = None) -> Future:
+              ss_ref: str | None = None, baselines: dict[str, Any] | None = None) -> Future:
         """A :class:`ModelRun` of the model's ``distances`` of a dataset row, its structures
         written as ``cid`` (:meth:`ChainScorer.model_run`)."""
         return self._submit("model_run", row, predictor if self.pool is None else without_model(predictor),
-                            sequence, distances, model_s, cid, ss_ref)
+                            sequence, distances, model_s, cid, ss_ref, baselines or {})
 
     def close(self) -> None:
         """Stop the workers (jobs not started are cancelled)."""
