@@ -340,6 +340,26 @@ def test_a_chain_that_fails_is_reported_and_left_out(dataset, tmp_path):
     assert metrics["plots"] == {} and not list(tmp_path.glob("*.png"))
 
 
+def test_a_chain_whose_prior_fails_is_left_out_without_its_structure_files(dataset, tmp_path, monkeypatch):
+    from distfold.pipeline.prior import SeparationPrior
+
+    matrix = SeparationPrior.matrix
+
+    def fails_at_96(self, length, *args, **kwargs):
+        if length == 96:
+            raise ValueError("simulated prior failure")
+        return matrix(self, length, *args, **kwargs)
+
+    monkeypatch.setattr(SeparationPrior, "matrix", fails_at_96)
+    metrics = evaluate(dataset, tmp_path, model=OracleModel(dataset), reconstruct="classical")
+    assert [c["id"] for c in metrics["chains"]] == ["cb98f573e0d35"]
+    assert [f["id"] for f in metrics["failed"]] == ["c70b106ab8731"]
+    assert "simulated prior failure" in metrics["failed"][0]["error"]
+    # its job wrote them before the prior's failure was known: removed
+    assert sorted(p.name for p in (tmp_path / "structures").iterdir()) == ["cb98f573e0d35.pdb",
+                                                                          "cb98f573e0d35.ref.pdb"]
+
+
 # -- secondary structure and contacts ---------------------------------------------
 
 def dssp_labels(uid: str) -> str:
