@@ -35,6 +35,11 @@ dataset's train split) is scored the same way, its matrix reconstructed by the
 same reconstructor without weights. The confidence (predicted lDDT) is
 compared with the observed per-residue lDDT (calibration).
 
+The work of each chain after the model's forward pass (reconstructions, scores, the
+structure files), and fitting the prior and the SS baselines, runs in ``workers``
+processes (:mod:`distfold.pipeline.evaluate_jobs`); results are taken in chain order, so
+the report does not depend on their number.
+
 REPORT_DIR gets ``metrics.json`` (summaries: mean and median per metric, overall
 and by length bin), ``per_chain.tsv``, PNG plots (drawn by the report layer from
 the :class:`EvaluationFigures` this module computes, when the caller passes
@@ -335,12 +340,16 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
         n_train = len(ds.indices("train"))
         prior_fit = jobs.fit_prior() if with_prior and n_train else None
         baselines_fit = jobs.fit_baselines(train_ss) if train_ss else None
-        t = time.perf_counter()
+
+        def load() -> tuple[Predictor, float]:
+            t = time.perf_counter()
+            built = (Predictor.load(model_dir, reconstruct, resolve_device(device)) if model is None
+                     else Predictor(model, reconstruct))
+            return built, time.perf_counter() - t
+
+        load_s = 0.0
         with ThreadPoolExecutor(1) as loader:
-            loading = None
-            if predictor is None:
-                loading = loader.submit(lambda: Predictor.load(model_dir, reconstruct, resolve_device(device))
-                                        if model is None else Predictor(model, reconstruct))
+            loading = loader.submit(load) if predictor is None else None
             prior = None
             if prior_fit is not None:
                 prior, seconds = prior_fit.result()
@@ -357,9 +366,9 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
             elif any(v is not None for v in ss_refs.values()):
                 log("no labelled train chain: the secondary-structure baselines are left out")
             if loading is not None:
-                predictor = loading.result()
+                predictor, load_s = loading.result()
         model_info = predictor.identity
-        log(f"model {model_info['name']} loaded in {time.perf_counter() - t:.1f} s; "
+        log(f"model {model_info['name']} loaded in {load_s:.1f} s; "
             f"{len(idx)} {split} chains; reconstructor {predictor.reconstructor_name}"
             + (f"; {jobs.workers} worker processes" if jobs.workers > 1 else ""))
 
