@@ -140,7 +140,8 @@ def run_build(folder: Path, out: Path, cluster: str, workers: int, budget: float
             "split_check_s": build["split_check_seconds"],
             "startup_and_write_s": round(wall - build["build_seconds"], 1), "chains": summary["chains"],
             "families": summary["families"], "clustering": summary["clustering"],
-            "split_check": build.get("split_check")}
+            "split_check": build.get("split_check"), "family_parts_s": build.get("family_parts_seconds"),
+            "searched_against_all": build.get("chains_searched_against_all")}
 
 
 def exponent(ns: list[int], ts: list[float]) -> float | None:

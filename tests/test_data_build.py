@@ -426,6 +426,51 @@ def test_mmseqs_relations_apply_the_same_rule():
     assert families_mmseqs(ids, seqs, 0.3)[0] == families(ids, seqs, 0.3)[0]
 
 
+@needs_mmseqs
+def test_representative_search_gives_the_all_vs_all_families_with_near_identical_copies():
+    from distfold.data.build import families_mmseqs, mmseqs_representatives
+
+    seqs, truth = _mutant_families()
+    # not the last pair: at E 9.7e-6 a copy with substitutions falls over the cut-off, so with both
+    # chains members of their copies' clusters the pair is a member-member link that only the
+    # all-vs-all search sees (the documented difference; the split check searches such pairs)
+    seqs += [s for pair in CYSTEINE_RICH_PAIRS[:3] for s in pair]
+    rng = np.random.default_rng(1)
+    for s in list(seqs):  # a near-identical copy of every chain: 1-3 substitutions
+        c = list(s)
+        for k in rng.choice(len(c), int(rng.integers(1, 4)), replace=False):
+            c[k] = "W" if c[k] != "W" else "A"
+        seqs.append("".join(c))
+    seqs.append("KTYQCQYCEYRSADSSNLKTHIKTKHSKEK")  # short and unrelated
+    search, joined = mmseqs_representatives(seqs, 0.3, 1e-5)
+    assert len(search) < len(seqs) and len(joined) > 0  # the clustering did remove chains from the search
+    for i, j in joined:  # a member joins through a pair that passes the rule
+        ident, ev = pair_relation(seqs[i], seqs[j])
+        assert ident >= 0.3 and ev <= 1e-5
+    ids = [f"s{i:02d}" for i in range(len(seqs))]
+    searched: set[int] = set()
+    fams = families_mmseqs(ids, seqs, 0.3, searched=searched)[0]
+    assert searched == set(search)
+    assert fams == families_mmseqs(ids, seqs, 0.3, representatives=False)[0]
+    assert len(set(fams)) == 6 + 3 + 1
+
+
+@needs_mmseqs
+def test_split_check_searches_val_members_against_train_members():
+    from distfold.data.build import enforce_split, mmseqs_cross_search
+
+    seqs, _ = _mutant_families(n_fam=2, per=2)  # 0-1 and 2-3 related
+    ids = [f"s{i}" for i in range(4)]
+    cross = mmseqs_cross_search(seqs, set(), 0.3, 1e-5, 1)
+    # as if the family search had missed both pairs: four families, related pairs across the split
+    fams, splits, stuck, n = enforce_split(ids, seqs, ids, ["train", "val", "train", "val"], 0.3, scored={},
+                                           searched_all=True, cross_search=cross)
+    assert splits == ["train"] * 4 and n == 4 and stuck == []
+    assert fams[0] == fams[1] != fams[2] == fams[3]
+    # a pair with a chain the family search covered (``searched``) is not searched again
+    assert mmseqs_cross_search(seqs, {0}, 0.3, 1e-5, 1)([1], [0]) == ({}, 0)
+
+
 #: Four pairs of short cysteine-rich chains of the shared data that the rule relates (identity
 #: 0.31-0.40, E-value 9.4e-12 to 9.7e-6) and that MMseqs2 with its default k-mer length missed; the
 #: last one MMseqs2 scores 57 against biopython's 58, an E-value over 1e-5 (a border hit).
@@ -470,6 +515,7 @@ def test_mmseqs_build_agrees_with_builtin_and_records_the_version(built, tmp_pat
     from distfold.data.build import mmseqs_version
 
     assert card["method"] == "mmseqs" and card["mmseqs_version"] == mmseqs_version()
+    assert "mmseqs cluster" in card["search"] and meta["build"]["split_check"].startswith("mmseqs hits")
     fam = {r["id"]: r["family"] for r in Dataset(out).records}
     ref = {r["id"]: r["family"] for r in Dataset(out_builtin).records}
     assert fam == ref

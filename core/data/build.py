@@ -49,15 +49,22 @@
    chains are already in one family is not aligned. A family is named after
    its first member id (sorted).
    With ``cluster="mmseqs"`` (the default ``"auto"`` when the ``mmseqs`` binary of MMseqs2
-   is on PATH) the search is MMseqs2's instead: one all-vs-all ``mmseqs easy-search``
-   (sensitivity :data:`MMSEQS_SENSITIVITY`, composition-bias correction and masking off, up to
-   :data:`MMSEQS_MAX_SEQS` hits per chain) gives each hit's identical positions over the
-   shorter sequence (``--seq-id-mode 1``) and its local BLOSUM62 11/1 score, and the same
-   rule is applied to them (identity >= ``identity``, Karlin-Altschul E-value of that score
-   for the pair's two lengths <= ``max_evalue``; hits near either threshold get the
-   built-in alignments, :func:`mmseqs_relations`). Every pair was searched, so the split
-   check below uses the hits instead of aligning every train x val pair. The method and
-   MMseqs2's version are recorded in ``dataset.json`` (``params.clustering``).
+   is on PATH) the search is MMseqs2's instead (:func:`families_mmseqs`). A cascaded
+   ``mmseqs cluster`` puts each chain under a representative; a member whose alignment to its
+   representative passes the rule joins that family (:func:`mmseqs_representatives`), the
+   others stay with the representatives; then those are searched against every chain
+   (``mmseqs easy-search``, sensitivity :data:`MMSEQS_SENSITIVITY`, composition-bias
+   correction and masking off, up to :data:`MMSEQS_MAX_SEQS` hits per query), which gives
+   each hit's identical positions over the shorter sequence (``--seq-id-mode 1``) and its local
+   BLOSUM62 11/1 score, and the same rule is applied to them (identity >= ``identity``,
+   Karlin-Altschul E-value of that score for the pair's two lengths <= ``max_evalue``; hits
+   near either threshold get the built-in alignments, :func:`apply_rule`). Pairs of two
+   members are not searched there: they link families only through their representatives, so
+   a member related to a member of another cluster with no searched pair linking the two can
+   leave two families apart that an all-vs-all search would join. The split check below uses
+   the related pairs found and searches the val members against the train members, so every
+   train x val pair is searched once. The method and MMseqs2's version are recorded in
+   ``dataset.json`` (``params.clustering``).
 7. **Split.** Whole families go to ``val`` (in an order shuffled with ``seed``)
    while the val count stays within round(``val_fraction`` x chains), at least
    one chain when ``val_fraction`` > 0. Then every train x val pair not
@@ -118,6 +125,15 @@ MMSEQS_IDENTITY_MARGIN = 0.1
 MMSEQS_EVALUE_MARGIN = 10.0
 #: MMseqs2 k-mer length of the prefilter (-k).
 MMSEQS_KMER = 5
+#: Sensitivity of the cascaded ``mmseqs cluster`` run that picks representatives before the search.
+MMSEQS_CLUSTER_SENSITIVITY = 4.0
+#: Identity (MMseqs2's, over the shorter chain) of a member to its representative in that run.
+MMSEQS_CLUSTER_IDENTITY = 0.3
+#: Its clustering mode (0: greedy set cover, the representative is the chain with most neighbours; with
+#: ``--cluster-reassign 1`` members that fail the criteria against their final representative are reassigned).
+MMSEQS_CLUSTER_MODE = "0"
+#: Hits kept per val member (--max-seqs) in the split check's search of val members against train members.
+MMSEQS_REP_MAX_SEQS = 100
 #: The built-in path aligns every train x val pair for the split check up to this many pairs
 #: (the real chains of the shared data: about 66,000); above it, a quadratic cost (20,000 chains:
 #: 36 million alignments), the check uses the pairs the 3-mer prefilter proposed.
@@ -621,10 +637,95 @@ def resolve_cluster(choice: str) -> tuple[str, str | None]:
     return "mmseqs", version
 
 
-def mmseqs_relations(seqs: list[str], identity: float, max_evalue: float, workers: int = 1,
-                     sensitivity: float = MMSEQS_SENSITIVITY, max_seqs: int = MMSEQS_MAX_SEQS
-                     ) -> dict[tuple[int, int], float]:
-    """Related pairs (i < j) -> identity, from one all-vs-all MMseqs2 search of ``seqs``.
+def _identity_chunk(args) -> list[float]:
+    seqs, pairs = args
+    glob = _aligner()
+    return [sequence_identity(seqs[i], seqs[j], glob) for i, j in pairs]
+
+
+def _identities(seqs: list[str], pairs: list[tuple[int, int]], ex, workers: int) -> list[float]:
+    """:func:`sequence_identity` per pair, in parallel when ``ex``."""
+    return _in_chunks(_identity_chunk, seqs, pairs, ex, workers)
+
+
+def _mmseqs_exe() -> str:
+    exe = shutil.which("mmseqs")
+    if exe is None:
+        raise InputError("no mmseqs binary on PATH (Debian package mmseqs2)")
+    return exe
+
+
+def _mmseqs(exe: str, *args: str) -> None:
+    """One ``mmseqs`` command; a failure is a one-line InputError."""
+    run = subprocess.run([exe, *args, "-v", "1"], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise InputError(f"mmseqs {args[0]} failed (exit {run.returncode}): "
+                         f"{(run.stderr or run.stdout).strip()[-500:]}")
+
+
+def _write_fasta(path: str, seqs: list[str], idx: Iterable[int]) -> None:
+    """``seqs[i]`` for i in ``idx``, named by their index in ``seqs`` (hits come back as indices)."""
+    with open(path, "w") as fh:
+        fh.write("".join(f">{i}\n{_clean(seqs[i])}\n" for i in idx))
+
+
+def _read_hits(path: str, best: dict[tuple[int, int], tuple[float, float]]) -> None:
+    """Fold a ``query,target,fident,raw`` table into ``best``: pair (i < j) -> (fident, raw), the
+    best of both directions."""
+    with open(path) as fh:
+        for line in fh:
+            q, t, fident, raw = line.split("\t")
+            i, j = int(q), int(t)
+            if i == j:
+                continue
+            p = (i, j) if i < j else (j, i)
+            v, r = best.get(p, (0.0, -math.inf))
+            best[p] = (max(v, float(fident)), max(r, float(raw)))
+
+
+def _loose_evalue(seqs: list[str], max_evalue: float) -> float:
+    """MMseqs2's own E-value cut-off (a pre-screen): loose enough to keep every pair the rule accepts."""
+    total = sum(len(x) for x in seqs)
+    shortest = max(1, min(len(x) for x in seqs))
+    # pairwise E = K m n exp(-lambda S); MMseqs2 scales by the database size instead (~ total / n)
+    return max(10.0, 100.0 * MMSEQS_EVALUE_MARGIN * max_evalue * total / shortest)
+
+
+def _search_args(seqs: list[str], identity: float, max_evalue: float, workers: int, sensitivity: float,
+                 max_seqs: int) -> list[str]:
+    return ["--min-seq-id", f"{max(0.0, identity - MMSEQS_IDENTITY_MARGIN):g}", "--seq-id-mode", "1",
+            "-e", f"{_loose_evalue(seqs, max_evalue):g}", "--comp-bias-corr", "0", "--mask", "0",
+            "-s", str(sensitivity), "-k", str(MMSEQS_KMER), "--max-seqs", str(max_seqs),
+            "--threads", str(max(1, workers)), "--format-output", "query,target,fident,raw"]
+
+
+def mmseqs_hits(seqs: list[str], queries: Iterable[int], targets: Iterable[int] | None, identity: float,
+                max_evalue: float, workers: int = 1, sensitivity: float = MMSEQS_SENSITIVITY,
+                max_seqs: int = MMSEQS_MAX_SEQS) -> dict[tuple[int, int], tuple[float, float]]:
+    """MMseqs2's hits of ``queries`` against ``targets`` (indices into ``seqs``; None: the queries
+    themselves, all-vs-all): pair (i < j) -> (identical positions over the shorter sequence, raw
+    local BLOSUM62 11/1 score), the best of both directions. Settings: see :func:`mmseqs_relations`."""
+    exe = _mmseqs_exe()
+    queries = list(queries)
+    best: dict[tuple[int, int], tuple[float, float]] = {}
+    if not queries or (targets is not None and not list(targets)):
+        return best
+    with tempfile.TemporaryDirectory(prefix="distfold-mmseqs-") as tmp:
+        qfa, hits = os.path.join(tmp, "queries.fasta"), os.path.join(tmp, "hits.tsv")
+        _write_fasta(qfa, seqs, queries)
+        tfa = qfa
+        if targets is not None:
+            tfa = os.path.join(tmp, "targets.fasta")
+            _write_fasta(tfa, seqs, targets)
+        _mmseqs(exe, "easy-search", qfa, tfa, hits, os.path.join(tmp, "work"),
+                *_search_args(seqs, identity, max_evalue, workers, sensitivity, max_seqs))
+        _read_hits(hits, best)
+    return best
+
+
+def apply_rule(seqs: list[str], best: dict[tuple[int, int], tuple[float, float]], identity: float,
+               max_evalue: float, workers: int = 1, uf: UnionFind | None = None) -> dict[tuple[int, int], float]:
+    """Related pairs (i < j) -> identity among MMseqs2's hits ``best`` (:func:`mmseqs_hits`).
 
     The rule of :func:`pair_relation` on MMseqs2's numbers: identical positions over the
     shorter sequence (``--seq-id-mode 1``) >= ``identity`` and the Karlin-Altschul E-value of
@@ -636,43 +737,10 @@ def mmseqs_relations(seqs: list[str], identity: float, max_evalue: float, worker
     decided by MMseqs2's numbers only when they are clear of both thresholds; a *border* hit,
     identity under ``identity`` by less than :data:`MMSEQS_IDENTITY_MARGIN` or E-value within
     a factor :data:`MMSEQS_EVALUE_MARGIN` of ``max_evalue``, gets the rule's own alignments
-    (:func:`pair_relation`). MMseqs2's own E-value (database-size based) only pre-screens,
-    with a cut-off loose enough to keep every pair the pairwise rule accepts. Low-complexity
-    masking is off, as in the rule (with it, a 34-residue coiled coil and its identical
-    35-residue copy in the shared data were not found), and the k-mer length is
-    :data:`MMSEQS_KMER` (MMseqs2's default at this sensitivity missed four related pairs of
-    short cysteine-rich chains in the shared data).
+    (:func:`pair_relation`). With ``uf`` (families so far), the clear pairs are joined in it first
+    and a border hit whose two chains are already in one family is not re-aligned (it cannot
+    change single-linkage families) and is left out of the result.
     """
-    exe = shutil.which("mmseqs")
-    if exe is None:
-        raise InputError("no mmseqs binary on PATH (Debian package mmseqs2)")
-    total = sum(len(x) for x in seqs)
-    shortest = max(1, min(len(x) for x in seqs))
-    # pairwise E = K m n exp(-lambda S); MMseqs2 scales by the database size instead (~ total / n)
-    loose = max(10.0, 100.0 * MMSEQS_EVALUE_MARGIN * max_evalue * total / shortest)
-    best: dict[tuple[int, int], tuple[float, float]] = {}  # pair -> (fident, raw), the best of both directions
-    with tempfile.TemporaryDirectory(prefix="distfold-mmseqs-") as tmp:
-        fasta, hits = os.path.join(tmp, "chains.fasta"), os.path.join(tmp, "hits.tsv")
-        with open(fasta, "w") as fh:
-            fh.write("".join(f">{i}\n{_clean(x)}\n" for i, x in enumerate(seqs)))
-        cmd = [exe, "easy-search", fasta, fasta, hits, os.path.join(tmp, "work"),
-               "--min-seq-id", f"{max(0.0, identity - MMSEQS_IDENTITY_MARGIN):g}", "--seq-id-mode", "1",
-               "-e", f"{loose:g}", "--comp-bias-corr", "0", "--mask", "0", "-s", str(sensitivity),
-               "-k", str(MMSEQS_KMER), "--max-seqs", str(max_seqs), "--threads", str(max(1, workers)),
-               "--format-output", "query,target,fident,raw", "-v", "1"]
-        run = subprocess.run(cmd, capture_output=True, text=True)
-        if run.returncode != 0:
-            raise InputError(f"mmseqs easy-search failed (exit {run.returncode}): "
-                             f"{(run.stderr or run.stdout).strip()[-500:]}")
-        with open(hits) as fh:
-            for line in fh:
-                q, t, fident, raw = line.split("\t")
-                i, j = int(q), int(t)
-                if i == j:
-                    continue
-                p = (i, j) if i < j else (j, i)
-                v, r = best.get(p, (0.0, -math.inf))
-                best[p] = (max(v, float(fident)), max(r, float(raw)))
     related: dict[tuple[int, int], float] = {}
     border, border_identity = [], []  # re-scored fully; only the identity re-aligned (E-value clear)
     for (i, j), (v, raw) in sorted(best.items()):
@@ -683,8 +751,13 @@ def mmseqs_relations(seqs: list[str], identity: float, max_evalue: float, worker
             border.append((i, j))
         elif v >= identity:
             related[(i, j)] = v
+            if uf is not None:
+                uf.union(i, j)
         else:
             border_identity.append((i, j))
+    if uf is not None:
+        border = [(i, j) for i, j in border if uf.find(i) != uf.find(j)]
+        border_identity = [(i, j) for i, j in border_identity if uf.find(i) != uf.find(j)]
     ex = (ProcessPoolExecutor(max_workers=workers)
           if workers > 1 and len(border) + len(border_identity) > 1000 else None)
     try:
@@ -702,42 +775,109 @@ def mmseqs_relations(seqs: list[str], identity: float, max_evalue: float, worker
     return related
 
 
-def _identity_chunk(args) -> list[float]:
-    seqs, pairs = args
-    glob = _aligner()
-    return [sequence_identity(seqs[i], seqs[j], glob) for i, j in pairs]
+def mmseqs_relations(seqs: list[str], identity: float, max_evalue: float, workers: int = 1,
+                     sensitivity: float = MMSEQS_SENSITIVITY, max_seqs: int = MMSEQS_MAX_SEQS
+                     ) -> dict[tuple[int, int], float]:
+    """Related pairs (i < j) -> identity, from one all-vs-all MMseqs2 search of ``seqs``
+    (:func:`mmseqs_hits`, then :func:`apply_rule`).
+
+    MMseqs2's own E-value (database-size based) only pre-screens, with a cut-off loose enough
+    to keep every pair the pairwise rule accepts. Low-complexity masking is off, as in the rule
+    (with it, a 34-residue coiled coil and its identical 35-residue copy in the shared data were
+    not found), and the k-mer length is :data:`MMSEQS_KMER` (MMseqs2's default at this
+    sensitivity missed four related pairs of short cysteine-rich chains in the shared data).
+    """
+    best = mmseqs_hits(seqs, range(len(seqs)), None, identity, max_evalue, workers, sensitivity, max_seqs)
+    return apply_rule(seqs, best, identity, max_evalue, workers)
 
 
-def _identities(seqs: list[str], pairs: list[tuple[int, int]], ex, workers: int) -> list[float]:
-    """:func:`sequence_identity` per pair, in parallel when ``ex``."""
-    return _in_chunks(_identity_chunk, seqs, pairs, ex, workers)
+def mmseqs_representatives(seqs: list[str], identity: float, max_evalue: float, workers: int = 1,
+                           cluster_identity: float = MMSEQS_CLUSTER_IDENTITY
+                           ) -> tuple[list[int], dict[tuple[int, int], float]]:
+    """Redundancy reduction before the search: (the chains still to search against every chain,
+    the related member-representative pairs (i < j) -> identity).
 
-
-def clustering_card(method: str, version: str | None) -> dict[str, Any]:
-    """How families were searched, for ``dataset.json`` (``params.clustering``)."""
-    if method == "mmseqs":
-        return {"method": "mmseqs", "mmseqs_version": version,
-                "search": f"mmseqs easy-search all-vs-all, -s {MMSEQS_SENSITIVITY}, -k {MMSEQS_KMER}, "
-                          f"--max-seqs {MMSEQS_MAX_SEQS}, "
-                          f"--comp-bias-corr 0, --mask 0, --seq-id-mode 1",
-                "rule": "identity = MMseqs2 fident over the shorter sequence (the built-in global alignment's "
-                        f"for hits less than {MMSEQS_IDENTITY_MARGIN} under the threshold); E-value = Karlin-Altschul "
-                        "(lambda 0.267, K 0.041) of MMseqs2's raw local BLOSUM62 11/1 score for the pair's lengths "
-                        f"(the built-in local alignment's within a factor {MMSEQS_EVALUE_MARGIN:g} of the cut-off); "
-                        "split check from the same all-vs-all hits"}
-    return {"method": "builtin",
-            "search": f"{KMER}-mer diagonal prefilter (>= {MIN_DIAGONAL_HITS} hits on a {DIAGONAL_BAND}-residue band), "
-                      f"biopython alignments; every train x val pair aligned for the split check up to "
-                      f"{EXHAUSTIVE_SPLIT_CHECK_PAIRS} pairs, the prefilter's pairs above"}
+    ``mmseqs cluster`` (cascaded: linclust, then prefilter and alignment of the
+    representatives up to sensitivity :data:`MMSEQS_CLUSTER_SENSITIVITY`; mode
+    :data:`MMSEQS_CLUSTER_MODE` with reassignment, ``--min-seq-id`` the larger of ``identity`` and
+    ``cluster_identity``, MMseqs2 E-value <= ``max_evalue``) puts each chain under a
+    representative. Every member is then aligned to its representative (``mmseqs align``, full
+    Smith-Waterman) and the pair is judged by the family rule (:func:`apply_rule`, border pairs
+    re-aligned with biopython). A member that passes is in its representative's family through
+    a related pair; one that fails (the cascade can chain members through intermediate
+    representatives) stays to be searched with the representatives.
+    """
+    exe = _mmseqs_exe()
+    n = len(seqs)
+    with tempfile.TemporaryDirectory(prefix="distfold-mmseqs-") as tmp:
+        fa, db, clu, aln, tsv = (os.path.join(tmp, x) for x in ("chains.fasta", "db", "clu", "aln", "aln.tsv"))
+        _write_fasta(fa, seqs, range(n))
+        threads = ["--threads", str(max(1, workers))]
+        _mmseqs(exe, "createdb", fa, db)
+        _mmseqs(exe, "cluster", db, clu, os.path.join(tmp, "work"),
+                "--min-seq-id", f"{max(identity, cluster_identity):g}",
+                "--seq-id-mode", "1", "-c", "0", "-e", f"{max_evalue:g}", "--mask", "0", "--comp-bias-corr", "0",
+                "-s", str(MMSEQS_CLUSTER_SENSITIVITY), "-k", str(MMSEQS_KMER), "--cluster-mode", MMSEQS_CLUSTER_MODE,
+                "--cluster-reassign", "1", *threads)
+        _mmseqs(exe, "align", db, db, clu, aln, "--alignment-mode", "3", "-e", "inf", "--min-seq-id", "0",
+                "--seq-id-mode", "1", "--comp-bias-corr", "0", *threads)
+        _mmseqs(exe, "convertalis", db, db, aln, tsv, "--format-output", "query,target,fident,raw", *threads)
+        _mmseqs(exe, "createtsv", db, db, clu, os.path.join(tmp, "clu.tsv"), *threads)
+        rep = list(range(n))
+        with open(os.path.join(tmp, "clu.tsv")) as fh:
+            for line in fh:
+                r, m = line.split("\t")
+                rep[int(m)] = int(r)
+        best: dict[tuple[int, int], tuple[float, float]] = {}
+        _read_hits(tsv, best)
+    edges = {(min(i, r), max(i, r)): best.get((min(i, r), max(i, r)), (0.0, -math.inf))
+             for i, r in enumerate(rep) if i != r}
+    related = apply_rule(seqs, edges, identity, max_evalue, workers)
+    joined = {m for p in related for m in p if rep[m] != m}
+    return [i for i in range(n) if i not in joined], related
 
 
 def families_mmseqs(ids: list[str], seqs: list[str], identity: float, max_evalue: float = MAX_EVALUE,
                     workers: int = 1, progress: Callable[[str], None] | None = None,
-                    scored: dict[tuple[int, int], float] | None = None
+                    scored: dict[tuple[int, int], float] | None = None, representatives: bool = True,
+                    searched: set[int] | None = None, seconds: dict[str, float] | None = None
                     ) -> tuple[list[str], list[tuple[int, int, float]], int]:
-    """:func:`families` with MMseqs2's all-vs-all search (:func:`mmseqs_relations`); ``scored``
-    receives every related pair (pairs not in it were searched and are not related)."""
-    related = mmseqs_relations(seqs, identity, max_evalue, workers)
+    """:func:`families` with MMseqs2's search; ``scored`` receives the related pairs found.
+
+    ``representatives`` (the default): :func:`mmseqs_representatives` first, then one search
+    (:func:`mmseqs_hits`) of the representatives and the members that failed the rule against
+    theirs, as queries, against every chain; a member joins its representative's family. MMseqs2's
+    prefilter cost grows with the number of queries (each query's similar k-mers are listed at
+    this sensitivity), so few queries against every chain is what makes it cheap. Families then differ from an
+    all-vs-all search of every chain only where a member is related to a chain of another
+    cluster while no searched pair links the two clusters. Without it: one all-vs-all search of
+    every chain (every pair searched, so pairs not in ``scored`` are not related). ``searched``
+    receives the chains searched against every chain, ``seconds`` the time of each part.
+    """
+    seconds = seconds if seconds is not None else {}
+    t0 = time.perf_counter()
+    uf = UnionFind(len(seqs))
+    related: dict[tuple[int, int], float] = {}
+    search = list(range(len(seqs)))
+    if representatives:
+        search, related = mmseqs_representatives(seqs, identity, max_evalue, workers)
+        for i, j in related:
+            uf.union(i, j)
+        if progress:
+            progress(f"MMseqs2 clustering: {len(seqs) - len(search)} of {len(seqs)} chains joined to a related "
+                     f"representative; searching the other {len(search)} against every chain")
+    t1 = time.perf_counter()
+    if representatives:
+        seconds["representatives"] = round(t1 - t0, 1)
+        best = mmseqs_hits(seqs, search, range(len(seqs)), identity, max_evalue, workers)
+    else:
+        best = mmseqs_hits(seqs, search, None, identity, max_evalue, workers)
+    t2 = time.perf_counter()
+    seconds["search"] = round(t2 - t1, 1)
+    if searched is not None:
+        searched.update(search)
+    related.update(apply_rule(seqs, best, identity, max_evalue, workers, uf))
+    seconds["rule"] = round(time.perf_counter() - t2, 1)
     if progress:
         progress(f"MMseqs2: {len(related)} related pairs among {len(seqs)} chains")
     uf = UnionFind(len(seqs))
@@ -751,10 +891,52 @@ def families_mmseqs(ids: list[str], seqs: list[str], identity: float, max_evalue
     return _names(ids, uf), links, len(related)
 
 
+def mmseqs_cross_search(seqs: list[str], searched: set[int], identity: float, max_evalue: float, workers: int
+                        ) -> Callable[[list[int], list[int]], tuple[dict[tuple[int, int], float], int]]:
+    """The split check's search for :func:`enforce_split` after :func:`families_mmseqs`: a pair with
+    a chain in ``searched`` (searched against every chain there) is not searched again; the val
+    members are searched against the train members (:func:`mmseqs_hits`, :func:`apply_rule`)."""
+    def cross(val: list[int], train: list[int]) -> tuple[dict[tuple[int, int], float], int]:
+        vq = [i for i in val if i not in searched]
+        tt = [i for i in train if i not in searched]
+        if not vq or not tt:
+            return {}, 0
+        best = mmseqs_hits(seqs, vq, tt, identity, max_evalue, workers, max_seqs=MMSEQS_REP_MAX_SEQS)
+        return apply_rule(seqs, best, identity, max_evalue, workers), len(vq) * len(tt)
+    return cross
+
+
+def clustering_card(method: str, version: str | None) -> dict[str, Any]:
+    """How families were searched, for ``dataset.json`` (``params.clustering``)."""
+    if method == "mmseqs":
+        return {"method": "mmseqs", "mmseqs_version": version,
+                "search": f"representatives first: mmseqs cluster (cascaded, --cluster-mode {MMSEQS_CLUSTER_MODE}, "
+                          f"--cluster-reassign 1, "
+                          f"-s {MMSEQS_CLUSTER_SENSITIVITY:g}, --min-seq-id max(identity, {MMSEQS_CLUSTER_IDENTITY:g}), "
+                          f"-e max_evalue), each member aligned to its representative (mmseqs align, "
+                          f"--alignment-mode 3) and kept there only if the pair passes the rule, the others "
+                          f"searched with the representatives; then those searched against every chain "
+                          f"(mmseqs easy-search, -s {MMSEQS_SENSITIVITY}, -k {MMSEQS_KMER}, "
+                          f"--max-seqs {MMSEQS_MAX_SEQS}, --comp-bias-corr 0, --mask 0, --seq-id-mode 1); "
+                          f"families = single linkage over member-representative and searched related pairs",
+                "rule": "identity = MMseqs2 fident over the shorter sequence (the built-in global alignment's "
+                        f"for hits less than {MMSEQS_IDENTITY_MARGIN} under the threshold); E-value = Karlin-Altschul "
+                        "(lambda 0.267, K 0.041) of MMseqs2's raw local BLOSUM62 11/1 score for the pair's lengths "
+                        f"(the built-in local alignment's within a factor {MMSEQS_EVALUE_MARGIN:g} of the cut-off); "
+                        "split check: the related pairs found, plus a search of the val members against "
+                        f"the train members (same settings, --max-seqs {MMSEQS_REP_MAX_SEQS}), the pairs no "
+                        "search above covered"}
+    return {"method": "builtin",
+            "search": f"{KMER}-mer diagonal prefilter (>= {MIN_DIAGONAL_HITS} hits on a {DIAGONAL_BAND}-residue band), "
+                      f"biopython alignments; every train x val pair aligned for the split check up to "
+                      f"{EXHAUSTIVE_SPLIT_CHECK_PAIRS} pairs, the prefilter's pairs above"}
+
+
 def enforce_split(ids: list[str], seqs: list[str], fams: list[str], splits: list[str], identity: float,
                   max_evalue: float = MAX_EVALUE, fixed: list[str | None] | None = None, workers: int = 1,
                   scored: dict[tuple[int, int], float] | None = None,
-                  progress: Callable[[str], None] | None = None, searched_all: bool = False
+                  progress: Callable[[str], None] | None = None, searched_all: bool = False,
+                  cross_search: Callable[[list[int], list[int]], tuple[dict[tuple[int, int], float], int]] | None = None
                   ) -> tuple[list[str], list[str], list[tuple[str, str, float]], int]:
     """Check every train x val pair (no prefilter) and repair the split.
 
@@ -764,7 +946,11 @@ def enforce_split(ids: list[str], seqs: list[str], fams: list[str], splits: list
     pair merges the two families, and the merged family's val chains move to train (chains
     whose split is ``fixed`` stay). Repeats until no related pair crosses the split.
     ``searched_all``: every pair was already searched (MMseqs2) and ``scored`` holds the related
-    ones, so nothing new is aligned; the repair works on the pairs in ``scored``. Returns
+    ones, so nothing new is aligned; the repair works on the pairs in ``scored``. With
+    ``cross_search`` (val indices, train indices -> (related pairs among them not searched before,
+    pairs searched)) as well, the val chains are searched against every train chain not searched
+    against them yet (all of them, then the chains moved to train) and the related pairs found
+    join ``scored``. Returns
     (families, splits, every related pair across the split that could not be repaired because
     both chains are fixed, pairs scored here).
     """
@@ -777,12 +963,22 @@ def enforce_split(ids: list[str], seqs: list[str], fams: list[str], splits: list
         uf.union(first.setdefault(f, i), i)
     splits = list(splits)
     n_scored = 0
+    searched_train: set[int] = set()
     ex = ProcessPoolExecutor(max_workers=workers) if workers > 1 and not searched_all else None
     try:
         while True:
             tr = [i for i in range(n) if splits[i] == "train"]
             va = [j for j in range(n) if splits[j] == "val"]
             related = []
+            if cross_search is not None:
+                new_tr = [i for i in tr if i not in searched_train]
+                searched_train.update(new_tr)
+                if new_tr and va:
+                    found, n_pairs = cross_search(va, new_tr)
+                    scored.update(found)
+                    n_scored += n_pairs
+                    if progress:
+                        progress(f"split check: {n_pairs} val x train pairs searched, {len(found)} related")
             if searched_all:
                 in_val = set(va)  # the related pairs crossing the split, from the search's own hits
                 related = [(i, j, v) for (i, j), v in scored.items()
@@ -992,21 +1188,30 @@ def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     seqs = [c["record"]["sequence"] for c in kept]
     t_fam = time.perf_counter()
     scored: dict[tuple[int, int], float] = {}
-    search = families_mmseqs if method == "mmseqs" else families
-    fams, links, n_aligned = search(ids, seqs, options.identity, options.max_evalue, options.workers, log,
-                                    scored=scored)
+    searched: set[int] = set()
+    parts: dict[str, float] = {}
+    if method == "mmseqs":
+        fams, links, n_aligned = families_mmseqs(ids, seqs, options.identity, options.max_evalue, options.workers,
+                                                 log, scored=scored, searched=searched, seconds=parts)
+    else:
+        fams, links, n_aligned = families(ids, seqs, options.identity, options.max_evalue, options.workers, log,
+                                          scored=scored)
     t_cluster = time.perf_counter()
     fixed = [c["record"].get("dir_split") for c in kept] if options.split_by_dir else None
     splits = split_families(fams, options.val_fraction, options.seed, fixed)
     n_cross = splits.count("train") * splits.count("val")
-    split_check = ("mmseqs hits" if method == "mmseqs" else
+    split_check = ("mmseqs hits + val x train members search" if method == "mmseqs" else
                    "exhaustive" if n_cross <= EXHAUSTIVE_SPLIT_CHECK_PAIRS else "prefilter candidates")
     if split_check == "prefilter candidates":
         log(f"{n_cross} train x val pairs > {EXHAUSTIVE_SPLIT_CHECK_PAIRS}: the split check uses the 3-mer "
             f"prefilter's candidate pairs, not every pair (install MMseqs2 for a full search)")
     fams, splits, stuck, n_checked = enforce_split(ids, seqs, fams, splits, options.identity, options.max_evalue,
                                                    fixed, options.workers, scored, log,
-                                                   searched_all=split_check != "exhaustive")
+                                                   searched_all=split_check != "exhaustive",
+                                                   cross_search=(mmseqs_cross_search(seqs, searched, options.identity,
+                                                                                     options.max_evalue,
+                                                                                     options.workers)
+                                                                 if method == "mmseqs" else None))
     t_split = time.perf_counter()
     fam_size: dict[str, int] = {}
     for f in fams:
@@ -1034,6 +1239,9 @@ def build_dataset(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLik
              "build_seconds": round(elapsed, 1), "parse_seconds": round(t_parsed - t0, 1),
              "family_seconds": round(t_cluster - t_fam, 1), "cross_split_pairs_checked": n_checked,
              "split_check_seconds": round(t_split - t_cluster, 1), "related_pairs_across_fixed_split": len(stuck)}
+    if parts:
+        stats["family_parts_seconds"] = parts
+        stats["chains_searched_against_all"] = len(searched)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "dataset.json").unlink(missing_ok=True)
     report.sort(key=lambda row: (row[0], row[1]))
