@@ -269,6 +269,15 @@ def test_chain_jobs_in_worker_processes_equal_those_in_this_one(dataset, start_m
                 results.append(([f.result() for f in priors], [f.result() for f in models]))
             finally:
                 jobs.close()
+    if start_method == "fork":  # forked workers exist once the jobs are made, before any model is loaded
+        import multiprocessing
+
+        before = len(multiprocessing.active_children())
+        jobs = ChainJobs(2, dataset, create_reconstructor("smacof"), tmp_path, start_method="fork")
+        try:
+            assert len(multiprocessing.active_children()) - before == 2
+        finally:
+            jobs.close()
     (p1, m1), (p2, m2) = results
     assert p1 == p2
     for a, b in zip(m1, m2):

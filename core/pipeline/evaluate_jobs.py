@@ -253,6 +253,9 @@ class ChainJobs:
         self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
                                         initializer=_init_worker,
                                         initargs=(int(threads), str(dataset_dir), reconstructor, str(struct_dir)))
+        # a forking pool starts all its workers at its first job: make that now, before the
+        # caller loads the model (a run without prior and SS labels submits nothing until then)
+        self.pool.submit(os.getpid)
 
     def _submit(self, method: str, *args: Any) -> Future:
         if self.pool is not None:
