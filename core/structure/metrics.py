@@ -268,36 +268,44 @@ class _Superposer:
         self.cx0, self.cy0 = x.mean(0), y.mean(0)
         x, y = x - self.cx0, y - self.cy0
         n = len(x)
-        # [x (3), y (3), x_a y_b (9)] per residue: weighted sums give centroids and covariance,
-        # and a linear form in them gives |R x + t - y|^2 up to per-residue and per-fit constants.
-        self.feat = np.concatenate([x, y, (x[:, :, None] * y[:, None, :]).reshape(n, 9)], axis=1)
+        # [x (3), y (3), x_a y_b (9), |x|^2 + |y|^2, 1] per residue: weighted sums give centroids,
+        # covariance and the subset's size, and a linear form in them gives |R x + t - y|^2
+        self.feat = np.concatenate([x, y, (x[:, :, None] * y[:, None, :]).reshape(n, 9),
+                                    ((x * x).sum(1) + (y * y).sum(1))[:, None], np.ones((n, 1))], axis=1)
         self.feat_t = np.ascontiguousarray(self.feat.T)
-        self.sq = (x * x).sum(1) + (y * y).sum(1)
         self.n = n
         self._weights = None
         self.forget()
 
     def fit(self, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """sel (S, N) bool/0-1, every row non-empty -> R (S, 3, 3), t (S, 3) (centred frame)."""
-        w = sel.astype(np.float64)
-        sw = np.count_nonzero(sel, axis=1).astype(np.float64)  # the same whole numbers as w.sum(1)
-        sums = w @ self.feat
-        cx = sums[:, 0:3] / sw[:, None]
-        cy = sums[:, 3:6] / sw[:, None]
-        cov = sums[:, 6:15].reshape(-1, 3, 3) - sw[:, None, None] * cx[:, :, None] * cy[:, None, :]
-        r = _rotations_from_covariance(cov)
+        sums = sel.astype(np.float64) @ self.feat
+        sw = sums[:, 16:17]  # whole numbers: exact
+        cx = sums[:, 0:3] / sw
+        cy = sums[:, 3:6] / sw
+        cov = sums[:, 6:15].reshape(-1, 3, 3) - sw[:, :, None] * cx[:, :, None] * cy[:, None, :]
+        # half the summed squared deviations of both sets bounds the rotation's eigenvalue (the fit's
+        # squared residual is their sum less twice it); the margin covers the rounding of the difference
+        spread = 0.5 * (sums[:, 15] - sw[:, 0] * ((cx * cx).sum(1) + (cy * cy).sum(1)))
+        r = _rotations_from_covariance(cov, upper=spread + 1e-9 * sums[:, 15] + 1e-12)
         t = cy - np.einsum("sij,sj->si", r, cx)
         return r, t
 
-    def sq_dists(self, r: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """(S, N) squared distances |R x_i + t - y_i|^2 (centred frame)."""
+    def sq_dists(self, r: np.ndarray, t: np.ndarray, scale: float = 1.0, offset: float = 0.0) -> np.ndarray:
+        """(S, N) ``offset + scale |R x_i + t - y_i|^2`` (centred frame), one matrix product.
+
+        With the default scale and offset: squared distances, clipped at 0 (the expanded
+        formula can round a distance of 0 to -1e-13)."""
         rt = r.transpose(0, 2, 1)
-        coef = np.concatenate([2.0 * np.einsum("sij,sj->si", rt, t), -2.0 * t, -2.0 * rt.reshape(-1, 9)], axis=1)
-        d2 = coef @ self.feat_t
-        d2 += self.sq[None, :]
-        d2 += (t * t).sum(1)[:, None]
-        np.maximum(d2, 0.0, out=d2)
-        return d2
+        coef = np.concatenate([2.0 * np.einsum("sij,sj->si", rt, t), -2.0 * t, -2.0 * rt.reshape(-1, 9),
+                               np.ones((len(t), 1)), (t * t).sum(1)[:, None]], axis=1)
+        if scale != 1.0:
+            coef *= scale
+        coef[:, 16] += offset
+        out = coef @ self.feat_t
+        if scale == 1.0 and offset == 0.0:
+            np.maximum(out, 0.0, out=out)
+        return out
 
     def new_rows(self, sel: np.ndarray, min_size: int = 1, limit: int | None = None) -> np.ndarray:
         """Rows of sel with at least ``min_size`` members whose subset was never fitted
@@ -309,7 +317,7 @@ class _Superposer:
         at least as far: dropping it cannot change the maximum found. Subsets
         are compared by a 64-bit hash of their membership bits.
         """
-        sel = sel[sel.sum(1) >= min_size]
+        sel = sel[np.count_nonzero(sel, axis=1) >= min_size]
         if not len(sel):
             return sel
         with np.errstate(over="ignore"):
@@ -347,17 +355,18 @@ class _Superposer:
         return r, t + self.cy0 - r @ self.cx0
 
 
-def _tm_select(d2: np.ndarray, cut: float) -> np.ndarray:
+def _tm_select(d2: np.ndarray, cut: float, scale: float = 1.0, offset: float = 0.0) -> np.ndarray:
     """Pairs closer than ``cut``; where fewer than 3, ``cut`` grows by 0.5 Å until 3 are
-    (the TM-score program's score_fun)."""
-    sel = d2 < cut * cut
+    (the TM-score program's score_fun). ``d2`` holds ``offset + scale d^2`` (as
+    :meth:`_Superposer.sq_dists` returns it), squared distances by default."""
+    sel = d2 < offset + scale * cut * cut
     n = d2.shape[1]
     if n > 3:
-        low = sel.sum(1) < 3
+        low = np.count_nonzero(sel, axis=1) < 3
         if low.any():
-            third = np.sqrt(np.partition(d2[low], 2, axis=1)[:, 2])
+            third = np.sqrt(np.maximum((np.partition(d2[low], 2, axis=1)[:, 2] - offset) / scale, 0.0))
             grown = cut + 0.5 * (np.floor((third - cut) / 0.5) + 1.0)
-            sel[low] = d2[low] < (grown * grown)[:, None]
+            sel[low] = d2[low] < (offset + scale * grown * grown)[:, None]
     return sel
 
 
@@ -383,13 +392,9 @@ def _tm_search(sp: _Superposer, l_ref: int, n_iter: int = TM_N_ITER, gdt_cutoffs
         nxt = []
         for block in sp.blocks(len(sel)):
             r, t = sp.fit(sel[block])
-            d2 = sp.sq_dists(r, t)
-            nxt.append(_tm_select(d2, cut))
-            q = np.multiply(d2, inv_d02, out=d2 if not counts else None)
-            q += 1.0
-            np.divide(1.0, q, out=q)
-            s = q.sum(1)
-            del q
+            q = sp.sq_dists(r, t, inv_d02, 1.0)  # 1 + d^2 / d0^2: each residue's TM term is 1 / q
+            nxt.append(_tm_select(q, cut, inv_d02, 1.0))
+            s = np.reciprocal(q).sum(1)
             k = int(np.argmax(s))
             if s[k] / l_ref > best[0]:
                 best[:] = [float(s[k] / l_ref), r[k], t[k]]
@@ -399,7 +404,8 @@ def _tm_search(sp: _Superposer, l_ref: int, n_iter: int = TM_N_ITER, gdt_cutoffs
                 bound = s * (1.0 + c * c * inv_d02) * (1.0 + 1e-9) + 1e-9
                 rows = np.flatnonzero(bound > counts[c])
                 if len(rows):
-                    counts[c] = max(counts[c], int((d2[rows] <= c * c).sum(1).max()))
+                    within = (q if len(rows) == len(q) else q[rows]) <= 1.0 + c * c * inv_d02
+                    counts[c] = max(counts[c], int(np.count_nonzero(within, axis=1).max()))
         return np.concatenate(nxt)
 
     sel = fit_score_select(_fragment_masks(n, _seed_lengths(n)), d0_search - 1.0)
@@ -482,7 +488,7 @@ def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int 
         c = float(c)
         sp.forget()
         masks = within.pop(c) if shared else [sp.sq_dists(r, t) <= c * c for r, t in fits]
-        best[c] = max([out.get(c, 0)] + [int(w.sum(1).max()) for w in masks])
+        best[c] = max([out.get(c, 0)] + [int(np.count_nonzero(w, axis=1).max()) for w in masks])
         nxt[c] = sp.new_rows(np.concatenate(masks), min_size=3, limit=beam)
         seen[c] = sp.seen_keys
         del masks
@@ -497,7 +503,7 @@ def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int 
             sel = nxt[c]
             d2, at = d2_all[at:at + len(sel)], at + len(sel)
             w = d2 <= c * c
-            cnt = w.sum(1)
+            cnt = np.count_nonzero(w, axis=1)
             best[c] = max(best[c], int(cnt.max()))
             moves = [w]
             fixed = (w == sel).all(1)
@@ -593,6 +599,32 @@ def mirror(coords: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Chains from this many corresponded residues search the mirror image in a second thread.
+THREAD_MIN_RESIDUES = 300
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _in_thread(fn, *args):
+    """``fn(*args)`` started in a new thread; returns an object whose ``result()`` joins it
+    and returns (or raises) what ``fn`` did."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)
+
+
 def score_coordinates(model_xyz: np.ndarray, ref_xyz: np.ndarray, mask: np.ndarray | None = None) -> dict:
     """Every comparison metric of corresponded C-alpha coordinates.
 
@@ -635,9 +667,13 @@ def score_coordinates(model_xyz: np.ndarray, ref_xyz: np.ndarray, mask: np.ndarr
     xa, ya = x[covered], y[covered]
     sp = _Superposer(xa, ya)
     with _one_blas_thread():
+        # the mirror's search is independent of the others: on a second core where there is one
+        # and the chain is long enough to pay for a thread (numpy releases the GIL in its loops)
+        mirrored = _in_thread(_tm_search, _Superposer(mirror(xa), ya), l_ref) \
+            if n_aligned >= THREAD_MIN_RESIDUES and _cores() > 1 else None
         tm, _, _, counts = _tm_search(sp, l_ref, gdt_cutoffs=GDT_CUTOFFS)
         counts = _gdt_search(sp, GDT_CUTOFFS, counts)
-        tm_mirror = _tm_search(_Superposer(mirror(xa), ya), l_ref)[0]
+        tm_mirror = (mirrored.result() if mirrored else _tm_search(_Superposer(mirror(xa), ya), l_ref))[0]
     g = _gdt_from_fractions({c: counts[c] / l_ref for c in GDT_CUTOFFS})
     x_full = np.where(covered[:, None], x, np.nan)
     dm, dr = distance_matrix(x_full), distance_matrix(y)
