@@ -9,7 +9,7 @@ function from ``core/structure/metrics.py`` at git revision ``--reference-rev``
 with the Kabsch rotations of ``core/geometry/superpose.py`` at that revision.
 Reported: in-process wall and CPU seconds (min / median / max), the ratio
 reference / now per round, and whether every returned value is identical
-(NaN equal to NaN).
+(NaN equal to NaN) or else the largest difference of each value that differs.
 
 Reference structure: the shortest real chain with at least L residues (its first
 L), from ``--data`` (a folder with ``chains.jsonl`` and ``structures/``) or, without
@@ -121,6 +121,21 @@ def identical(a: dict, b: dict) -> list[str]:
                                                              np.asarray(b[k], dtype=float), equal_nan=True)]
 
 
+def differences(a: dict, b: dict) -> str:
+    """'identical', or each differing key with its largest absolute difference."""
+    diff = identical(a, b)
+    if not diff:
+        return "identical"
+    out = []
+    for k in diff:
+        if k not in b:
+            out.append(f"{k} missing")
+            continue
+        d = np.abs(np.asarray(a[k], dtype=float) - np.asarray(b[k], dtype=float))
+        out.append(f"{k} by {np.nanmax(d):.1e}")
+    return "DIFFER: " + ", ".join(out)
+
+
 def spread(v: list[float]) -> str:
     return f"{np.min(v):.3f}/{np.median(v):.3f}/{np.max(v):.3f}"
 
@@ -157,14 +172,14 @@ def main(argv=None) -> int:
                 results[name] = f(x, y)
                 wall[name].append(time.perf_counter() - t)
                 cpu[name].append(time.process_time() - c)
-        diff = identical(results["reference"], results["now"])
+        diff = differences(results["reference"], results["now"])
         for name in sides:
             print(f"L={length:5d} {name:9s} wall {spread(wall[name])} s  cpu {spread(cpu[name])} s (min/median/max)")
         wr = [a / b for a, b in zip(wall["reference"], wall["now"])]
         cr = [a / b for a, b in zip(cpu["reference"], cpu["now"])]
         r = results["now"]
         print(f"L={length:5d} reference/now: wall x{spread(wr)}, cpu x{spread(cr)}; values "
-              f"{'identical' if not diff else 'DIFFER: ' + ', '.join(diff)} (tm {r['tm_score']:.4f}, "
+              f"{diff} (tm {r['tm_score']:.4f}, "
               f"gdt_ts {r['gdt_ts']:.2f}, rmsd {r['rmsd']:.3f}) [{origin}]", flush=True)
     return 0
 
