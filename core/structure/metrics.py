@@ -334,7 +334,7 @@ class _Superposer:
             pos = np.minimum(np.searchsorted(seen, keys[first]), len(seen) - 1)
             first = first[seen[pos] != keys[first]]
         if limit is not None and len(first) > limit:
-            first = first[np.argsort(-sel[first].sum(1), kind="stable")[:limit]]
+            first = first[np.argsort(-np.count_nonzero(sel[first], axis=1), kind="stable")[:limit]]
         new = np.sort(keys[first])
         self.seen_keys = np.insert(seen, np.searchsorted(seen, new), new)
         return sel[first]
@@ -474,8 +474,7 @@ def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int 
         rng = np.random.default_rng(GDT_RANDOM_STATE)
         k = 3 + np.arange(GDT_RANDOM_SEEDS) % 3
         keys = rng.random((GDT_RANDOM_SEEDS, n))
-        pos = np.minimum(k, n) - 1  # each row's k-th smallest key: a partition, not a sort
-        kth = np.partition(keys, np.unique(pos), axis=1)[np.arange(GDT_RANDOM_SEEDS), pos]
+        kth = np.sort(keys, axis=1)[np.arange(GDT_RANDOM_SEEDS), np.minimum(k, n) - 1]
         seeds = np.concatenate([seeds, keys <= kth[:, None]])
     fits = [sp.fit(seeds[block]) for block in sp.blocks(len(seeds))]
     # the seeds' fits are shared by all cutoffs: where the (seeds, N) masks of every cutoff fit in
