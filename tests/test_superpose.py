@@ -5,6 +5,7 @@ on real fragments, random and degenerate covariances."""
 import numpy as np
 import pytest
 
+from distfold.geometry import superpose
 from distfold.geometry.superpose import _rotations_by_svd, _rotations_from_covariance, kabsch_batch
 from distfold.structure.io import read_chain
 
@@ -62,7 +63,13 @@ def test_same_rotations_and_objective_as_the_svd(source):
     assert (dev < 1e-11).mean() > 0.995
 
 
-def test_reflections_never_returned():
+@pytest.fixture
+def quaternion_always(monkeypatch):
+    """The quaternion path for batches of any size (small ones take the SVD by default)."""
+    monkeypatch.setattr(superpose, "QUATERNION_MIN_BATCH", 1)
+
+
+def test_reflections_never_returned(quaternion_always):
     """A covariance whose best orthogonal map is a reflection (the mirror image of a chain)
     still gets the best proper rotation, as the SVD's sign correction gives it."""
     rng = np.random.default_rng(2)
@@ -75,7 +82,7 @@ def test_reflections_never_returned():
     assert np.allclose(r, _rotations_by_svd(cov.copy()), atol=1e-10)
 
 
-def test_degenerate_covariances_fall_back_to_the_svd():
+def test_degenerate_covariances_fall_back_to_the_svd(quaternion_always):
     """Zero (one point), rank one (collinear points): the largest eigenvalue is repeated and the
     rotation not determined; the result is still a proper rotation, the SVD's own."""
     line = np.outer([1.0, 2.0, 3.0], [3.0, 1.0, 0.5])
@@ -83,6 +90,13 @@ def test_degenerate_covariances_fall_back_to_the_svd():
     r = _rotations_from_covariance(cov)
     assert _proper(r)
     assert np.allclose(r, _rotations_by_svd(cov.copy()))
+
+
+def test_small_batches_agree_with_large_ones():
+    cov = _real_covariances()[:200]
+    whole = _rotations_from_covariance(cov)
+    pieces = np.concatenate([_rotations_from_covariance(cov[k:k + 5]) for k in range(0, 200, 5)])
+    assert np.abs(whole - pieces).max() < 1e-8
 
 
 def test_upper_bound_start_gives_the_same_rotations():

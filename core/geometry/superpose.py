@@ -41,6 +41,9 @@ NEWTON_MAX_STEPS = 100
 #: largest eigenvalue (near-collinear points: the rotation is barely determined), where the
 #: eigenvector from the adjugate loses digits; they take the SVD instead.
 ADJUGATE_FLOOR = 1e-6
+#: Below this many matrices the SVD's fixed cost per call is the lower (measured: 70 against
+#: 180 us for one matrix, 460 against 300 us for 100).
+QUATERNION_MIN_BATCH = 32
 
 
 def _horn_tables():
@@ -82,6 +85,16 @@ def _horn_tables():
 
 _HORN_N, _MINORS, _DET, _ADJ = _horn_tables()
 _DIAG = np.array([0, 5, 10, 15])
+#: The rotation of a unit quaternion (w, x, y, z) as a linear map of its outer product q q^T
+#: (16 entries, row-major) onto the 9 entries of R, row-major.
+_QUAT_TO_ROTATION = np.zeros((9, 16))
+for _entry, _terms in enumerate([((0, 0, 1), (1, 1, 1), (2, 2, -1), (3, 3, -1)), ((1, 2, 2), (0, 3, -2)),
+                                 ((1, 3, 2), (0, 2, 2)), ((1, 2, 2), (0, 3, 2)),
+                                 ((0, 0, 1), (1, 1, -1), (2, 2, 1), (3, 3, -1)), ((2, 3, 2), (0, 1, -2)),
+                                 ((1, 3, 2), (0, 2, -2)), ((2, 3, 2), (0, 1, 2)),
+                                 ((0, 0, 1), (1, 1, -1), (2, 2, -1), (3, 3, 1))]):
+    for _i, _j, _c in _terms:
+        _QUAT_TO_ROTATION[_entry, 4 * _i + _j] = _c
 
 
 def _minors(f: np.ndarray) -> np.ndarray:
@@ -101,56 +114,49 @@ def _rotations_from_covariance(cov: np.ndarray, upper: np.ndarray | None = None)
     built from ``cov``. That eigenvalue comes from Newton's method on N's characteristic
     polynomial, started above it (QCP, Theobald 2005), and the quaternion from a column of
     the adjugate of N - lambda I. All of it is elementwise arithmetic on (S,) arrays, where
-    a batched SVD is one LAPACK call per 3x3 matrix (3-5x slower measured); rows where the
-    largest eigenvalue is (nearly) repeated fall back to the SVD. Same rotations as the SVD
-    to ~1e-12 (tests/test_superpose.py)."""
+    a batched SVD is one LAPACK call per 3x3 matrix (3-5x slower measured from a few hundred
+    matrices on); rows where the largest eigenvalue is (nearly) repeated, and batches of
+    fewer than :data:`QUATERNION_MIN_BATCH`, take the SVD. Same rotations as the SVD to
+    ~1e-12, 1e-8 where near-collinear points barely determine them (tests/test_superpose.py)."""
     cov = np.asarray(cov, dtype=np.float64)
     s = len(cov)
     if s == 0:
         return np.zeros((0, 3, 3))
+    if s < QUATERNION_MIN_BATCH:
+        return _rotations_by_svd(cov.copy())
     h = cov.reshape(s, 9).T
-    f = _HORN_N @ h  # (16, S): N row-major
-    frob = (h * h).sum(0)
-    # characteristic polynomial lambda^4 + c2 lambda^2 + c1 lambda + c0 (N is traceless)
-    c2 = -2.0 * frob
-    c1 = -8.0 * (h[0] * (h[4] * h[8] - h[5] * h[7]) - h[1] * (h[3] * h[8] - h[5] * h[6])
-                 + h[2] * (h[3] * h[7] - h[4] * h[6]))
-    ds, dc, dsign = _DET
-    mn = _minors(f)
-    c0 = (dsign[:, None] * mn[ds] * mn[dc]).sum(0)
-    # Newton from above: the eigenvalues sum to 0 and their squares to 4 |cov|^2, so the largest
-    # is at most sqrt(3) |cov|; above the largest root the quartic is increasing and convex, so
-    # the iterates decrease monotonically onto it
-    lam = np.sqrt(3.0 * frob)
-    if upper is not None:
-        lam = np.minimum(lam, upper)
-    for _ in range(NEWTON_MAX_STEPS):
-        x2 = lam * lam
-        p = (x2 + c2) * x2 + c1 * lam + c0
-        dp = (4.0 * x2 + 2.0 * c2) * lam + c1
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(dp > 0.0, p / dp, 0.0)
-        lam -= step
-        if not (np.abs(step) > NEWTON_TOL * lam).any():
-            break
-    # the adjugate of A = N - lambda I is (a multiple of) q q^T: its column with the largest
-    # diagonal entry is the best-conditioned multiple of the quaternion q
-    f[_DIAG] -= lam
-    mn = _minors(f)
-    af, am, asign = _ADJ
-    adj = (asign[:, :, None] * f[af] * mn[am]).sum(1)  # (16, S): adjugate row-major
-    diag = np.abs(adj[_DIAG])
-    col = np.argmax(diag, axis=0)
-    q = adj.reshape(4, 4, s)[:, col, np.arange(s)]  # (4, S): column col of each
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):  # a repeated root gives 0 / 0 below: such rows take the SVD
+        f = _HORN_N @ h  # (16, S): N row-major
+        frob = (h * h).sum(0)
+        # characteristic polynomial lambda^4 + c2 lambda^2 + c1 lambda + c0 (N is traceless)
+        c2 = -2.0 * frob
+        c1 = -8.0 * (h[0] * (h[4] * h[8] - h[5] * h[7]) - h[1] * (h[3] * h[8] - h[5] * h[6])
+                     + h[2] * (h[3] * h[7] - h[4] * h[6]))
+        ds, dc, dsign = _DET
+        mn = _minors(f)
+        c0 = (dsign[:, None] * mn[ds] * mn[dc]).sum(0)
+        # Newton from above: the eigenvalues sum to 0 and their squares to 4 |cov|^2, so the
+        # largest is at most sqrt(3) |cov|; above the largest root the quartic is increasing and
+        # convex, so the iterates decrease monotonically onto it
+        lam = np.sqrt(3.0 * frob)
+        if upper is not None:
+            lam = np.minimum(lam, upper)
+        for _ in range(NEWTON_MAX_STEPS):
+            x2 = lam * lam
+            step = ((x2 + c2) * x2 + c1 * lam + c0) / ((4.0 * x2 + 2.0 * c2) * lam + c1)
+            lam -= step
+            if not (np.abs(step) > NEWTON_TOL * lam).any():
+                break
+        # the adjugate of A = N - lambda I is (a multiple of) q q^T: its column with the largest
+        # diagonal entry is the best-conditioned multiple of the quaternion q
+        f[_DIAG] -= lam
+        mn = _minors(f)
+        af, am, asign = _ADJ
+        adj = (asign[:, :, None] * f[af] * mn[am]).sum(1)  # (16, S): adjugate row-major
+        diag = np.abs(adj[_DIAG])
+        q = adj.reshape(4, 4, s)[:, np.argmax(diag, axis=0), np.arange(s)]  # (4, S): that column
         q /= np.sqrt((q * q).sum(0))
-    w, x, y, z = q
-    ww, xx, yy, zz = w * w, x * x, y * y, z * z
-    xy, xz, yz, wx, wy, wz = x * y, x * z, y * z, w * x, w * y, w * z
-    r = np.stack([ww + xx - yy - zz, 2.0 * (xy - wz), 2.0 * (xz + wy),
-                  2.0 * (xy + wz), ww - xx + yy - zz, 2.0 * (yz - wx),
-                  2.0 * (xz - wy), 2.0 * (yz + wx), ww - xx - yy + zz], axis=1).reshape(s, 3, 3)
-    with np.errstate(invalid="ignore"):
+        r = (_QUAT_TO_ROTATION @ (q[:, None] * q[None, :]).reshape(16, s)).T.reshape(s, 3, 3)
         weak = ~(diag.max(0) > ADJUGATE_FLOOR * lam ** 3)  # NaN and 0 (cov = 0) included
         weak |= ~((4.0 * lam * lam + 2.0 * c2) * lam + c1 > 0.0)  # not a simple largest root
     if weak.any():
