@@ -321,3 +321,14 @@ def test_contact_precision_takes_the_first_k_of_a_stable_sort_with_ties():
         order = np.argsort(-s if higher else s, kind="stable")[:k]
         expect = float((t[order] < 8.0).mean())
         assert M.contact_precision(score, true_d, higher_is_contact=higher) == expect
+
+
+def test_mirror_search_in_a_second_thread_gives_the_same_numbers(chains, monkeypatch):
+    x, y, _ = corresponded(chains["lfm"], chains["cih"])
+    monkeypatch.setattr(M, "THREAD_MIN_RESIDUES", 10**9)
+    serial = M.score_coordinates(x, y)
+    monkeypatch.setattr(M, "THREAD_MIN_RESIDUES", 1)
+    monkeypatch.setattr(M, "_cores", lambda: 2)
+    threaded = M.score_coordinates(x, y)
+    np.testing.assert_equal(threaded, serial)
+    assert threaded["tm_score_mirror"] < threaded["tm_score"]
