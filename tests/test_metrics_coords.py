@@ -331,4 +331,5 @@ def test_mirror_search_in_a_second_thread_gives_the_same_numbers(chains, monkeyp
     monkeypatch.setattr(M, "_cores", lambda: 2)
     threaded = M.score_coordinates(x, y)
     np.testing.assert_equal(threaded, serial)
+    np.testing.assert_equal(M.score_coordinates(x, y, threads=False), serial)
     assert threaded["tm_score_mirror"] < threaded["tm_score"]

@@ -630,7 +630,8 @@ def _in_thread(fn, *args):
         pool.shutdown(wait=False)
 
 
-def score_coordinates(model_xyz: np.ndarray, ref_xyz: np.ndarray, mask: np.ndarray | None = None) -> dict:
+def score_coordinates(model_xyz: np.ndarray, ref_xyz: np.ndarray, mask: np.ndarray | None = None, *,
+                      threads: bool = True) -> dict:
     """Every comparison metric of corresponded C-alpha coordinates.
 
     model_xyz, ref_xyz: (L, 3) Å; row i of one belongs with row i of the other.
@@ -644,8 +645,9 @@ def score_coordinates(model_xyz: np.ndarray, ref_xyz: np.ndarray, mask: np.ndarr
     residues.
 
     From :data:`THREAD_MIN_RESIDUES` corresponded residues on, the mirror image's
-    TM-score search runs in a second thread (same numbers, about half the wall time
-    on two cores).
+    TM-score search runs in a second thread where the process may use two cores (same
+    numbers); ``threads=False`` keeps it in the caller's thread (for callers that
+    already keep every core busy, such as ``evaluate``'s worker processes).
 
     Returns a dict of floats: rmsd (Å), tm_score, tm_score_mirror (the model's
     mirror image), gdt_ts, gdt_ha (0-100), lddt (0-1, C-alpha, 15 Å, 0.5/1/2/4 Å,
@@ -679,7 +681,7 @@ def score_coordinates(model_xyz: np.ndarray, ref_xyz: np.ndarray, mask: np.ndarr
         # the mirror's search is independent of the others: on a second core where there is one
         # and the chain is long enough to pay for a thread (numpy releases the GIL in its loops)
         mirrored = _in_thread(_tm_search, _Superposer(mirror(xa), ya), l_ref) \
-            if n_aligned >= THREAD_MIN_RESIDUES and _cores() > 1 else None
+            if threads and n_aligned >= THREAD_MIN_RESIDUES and _cores() > 1 else None
         tm, _, _, counts = _tm_search(sp, l_ref, gdt_cutoffs=GDT_CUTOFFS)
         counts = _gdt_search(sp, GDT_CUTOFFS, counts)
         tm_mirror = (mirrored.result() if mirrored else _tm_search(_Superposer(mirror(xa), ya), l_ref))[0]
