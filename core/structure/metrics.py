@@ -260,6 +260,15 @@ def _one_blas_thread():
     return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
+def _in_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """(len(keys),) bool: which of ``keys`` are in ``sorted_keys`` (sorted ascending), by binary
+    search instead of np.isin's sort of both arrays."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[pos] == keys
+
+
 class _Superposer:
     """Batched Kabsch fits of x onto y and the squared distances they leave, each
     a single matrix product over precomputed per-residue features.
@@ -322,22 +331,59 @@ class _Superposer:
         at least as far: dropping it cannot change the maximum found. Subsets
         are compared by a 64-bit hash of their membership bits.
         """
-        sel = sel[np.count_nonzero(sel, axis=1) >= min_size]
+        size = np.count_nonzero(sel, axis=1)
+        if limit is not None and len(sel) > 2 * limit:
+            return self._largest_new_rows(sel, size, min_size, limit)
+        sel = sel[size >= min_size]
         if not len(sel):
             return sel
-        with np.errstate(over="ignore"):
-            keys = (np.packbits(sel, axis=1).astype(np.uint64) * self._hash_weights(sel.shape[1])).sum(1)
+        keys = self._keys(sel)
         _, first = np.unique(keys, return_index=True)
         first = np.sort(first)
-        seen = self.seen_keys  # sorted: a binary search instead of np.isin's sort of both arrays
-        if len(seen):
-            pos = np.minimum(np.searchsorted(seen, keys[first]), len(seen) - 1)
-            first = first[seen[pos] != keys[first]]
+        first = first[~_in_sorted(self.seen_keys, keys[first])]
         if limit is not None and len(first) > limit:
             first = first[np.argsort(-np.count_nonzero(sel[first], axis=1), kind="stable")[:limit]]
-        new = np.sort(keys[first])
-        self.seen_keys = np.insert(seen, np.searchsorted(seen, new), new)
+        self._mark(keys[first])
         return sel[first]
+
+    def _largest_new_rows(self, sel: np.ndarray, size: np.ndarray, min_size: int, limit: int) -> np.ndarray:
+        """:meth:`new_rows` with a ``limit`` well under the number of rows, hashing only the rows
+        it needs: largest first (ties in row order), in chunks, until ``limit`` + 1 new subsets
+        are found. The same rows in the same order as hashing every row: the ``limit`` largest
+        by size then row order, or, when there are no more than ``limit``, all in row order."""
+        rows = np.flatnonzero(size >= min_size)
+        rows = rows[np.argsort(-size[rows], kind="stable")]
+        picked, picked_keys, got = [], np.zeros(0, dtype=np.uint64), 0
+        for a in range(0, len(rows), 2 * limit):
+            chunk = rows[a:a + 2 * limit]
+            keys = self._keys(sel[chunk])
+            _, first = np.unique(keys, return_index=True)  # identical subsets have equal sizes: the
+            first = np.sort(first)  # first in this order is the first in row order
+            first = first[~_in_sorted(self.seen_keys, keys[first]) & ~_in_sorted(picked_keys, keys[first])]
+            first = first[:limit + 1 - got]
+            picked.append(chunk[first])
+            picked_keys = np.sort(np.concatenate([picked_keys, keys[first]]))
+            got += len(first)
+            if got > limit:
+                break
+        order = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+        if got > limit:
+            order = order[:limit]
+        else:
+            order = np.sort(order)
+        chosen = sel[order]
+        self._mark(self._keys(chosen) if len(chosen) else np.zeros(0, dtype=np.uint64))
+        return chosen
+
+    def _keys(self, sel: np.ndarray) -> np.ndarray:
+        """A 64-bit hash of each row's membership bits."""
+        with np.errstate(over="ignore"):
+            return (np.packbits(sel, axis=1).astype(np.uint64) * self._hash_weights(sel.shape[1])).sum(1)
+
+    def _mark(self, keys: np.ndarray) -> None:
+        """Record ``keys`` as fitted (``seen_keys`` stays sorted)."""
+        new = np.sort(keys)
+        self.seen_keys = np.insert(self.seen_keys, np.searchsorted(self.seen_keys, new), new)
 
     def blocks(self, rows: int):
         """Row slices that keep an (rows, N) float64 block near BLOCK_BYTES."""
@@ -474,7 +520,8 @@ def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int 
         rng = np.random.default_rng(GDT_RANDOM_STATE)
         k = 3 + np.arange(GDT_RANDOM_SEEDS) % 3
         keys = rng.random((GDT_RANDOM_SEEDS, n))
-        kth = np.sort(keys, axis=1)[np.arange(GDT_RANDOM_SEEDS), np.minimum(k, n) - 1]
+        # each row's k-th smallest key (k <= 5 <= n): one partition at the 5th, then a sort of 5
+        kth = np.sort(np.partition(keys, 4, axis=1)[:, :5], axis=1)[np.arange(GDT_RANDOM_SEEDS), k - 1]
         seeds = np.concatenate([seeds, keys <= kth[:, None]])
     fits = [sp.fit(seeds[block]) for block in sp.blocks(len(seeds))]
     # the seeds' fits are shared by all cutoffs: where the (seeds, N) masks of every cutoff fit in
