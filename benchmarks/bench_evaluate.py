@@ -6,7 +6,8 @@ be what imports) and once with the working tree, alternating which goes first. R
 wall seconds of each whole process (min / median / max over ``--rounds``), the child's
 CPU seconds, the ratio before / now per round, and every value of the two metrics.json
 that differs (timings, the chains' ``seconds`` and ``model_timings`` and ``total_s`` left
-out, and the model's path, which is the export's copy; NaN equals NaN). Exit status 1 when a
+out, and the model's path, which is the export's copy; NaN equals NaN; with ``--rtol``, floats
+that close count as equal and the largest such difference is printed). Exit status 1 when a
 value differs. The working tree includes uncommitted work: give ``--vs`` a revision whose only
 differences from it are the change being measured.
 
@@ -53,8 +54,10 @@ def run_evaluate(env: dict[str, str], data: Path, split: str, max_length: int, o
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def differences(a, b, path: str = "") -> list[str]:
-    """Paths where two JSON values differ (timing keys skipped; NaN/None equal themselves)."""
+def differences(a, b, path: str = "", rtol: float = 0.0, largest: list[float] | None = None) -> list[str]:
+    """Paths where two JSON values differ (timing keys skipped; NaN/None equal themselves).
+    Floats within ``rtol`` of each other (relative to the larger) count as equal; ``largest``
+    (a one-element list) receives the largest relative difference of such floats."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
@@ -63,14 +66,21 @@ def differences(a, b, path: str = "") -> list[str]:
             if k not in a or k not in b:
                 out.append(f"{path}/{k} (only in {'now' if k in b else 'before'})")
             else:
-                out += differences(a[k], b[k], f"{path}/{k}")
+                out += differences(a[k], b[k], f"{path}/{k}", rtol, largest)
         return out
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return [f"{path} (length {len(a)} vs {len(b)})"]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]")]
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return []
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]", rtol, largest)]
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a) and math.isnan(b):
+            return []
+        if a != b and math.isfinite(a) and math.isfinite(b):
+            rel = abs(a - b) / max(abs(a), abs(b))
+            if rel <= rtol:
+                if largest is not None:
+                    largest[0] = max(largest[0], rel)
+                return []
     return [] if a == b and type(a) is type(b) else [f"{path}: {a!r} vs {b!r}"]
 
 
@@ -91,6 +101,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", type=Path, default=None,
                     help="model folder for both sides (default: each side's shipped model, which differs "
                          "between revisions that ship different models)")
+    ap.add_argument("--rtol", type=float, default=0.0,
+                    help="floats whose relative difference is at most this count as equal (default 0: "
+                         "identical); the largest such difference is printed")
     args = ap.parse_args(argv)
     if not (args.data / "dataset.json").is_file():
         sys.exit(f"bench_evaluate: {args.data}: not a distfold dataset")
@@ -114,7 +127,8 @@ def main(argv=None) -> int:
                 cpu[side].append(c)
                 print(f"round {rnd + 1} {side:6s} wall {w:.2f} s  cpu {c:.2f} s", file=sys.stderr, flush=True)
         metrics = {side: json.loads((keep / side / "metrics.json").read_text()) for side in envs}
-        diff = differences(metrics["before"], metrics["now"])
+        largest = [0.0]
+        diff = differences(metrics["before"], metrics["now"], rtol=args.rtol, largest=largest)
         n_chains = metrics["now"]["dataset"]["n_chains"]
         model = f" --model {args.model}" if args.model is not None else ""
         print(f"distfold evaluate {args.data} --split {args.split} --max-length {args.max_length}{model} "
@@ -129,7 +143,11 @@ def main(argv=None) -> int:
             for d in diff[:40]:
                 print(f"    {d}")
             return 1
-        print("  metrics.json: every value identical (timings left out)")
+        if largest[0] > 0:
+            print(f"  metrics.json: every value equal within a relative {args.rtol:g} (largest difference "
+                  f"{largest[0]:.1e}; timings left out)")
+        else:
+            print("  metrics.json: every value identical (timings left out)")
     return 0
 
 

@@ -43,15 +43,15 @@ def contact_scores(score: np.ndarray, true_d: np.ndarray, mask: np.ndarray, high
     return {f"contact_{r}_{k.replace('/', '')}": v for r, ks in prec.items() for k, v in ks.items()}
 
 
-def score_coords(model_xyz: np.ndarray, ref_xyz: np.ndarray) -> dict[str, Any]:
+def score_coords(model_xyz: np.ndarray, ref_xyz: np.ndarray, threads: bool = True) -> dict[str, Any]:
     """After-reconstruction metrics of residue-matched (L, 3) coordinates (reference
     rows NaN where unobserved), by the scorer of ``distfold compare``
-    (:func:`distfold.structure.metrics.score_coordinates`): rmsd, tm_score,
-    tm_score_mirror, gdt_ts, gdt_ha, lddt_coords (lDDT of the rebuilt coordinates)
-    and hand_right."""
+    (:func:`distfold.structure.metrics.score_coordinates`; ``threads`` as there): rmsd,
+    tm_score, tm_score_mirror, gdt_ts, gdt_ha, lddt_coords (lDDT of the rebuilt
+    coordinates) and hand_right."""
     from distfold.structure.metrics import score_coordinates
 
-    s = score_coordinates(model_xyz, ref_xyz)
+    s = score_coordinates(model_xyz, ref_xyz, threads=threads)
     out = {k: s[k] for k in ("rmsd", "tm_score", "tm_score_mirror", "gdt_ts", "gdt_ha")}
     out["lddt_coords"] = s["lddt"]
     out["hand_right"] = bool(out["tm_score"] > out["tm_score_mirror"])

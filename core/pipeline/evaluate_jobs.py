@@ -103,12 +103,15 @@ class ChainScorer:
     """The jobs themselves, on one opened dataset, the reconstructor and the folder the
     structures are written to."""
 
-    def __init__(self, dataset_dir: str | os.PathLike, reconstructor: Any, struct_dir: str | os.PathLike) -> None:
+    def __init__(self, dataset_dir: str | os.PathLike, reconstructor: Any, struct_dir: str | os.PathLike,
+                 score_threads: bool = True) -> None:
         from distfold.data.dataset import Dataset
 
         self.ds = Dataset(dataset_dir)
         self.reconstructor = reconstructor
         self.struct_dir = Path(struct_dir)
+        # a worker process leaves the other cores to the other workers: no second scoring thread
+        self.score_threads = score_threads
 
     def fit_prior(self) -> tuple[Any, float]:
         """The :class:`~distfold.pipeline.prior.SeparationPrior` fitted on the train split, and seconds."""
@@ -155,7 +158,7 @@ class ChainScorer:
                 true_d, mask, ref = self.truth(row)
                 scores, _ = score_matrix(prior_d, true_d, mask)
                 scores.update(contact_scores(prior_d, true_d, mask, higher_is_contact=False))
-                scores.update(score_coords(coords, ref))
+                scores.update(score_coords(coords, ref, threads=self.score_threads))
                 scores.update({"stress1": diag.get("stress1"), "mirrored": diag.get("mirrored"),
                                "handedness_margin": diag.get("handedness_margin")})
                 out[row] = scores
@@ -179,7 +182,7 @@ class ChainScorer:
         scores.update(contact_scores(pred.contact_prob if pred.contact_prob is not None else pred.distance,
                                      true_d, mask, higher_is_contact=pred.contact_prob is not None))
         xyz = as_written(pred.coords)
-        scores.update(score_coords(xyz, ref))
+        scores.update(score_coords(xyz, ref, threads=self.score_threads))
         scores.update({"stress1": pred.diagnostics.get("stress1"), "mirrored": pred.diagnostics.get("mirrored"),
                        "handedness_margin": pred.diagnostics.get("handedness_margin"),
                        "confidence": pred.mean_confidence})
@@ -216,7 +219,7 @@ def _init_worker(threads: int, *scorer_args: Any) -> None:
 
     os.environ.update({k: str(threads) for k in THREAD_ENV})  # pools loaded later (scipy's OpenBLAS)
     _LIMITS = threadpool_limits(limits=threads)  # pools already loaded
-    _SCORER = ChainScorer(*scorer_args)
+    _SCORER = ChainScorer(*scorer_args, score_threads=False)
 
 
 def _in_worker(method: str, *args: Any) -> Any:
