@@ -91,6 +91,25 @@ def test_altlocs_resolved_to_one_residue_each():
     np.testing.assert_allclose(c["coords"][k], [21.206, 7.613, 31.182], atol=1e-3)
 
 
+def test_point_mutation_altloc_keeps_the_chain_s_labels(tmp_path):
+    # residue 31 written twice, altloc A as itself and altloc B as another amino acid: Biopython makes it
+    # a DisorderedResidue (whose child_dict holds residue names, not atoms); the labels must not be lost
+    lines = gzip.open(BUILD / "1o6z_A.pdb.gz", "rt").read().splitlines()
+    res31 = [l for l in lines if l.startswith("ATOM") and l[21] == "A" and l[22:27] == "  31 " and l[16] == " "]
+    assert res31
+    at = lines.index(res31[0])
+    mutated = [l[:16] + "A" + l[17:54] + "  0.50" + l[60:] for l in res31]
+    mutated += [l[:16] + "B" + ("GLY" if l[17:20] != "GLY" else "ALA") + l[20:54] + "  0.50" + l[60:]
+                for l in res31 if l[12:16].strip() in ("N", "CA", "C", "O")]
+    out = lines[:at] + mutated + [l for l in lines[at:] if l not in res31]
+    f = tmp_path / "pm.pdb"
+    f.write_text("\n".join(out) + "\n")
+    ref = _parse("1o6z_A.pdb.gz")["chains"][0]
+    got = parse_file(str(f))
+    assert got["error"] is None
+    assert "ss" in ref and got["chains"][0]["ss"] == ref["ss"]
+
+
 def test_mse_read_as_met():
     c = _parse("2e37_A.pdb.gz")["chains"][0]
     n_mse = sum(1 for l in _ca_lines("2e37_A.pdb.gz", "A") if l[17:20] == "MSE")

@@ -28,9 +28,9 @@ PEPTIDE_BREAK = 2.5  # Å; a bonded C-N is 1.33 Å
 
 
 def _atom_xyz(res, name: str) -> np.ndarray | None:
-    atom = res.child_dict.get(name)
-    if atom is None:
+    if name not in res:  # `in`, not child_dict: a DisorderedResidue's child_dict holds residue names
         return None
+    atom = res[name]
     if atom.is_disordered():
         atom = atom.selected_child
     xyz = atom.get_coord().tolist()  # three Python floats: the finiteness test without numpy's per-call cost
@@ -98,7 +98,7 @@ def chain_ss_labels(structure, chains) -> list[str | None]:
             continue
         backbone: list[np.ndarray | None] = []
         for res in residues:
-            if not all(a in res.child_dict for a in BACKBONE):  # e.g. a C-alpha-only trace: no label, no work
+            if not all(a in res for a in BACKBONE):  # e.g. a C-alpha-only trace: no label, no work
                 backbone.append(None)
                 continue
             atoms = [_atom_xyz(res, a) for a in BACKBONE]
