@@ -11,7 +11,8 @@ pool (real chains first), so the sets are nested.
 For each N in --sizes and each --cluster method, ``distfold data build`` runs as its own
 process (``--workers`` processes, default 2); the table gives the whole-process time and
 the build's own parse (DSSP labels included) / family / split-check seconds (``dataset.json``;
-the rest of the wall time is start-up and writing the dataset), and a
+the rest of the wall time is start-up and writing the dataset; for MMseqs2 also the family search's
+parts, ``family_parts_s``: clustering into representatives, the search, the rule's re-alignments), and a
 least-squares fit of log(time) on log(N) gives the time-vs-chains exponent of each method.
 A method that runs past --budget seconds at one N is not run at larger N. Usage::
 
