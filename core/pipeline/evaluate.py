@@ -88,7 +88,7 @@ METRICS = ("mae", "rmse", "pearson", "lddt", "contact_precision", "mae_short", "
 #: Secondary-structure predictors scored against the reference DSSP: the model and two baselines.
 SS_METHODS = ("model", "majority", "window")
 #: Matrix entries (sum of L^2) of the chains whose model output waits for a worker, at most:
-#: the model runs ahead of the workers up to this (about 14 bytes an entry).
+#: the model runs ahead of the workers up to this (about 22 bytes an entry).
 IN_FLIGHT_PAIRS = 1 << 23
 
 
@@ -385,17 +385,11 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
             """Take chain k's results (in chain order), write its structures, add it to the pooled statistics."""
             nonlocal prior_d
             t0 = time.perf_counter()
-            sample = ds[i]
-            rec = sample.record
-            mask = sample.mask
-            true_d = sample.distances().astype(np.float64)
-            row: dict[str, Any] = {"id": cid, "length": len(seq), "n_observed": int(mask.sum()),
-                                   "family": rec.get("family")}
             try:
                 run = job.result()
-                pred = run.pred
-                m_scores = run.scores
-                row["model"] = m_scores
+                pred, m_scores, true_d, mask = run.pred, run.scores, run.true_d, run.mask
+                row: dict[str, Any] = {"id": cid, "length": len(seq), "n_observed": int(mask.sum()),
+                                       "family": ds.records[i].get("family"), "model": m_scores}
                 if prior is not None:
                     p_scores = prior_jobs[len(seq)].result()[i]
                     if isinstance(p_scores, Exception):

@@ -64,15 +64,18 @@ def without_model(predictor: Any) -> Any:
 class ModelRun:
     """One chain's model results: the prediction (its ``variance`` and ``contact_prob``
     dropped: the caller does not use them), the coordinates as written, the scores,
-    the per-residue lDDT of the predicted matrix, the job's seconds; for a chain with
-    reference secondary structure, the report's ``ss`` entry, the predicted strings per
-    predictor and their :func:`~distfold.structure.secondary.ss_scores`."""
+    the per-residue lDDT of the predicted matrix, the job's seconds, the chain's true
+    distances and mask (the job has read them; the caller's pooled statistics use them
+    too); for a chain with reference secondary structure, the report's ``ss`` entry, the
+    predicted strings per predictor and their :func:`~distfold.structure.secondary.ss_scores`."""
 
     pred: Any
     xyz: np.ndarray
     scores: dict[str, Any]
     per_residue_lddt: np.ndarray
     seconds: float
+    true_d: np.ndarray
+    mask: np.ndarray
     ss: dict[str, Any] | None = None
     ss_predictions: dict[str, str] | None = None
     ss_scores: dict[str, dict[str, Any]] | None = None
@@ -203,8 +206,8 @@ class ChainScorer:
         write_ca_trace(self.struct_dir / f"{cid}.pdb", xyz, sequence, bf, "pdb", ss=pred.ss)
         write_reference_trace(self.struct_dir / f"{cid}.ref.pdb", ref, sequence, mask)
         pred.variance = pred.contact_prob = None
-        return ModelRun(pred, xyz, scores, per_res, time.perf_counter() - t, ss_entry, ss_predictions,
-                        ss_chain_scores)
+        return ModelRun(pred, xyz, scores, per_res, time.perf_counter() - t, true_d, mask, ss_entry,
+                        ss_predictions, ss_chain_scores)
 
 
 _SCORER: ChainScorer | None = None  # a worker's, made by _init_worker
