@@ -365,15 +365,12 @@ class _Superposer:
             picked_keys = np.sort(np.concatenate([picked_keys, keys[first]]))
             got += len(first)
             if got > limit:
+                picked_keys = picked_keys[picked_keys != keys[first[-1]]]  # the one past the limit
                 break
         order = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
-        if got > limit:
-            order = order[:limit]
-        else:
-            order = np.sort(order)
-        chosen = sel[order]
-        self._mark(self._keys(chosen) if len(chosen) else np.zeros(0, dtype=np.uint64))
-        return chosen
+        order = order[:limit] if got > limit else np.sort(order)
+        self._mark(picked_keys)
+        return sel[order]
 
     def _keys(self, sel: np.ndarray) -> np.ndarray:
         """A 64-bit hash of each row's membership bits."""
