@@ -9,7 +9,7 @@ after one warm-up each (fonts). Reported: CPU and wall seconds of the five plots
 (min / median / max) and the ratio before / now per round. The PNGs of the last
 round are kept under ``--keep`` to compare by eye.
 
-    python benchmarks/bench_plots.py --vs HEAD~1 --rounds 5 --keep /tmp/plots
+    python benchmarks/bench_plots.py --vs HEAD~1 --rounds 5 --keep PLOTS_DIR
 """
 
 from __future__ import annotations
