@@ -323,7 +323,7 @@ def test_contact_precision_takes_the_first_k_of_a_stable_sort_with_ties():
         assert M.contact_precision(score, true_d, higher_is_contact=higher) == expect
 
 
-def test_mirror_search_in_a_second_thread_gives_the_same_numbers(chains, monkeypatch):
+def test_searches_on_two_threads_give_the_same_numbers(chains, monkeypatch):
     x, y, _ = corresponded(chains["lfm"], chains["cih"])
     monkeypatch.setattr(M, "THREAD_MIN_RESIDUES", 10**9)
     serial = M.score_coordinates(x, y)
@@ -333,3 +333,53 @@ def test_mirror_search_in_a_second_thread_gives_the_same_numbers(chains, monkeyp
     np.testing.assert_equal(threaded, serial)
     np.testing.assert_equal(M.score_coordinates(x, y, threads=False), serial)
     assert threaded["tm_score_mirror"] < threaded["tm_score"]
+
+
+@pytest.mark.parametrize("bit_count", [True, False])
+def test_row_counts_and_packed_rows(monkeypatch, bit_count):
+    if not bit_count:  # numpy < 2.0 has no bitwise_count
+        monkeypatch.setattr(M, "_BITWISE_COUNT", None)
+    rng = np.random.default_rng(3)
+    for n in (1, 7, 8, 9, 63, 64, 65, 150, 983):
+        sel = rng.random((37, n)) < rng.random((37, 1))
+        np.testing.assert_array_equal(M._row_counts(sel), np.count_nonzero(sel, axis=1))
+        packed = M._pack_rows(sel)
+        assert packed.dtype == np.uint8 and packed.shape == (37, 8 * ((n + 63) // 64))
+        np.testing.assert_array_equal(np.unpackbits(packed, axis=1, count=n).astype(bool), sel)
+        np.testing.assert_array_equal(M._row_counts(sel, packed), np.count_nonzero(sel, axis=1))
+
+
+def _new_rows_by_hand(sel, seen, min_size, limit):
+    """The rule of _Superposer.new_rows on Python sets: rows with enough members, first
+    occurrences not seen before, in row order; with a limit, the largest (stable)."""
+    rows, keys = [], set()
+    for i, row in enumerate(sel):
+        key = row.tobytes()
+        if row.sum() >= min_size and key not in seen and key not in keys:
+            rows.append(i)
+            keys.add(key)
+    if limit is not None and len(rows) > limit:
+        rows = sorted(rows, key=lambda i: -int(sel[i].sum()))[:limit]
+    seen |= {sel[i].tobytes() for i in rows}
+    return rows
+
+
+@pytest.mark.parametrize("n", [9, 64, 300])
+def test_new_rows_keeps_first_unseen_subsets_and_the_largest_under_a_limit(n):
+    rng = np.random.default_rng(n)
+    sp = M._Superposer(rng.normal(size=(n, 3)), rng.normal(size=(n, 3)))
+    pool = rng.random((40, n)) < 0.1 + 0.8 * rng.random((40, 1))  # 40 distinct-ish subsets, reused
+    for limit in (None, 5, 64):
+        sp.forget()
+        seen = set()
+        for _ in range(4):
+            sel = pool[rng.integers(0, len(pool), 150)]  # many repeats, within and across calls
+            got = sp.new_rows(sel, min_size=3, limit=limit)
+            want = _new_rows_by_hand(sel, seen, 3, limit)
+            np.testing.assert_array_equal(got, sel[want])
+    # the packed bits a caller already has give the same rows
+    sp.forget()
+    sel = pool[rng.integers(0, len(pool), 150)]
+    a = sp.new_rows(sel.copy())
+    sp.forget()
+    np.testing.assert_array_equal(sp.new_rows(sel, packed=M._pack_rows(sel)), a)
