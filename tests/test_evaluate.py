@@ -239,9 +239,35 @@ def test_workers_give_the_same_report_as_one_process(report, dataset, tmp_path):
     assert on_disk[0] == on_disk[1]
     for f in sorted((out1 / "structures").iterdir()):
         assert (tmp_path / "structures" / f.name).read_bytes() == f.read_bytes(), f.name
+    # the plots, drawn by the workers at the same time, are those drawn here one after another
+    pngs = sorted(f.name for f in out1.glob("*.png"))
+    assert pngs == sorted(f.name for f in tmp_path.glob("*.png")) and len(pngs) == 4
+    for name in pngs:
+        assert (tmp_path / name).read_bytes() == (out1 / name).read_bytes(), name
     # the same lines, in chain order (the seconds aside)
     assert [line.rsplit("  ", 1)[0] for line in logs if "L=" in line] == \
         [line.rsplit("  ", 1)[0] for line in logs1 if "L=" in line]
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_distance_maps_of_chains_not_kept_are_predicted_again_the_same(report, dataset, tmp_path, monkeypatch, kept):
+    """The maps' matrices are kept from the chains' runs while they fit; past that limit
+    the maps' chains are predicted again: the same plot either way."""
+    import distfold.pipeline.evaluate as ev
+    from distfold.pipeline.predict import cpu_threads
+
+    out1 = report[0]
+    if not kept:
+        monkeypatch.setattr(ev, "KEPT_MAP_PAIRS", 0)
+    predicted = []
+    model = OracleModel(dataset)
+    predict = model.predict
+    monkeypatch.setattr(model, "predict", lambda *a, **k: (predicted.append(1), predict(*a, **k))[1])
+    with cpu_threads(1):
+        evaluate(dataset, tmp_path, model=model, reconstruct=RECON, plot=evaluation_plots, workers=1)
+    n_chains = len(json.loads((out1 / "metrics.json").read_text())["chains"])
+    assert (len(predicted) == n_chains) if kept else (len(predicted) > n_chains)
+    assert (tmp_path / "distance_maps.png").read_bytes() == (out1 / "distance_maps.png").read_bytes()
 
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])

@@ -90,6 +90,9 @@ SS_METHODS = ("model", "majority", "window")
 #: Matrix entries (sum of L^2) of the chains whose model output waits for a worker, at most:
 #: the model runs ahead of the workers up to this (about 22 bytes an entry).
 IN_FLIGHT_PAIRS = 1 << 23
+#: Matrix entries (sum of L^2) of the chains whose predicted and true matrices are kept for the
+#: distance maps drawn at the end (8 bytes an entry), at most; past it a map's chain is predicted again.
+KEPT_MAP_PAIRS = 1 << 23
 
 
 def length_bin(n: int) -> str:
@@ -259,17 +262,20 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
              reconstruct: str = "smacof", max_length: int | None = None, device: str = "auto",
              log: Callable[[str], None] | None = None, model: Any = None, with_prior: bool = True,
              predictor: Predictor | None = None,
-             plot: Callable[[Path, EvaluationFigures], dict[str, str | None]] | None = None,
+             plot: Callable[..., dict[str, str | None]] | None = None,
              workers: int = 1, worker_threads: int = 1) -> dict[str, Any]:
     """Evaluate, write the report, return the metrics dict (as in metrics.json).
 
     predictor: a built :class:`~distfold.pipeline.predictor.Predictor` (``model_dir``,
     ``reconstruct``, ``device`` and ``model`` are then ignored); ``model``: an already
     loaded model; otherwise ``model_dir`` (or the shipped default) is loaded.
-    plot: draws the figures into the report folder and returns ``{plot: file name or
-    None}`` for ``metrics["plots"]`` (``distfold evaluate`` passes
-    :func:`distfold.report.plots.evaluation_plots`); without it no plot is drawn and
-    ``metrics["plots"]`` is empty.
+    plot: ``plot(report_dir, figures, run=run)`` draws the :class:`EvaluationFigures` into the
+    report folder and returns ``{plot: file name or None}`` for ``metrics["plots"]``
+    (``distfold evaluate`` passes :func:`distfold.report.plots.evaluation_plots`); ``run(fn,
+    *args)`` returns the :class:`~concurrent.futures.Future` of ``fn(*args)`` run in the worker
+    processes (:meth:`~distfold.pipeline.evaluate_jobs.ChainJobs.call`), for the plots to be
+    drawn there at the same time. It is called in a thread while this one writes the rest of
+    the report. Without it no plot is drawn and ``metrics["plots"]`` is empty.
     workers: processes for the per-chain work other than the model's forward pass
     (reconstructions and scores, :mod:`distfold.pipeline.evaluate_jobs`), each with
     ``worker_threads`` BLAS threads; 1 does it all in this process. The report is the
@@ -378,7 +384,8 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
         calib_pred: list[np.ndarray] = []
         calib_obs: list[np.ndarray] = []
         failed: list[dict[str, Any]] = []
-        where: dict[str, int] = {}  # chain id -> dataset row, to redraw the maps of three chains at the end
+        where: dict[str, int] = {}  # chain id -> dataset row, for the maps of three chains at the end
+        kept = _KeptMaps()  # the chains' matrices for those maps, while they fit
         prior_d: np.ndarray | None = None  # the prior's matrix at the current length
 
         def finish(k: int, i: int, cid: str, seq: str, job: Future, forward_s: float) -> None:
@@ -421,6 +428,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
                 hist.add("prior", prior_d, true_d, mask)
                 sep_acc.add("prior", prior_d, true_d, mask, count=False)
             where[cid] = i
+            kept.add(cid, pred.distance, true_d)
             # the model's forward, the job (in a worker or here) and this
             row["seconds"] = round(forward_s + run.seconds + time.perf_counter() - t0, 3)
             row["model_timings"] = {k_: round(v_, 4) for k_, v_ in pred.timings.items()}
@@ -454,70 +462,80 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
                 finish(*pending.popleft())
         while pending:
             finish(*pending.popleft())
+
+        if not chains:
+            raise DistfoldError(f"no chain could be evaluated; first failure: {failed[0]['id']}: {failed[0]['error']}")
+        summary = summarise(chains)
+        calib: dict[str, Any] | None = None
+        if calib_pred:
+            cp, co = np.concatenate(calib_pred), np.concatenate(calib_obs)
+            chain_conf = np.array([c["model"]["confidence"] for c in chains], dtype=float)
+            chain_lddt = np.array([100.0 * c["model"]["lddt"] for c in chains], dtype=float)
+            ok = np.isfinite(chain_conf) & np.isfinite(chain_lddt)
+            calib = {"n_residues": int(len(cp)), "pearson_residue": _pearson(cp, co),
+                     "pearson_chain": _pearson(chain_conf[ok], chain_lddt[ok]),
+                     "mean_abs_error": float(np.abs(cp - co).mean()) if len(cp) else None,
+                     "mean_predicted": float(cp.mean()) if len(cp) else None,
+                     "mean_observed": float(co.mean()) if len(co) else None,
+                     "table": calibration_table(cp, co)}
+
+        plots: dict[str, str | None] = {}
+        drawing: Future | None = None
+        if plot is not None:
+            figures = EvaluationFigures(
+                maps=_distance_maps(predictor, ds, chains, where, kept), error_edges=hist.edges,
+                error_counts=hist.counts,
+                error_mae={m: hist.abs_sum[m] / max(hist.n[m], 1) for m in hist.n}, error_n=hist.n,
+                separation_sums=sep_acc.sums, separation_counts=sep_acc.counts,
+                calibration_predicted=np.concatenate(calib_pred) if calib is not None else None,
+                calibration_observed=np.concatenate(calib_obs) if calib is not None else None,
+                calibration_table=calib["table"] if calib is not None else None, model_path=model_info.get("path"))
+            # drawn by the jobs (in the workers, at the same time) while this thread writes the rest
+            drawer = ThreadPoolExecutor(1)
+            drawing = drawer.submit(plot, report_dir, figures, run=jobs.call)
+            drawer.shutdown(wait=False)
+        metrics = {
+            "format": "distfold-evaluation", "version": 1, "distfold_version": __version__,
+            "dataset": {"path": str(dataset_dir), "fingerprint": ds.fingerprint, "split": split,
+                        "max_length": max_length, "n_chains": len(chains), "n_failed": len(failed)},
+            "model": model_info, "reconstructor": predictor.reconstructor_info,
+            "prior": None if prior is None else {"fitted_on": "train", "n_chains": len(ds.indices("train")),
+                                                 "statistic": prior.statistic, "buckets": list(prior.buckets)},
+            "definitions": {
+                "distance_errors": "pairs i < j of observed residues; short 6-11, medium 12-23, long >= 24",
+                "lddt": "C-alpha lDDT of the predicted matrix: pairs with true distance < 15 A, thresholds 0.5/1/2/4 A",
+                "contact_precision": "top L/5 pairs with |i-j| >= 24 by ascending predicted distance; contact = "
+                                     "true C-alpha distance < 8 A (not CASP's C-beta definition)",
+                "contact_<range>_<k>": "precision of the top k = L/5, L/2, L pairs (L the chain length) in the range "
+                                       "short 6-11, medium 12-23, long >= 24 (|i-j|), observed pairs only; the model's "
+                                       "ranked by P(C-alpha distance < 8 A) (distfold.pipeline.contacts), the prior's by "
+                                       "ascending distance (ties by i, j); contact = true C-alpha distance < 8 A",
+                "secondary_structure": "against the record's ss (3-state DSSP, '-' unlabelled and left out): q3, "
+                                       "per_class precision/recall, sov = SOV'99 (Zemla et al. 1999) as a fraction; "
+                                       "pooled over the split's residues and segments, q3_chain/sov_chain over chains; "
+                                       "majority = the train split's most frequent state, window = ridge least squares "
+                                       "on one-hot windows of +-7 residues fitted on the train split "
+                                       "(distfold.pipeline.ss_baselines)",
+                "coordinates": "distfold.structure.metrics.score_coordinates on the observed residues, residue-matched, "
+                               "coordinates as written (0.001 A)",
+                "hand_right": "tm_score > tm_score_mirror",
+                "confidence": "mean per-residue predicted lDDT, 0-100 (distfold.pipeline.confidence)",
+            },
+            "summary": summary, "calibration": calib, "secondary_structure": ss_pool.summary(), "plots": plots, "failed": failed,
+            "total_s": round(time.perf_counter() - t_start, 2),
+            "chains": chains,
+        }
+        _write_tsv(report_dir / "per_chain.tsv", chains)
+        if drawing is not None:
+            plots = drawing.result()
+            if plots.get("training_curves") is None:
+                log("no training log (metrics.jsonl) in the checkpoint folder or the run folder above it: "
+                    "no training curves plot")
+        metrics["plots"] = plots
+        metrics["total_s"] = round(time.perf_counter() - t_start, 2)
     finally:
         jobs.close()
 
-    if not chains:
-        raise DistfoldError(f"no chain could be evaluated; first failure: {failed[0]['id']}: {failed[0]['error']}")
-    summary = summarise(chains)
-    calib: dict[str, Any] | None = None
-    if calib_pred:
-        cp, co = np.concatenate(calib_pred), np.concatenate(calib_obs)
-        chain_conf = np.array([c["model"]["confidence"] for c in chains], dtype=float)
-        chain_lddt = np.array([100.0 * c["model"]["lddt"] for c in chains], dtype=float)
-        ok = np.isfinite(chain_conf) & np.isfinite(chain_lddt)
-        calib = {"n_residues": int(len(cp)), "pearson_residue": _pearson(cp, co),
-                 "pearson_chain": _pearson(chain_conf[ok], chain_lddt[ok]),
-                 "mean_abs_error": float(np.abs(cp - co).mean()) if len(cp) else None,
-                 "mean_predicted": float(cp.mean()) if len(cp) else None,
-                 "mean_observed": float(co.mean()) if len(co) else None,
-                 "table": calibration_table(cp, co)}
-
-    plots: dict[str, str | None] = {}
-    if plot is not None:
-        figures = EvaluationFigures(
-            maps=_distance_maps(predictor, ds, chains, where), error_edges=hist.edges, error_counts=hist.counts,
-            error_mae={m: hist.abs_sum[m] / max(hist.n[m], 1) for m in hist.n}, error_n=hist.n,
-            separation_sums=sep_acc.sums, separation_counts=sep_acc.counts,
-            calibration_predicted=np.concatenate(calib_pred) if calib is not None else None,
-            calibration_observed=np.concatenate(calib_obs) if calib is not None else None,
-            calibration_table=calib["table"] if calib is not None else None, model_path=model_info.get("path"))
-        plots = plot(report_dir, figures)
-        if plots.get("training_curves") is None:
-            log("no training log (metrics.jsonl) in the checkpoint folder or the run folder above it: "
-                "no training curves plot")
-    metrics = {
-        "format": "distfold-evaluation", "version": 1, "distfold_version": __version__,
-        "dataset": {"path": str(dataset_dir), "fingerprint": ds.fingerprint, "split": split,
-                    "max_length": max_length, "n_chains": len(chains), "n_failed": len(failed)},
-        "model": model_info, "reconstructor": predictor.reconstructor_info,
-        "prior": None if prior is None else {"fitted_on": "train", "n_chains": len(ds.indices("train")),
-                                             "statistic": prior.statistic, "buckets": list(prior.buckets)},
-        "definitions": {
-            "distance_errors": "pairs i < j of observed residues; short 6-11, medium 12-23, long >= 24",
-            "lddt": "C-alpha lDDT of the predicted matrix: pairs with true distance < 15 A, thresholds 0.5/1/2/4 A",
-            "contact_precision": "top L/5 pairs with |i-j| >= 24 by ascending predicted distance; contact = "
-                                 "true C-alpha distance < 8 A (not CASP's C-beta definition)",
-            "contact_<range>_<k>": "precision of the top k = L/5, L/2, L pairs (L the chain length) in the range "
-                                   "short 6-11, medium 12-23, long >= 24 (|i-j|), observed pairs only; the model's "
-                                   "ranked by P(C-alpha distance < 8 A) (distfold.pipeline.contacts), the prior's by "
-                                   "ascending distance (ties by i, j); contact = true C-alpha distance < 8 A",
-            "secondary_structure": "against the record's ss (3-state DSSP, '-' unlabelled and left out): q3, "
-                                   "per_class precision/recall, sov = SOV'99 (Zemla et al. 1999) as a fraction; "
-                                   "pooled over the split's residues and segments, q3_chain/sov_chain over chains; "
-                                   "majority = the train split's most frequent state, window = ridge least squares "
-                                   "on one-hot windows of +-7 residues fitted on the train split "
-                                   "(distfold.pipeline.ss_baselines)",
-            "coordinates": "distfold.structure.metrics.score_coordinates on the observed residues, residue-matched, "
-                           "coordinates as written (0.001 A)",
-            "hand_right": "tm_score > tm_score_mirror",
-            "confidence": "mean per-residue predicted lDDT, 0-100 (distfold.pipeline.confidence)",
-        },
-        "summary": summary, "calibration": calib, "secondary_structure": ss_pool.summary(), "plots": plots, "failed": failed,
-        "total_s": round(time.perf_counter() - t_start, 2),
-        "chains": chains,
-    }
-    _write_tsv(report_dir / "per_chain.tsv", chains)
     with atomic_write(report_dir / "metrics.json", "w") as fh:
         dump(metrics, fh)  # NaN and inf become null: strict JSON
     return metrics
@@ -589,10 +607,28 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def _distance_maps(predictor: Predictor, ds: Any, chains: list[dict[str, Any]], where: dict[str, int]
-                   ) -> list[dict[str, Any]]:
+class _KeptMaps:
+    """The chains' predicted and true matrices (float32, as :meth:`Predictor.distances` and
+    :meth:`~distfold.data.dataset.Sample.distances` give them), kept for the distance maps
+    while they hold at most :data:`KEPT_MAP_PAIRS` entries in all; a chain past that is
+    predicted again if its map is drawn."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = KEPT_MAP_PAIRS if limit is None else limit
+        self.maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.pairs = 0
+
+    def add(self, cid: str, pred_d: np.ndarray, true_d: np.ndarray) -> None:
+        if self.pairs + true_d.size <= self.limit:
+            # the true distances came as float64 from float32: the float32 round trip is exact
+            self.maps[cid] = (np.asarray(pred_d, dtype=np.float32), true_d.astype(np.float32))
+            self.pairs += true_d.size
+
+
+def _distance_maps(predictor: Predictor, ds: Any, chains: list[dict[str, Any]], where: dict[str, int],
+                   kept: _KeptMaps | None = None) -> list[dict[str, Any]]:
     """The predicted and true maps of the chains with the best, median and worst lDDT
-    (predicted again: only three chains' matrices are kept)."""
+    (those ``kept``, or predicted again)."""
     ranked = sorted(chains, key=lambda c: (np.nan_to_num(c["model"]["lddt"], nan=-1.0), c["id"]))
     picks: list[tuple[str, dict]] = []
     for which, c in (("best", ranked[-1]), ("median", ranked[len(ranked) // 2]), ("worst", ranked[0])):
@@ -602,8 +638,11 @@ def _distance_maps(predictor: Predictor, ds: Any, chains: list[dict[str, Any]], 
     for which, c in picks:
         sample = ds[where[c["id"]]]
         m = sample.mask
+        if kept is not None and c["id"] in kept.maps:
+            pred_d, true_d = kept.maps[c["id"]]
+        else:
+            pred_d, true_d = predictor.distances(sample.sequence).distance, sample.distances()
         panels.append({"title": f"{which} lDDT: {c['id']} (L={c['length']}, lDDT {_fmt(c['model']['lddt'])}, "
                                 f"TM {_fmt(c['model']['tm_score'])})",
-                       "pred": predictor.distances(sample.sequence).distance,
-                       "true": np.where(m[:, None] & m[None, :], sample.distances(), np.nan)})
+                       "pred": pred_d, "true": np.where(m[:, None] & m[None, :], true_d, np.nan)})
     return panels

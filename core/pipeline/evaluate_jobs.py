@@ -210,6 +210,17 @@ class ChainScorer:
                         ss_predictions, ss_chain_scores)
 
 
+def run_here(fn: Any, *args: Any) -> Future:
+    """``fn(*args)`` run now, in this process, as a done :class:`~concurrent.futures.Future`
+    (its exception raised by ``result()``, as from a worker)."""
+    fut: Future = Future()
+    try:
+        fut.set_result(fn(*args))
+    except Exception as exc:  # noqa: BLE001 - raised by result(), as from a worker
+        fut.set_exception(exc)
+    return fut
+
+
 _SCORER: ChainScorer | None = None  # a worker's, made by _init_worker
 _LIMITS: Any = None  # a worker's thread limits, held for its lifetime
 
@@ -266,12 +277,15 @@ class ChainJobs:
     def _submit(self, method: str, *args: Any) -> Future:
         if self.pool is not None:
             return self.pool.submit(_in_worker, method, *args)
-        fut: Future = Future()
-        try:
-            fut.set_result(getattr(self.scorer, method)(*args))
-        except Exception as exc:  # noqa: BLE001 - raised by result(), as from a worker
-            fut.set_exception(exc)
-        return fut
+        return run_here(getattr(self.scorer, method), *args)
+
+    def call(self, fn: Any, *args: Any) -> Future:
+        """``fn(*args)`` as a job: in a worker (``fn`` a module-level function, its arguments
+        and result picklable), or here at once with one worker. ``distfold evaluate`` draws
+        its plots with it, at the same time in the workers."""
+        if self.pool is not None:
+            return self.pool.submit(fn, *args)
+        return run_here(fn, *args)
 
     def fit_prior(self) -> Future:
         """(prior, seconds): :meth:`ChainScorer.fit_prior`."""

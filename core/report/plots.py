@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from concurrent.futures import Future
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -250,26 +251,43 @@ def find_training_log(model_dir: str | os.PathLike) -> Path | None:
     return None
 
 
-def evaluation_plots(report_dir: str | os.PathLike, figures: Any) -> dict[str, str | None]:
+def training_curves_of(path, log_path: str | os.PathLike) -> Path | None:
+    """:func:`training_curves` of the training log at ``log_path`` (read here: a worker
+    process gets the log's path, not its rows)."""
+    return training_curves(path, read_metrics_jsonl(log_path))
+
+
+def evaluation_plots(report_dir: str | os.PathLike, figures: Any,
+                     run: Callable[..., Future] | None = None) -> dict[str, str | None]:
     """Every plot of one ``distfold evaluate`` run into ``report_dir``, from the figures'
     data it computed (:class:`distfold.pipeline.evaluate.EvaluationFigures`): distance
     maps, error histogram, error by separation, calibration (when the model has a
     confidence) and training curves (when the checkpoint's run left a training log).
-    Returns ``{plot: file name, or None when not drawn}``, as ``metrics.json`` records it."""
+    Returns ``{plot: file name, or None when not drawn}``, as ``metrics.json`` records it.
+
+    run: ``run(fn, *args)`` draws one plot elsewhere and returns its
+    :class:`~concurrent.futures.Future` (``distfold evaluate`` passes its worker processes,
+    :meth:`distfold.pipeline.evaluate_jobs.ChainJobs.call`: the plots are drawn at the same
+    time, the slowest first); None draws them here, one after another. The plots are the
+    same either way."""
     report_dir = Path(report_dir)
-    out: dict[str, str | None] = {}
-    out["distance_maps"] = distance_maps(report_dir / "distance_maps.png", figures.maps).name
-    out["error_histogram"] = error_histogram(report_dir / "error_histogram.png", figures.error_edges,
-                                             figures.error_counts, figures.error_mae, figures.error_n).name
-    out["error_by_separation"] = error_by_separation(report_dir / "error_by_separation.png",
-                                                     figures.separation_sums, figures.separation_counts).name
-    out["calibration"] = None
-    if figures.calibration_predicted is not None:
-        out["calibration"] = calibration(report_dir / "calibration.png", figures.calibration_predicted,
-                                         figures.calibration_observed, figures.calibration_table).name
-    out["training_curves"] = None
+    drawing: dict[str, Any] = {}
+    later = run or (lambda fn, *args: fn(*args))
+    drawing["distance_maps"] = later(distance_maps, report_dir / "distance_maps.png", figures.maps)
     log_path = find_training_log(figures.model_path) if figures.model_path else None
     if log_path is not None:
-        p = training_curves(report_dir / "training_curves.png", read_metrics_jsonl(log_path))
-        out["training_curves"] = None if p is None else p.name
+        drawing["training_curves"] = later(training_curves_of, report_dir / "training_curves.png", log_path)
+    drawing["error_by_separation"] = later(error_by_separation, report_dir / "error_by_separation.png",
+                                           figures.separation_sums, figures.separation_counts)
+    drawing["error_histogram"] = later(error_histogram, report_dir / "error_histogram.png", figures.error_edges,
+                                       figures.error_counts, figures.error_mae, figures.error_n)
+    if figures.calibration_predicted is not None:
+        drawing["calibration"] = later(calibration, report_dir / "calibration.png", figures.calibration_predicted,
+                                       figures.calibration_observed, figures.calibration_table)
+    out: dict[str, str | None] = {}
+    for name in ("distance_maps", "error_histogram", "error_by_separation", "calibration", "training_curves"):
+        drawn = drawing.get(name)
+        if run is not None and drawn is not None:
+            drawn = drawn.result()
+        out[name] = None if drawn is None else drawn.name
     return out
