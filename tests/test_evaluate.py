@@ -3,6 +3,7 @@ in-process and, through the CLI, with a tiny saved checkpoint; its coordinate sc
 must equal `distfold compare` on the structures it writes."""
 
 import csv
+import gc
 import json
 from pathlib import Path
 
@@ -234,6 +235,7 @@ def test_workers_give_the_same_report_as_one_process(report, dataset, tmp_path):
         metrics = evaluate(dataset, tmp_path, model=OracleModel(dataset), reconstruct=RECON, log=logs.append,
                            plot=evaluation_plots, workers=2)
     assert any("2 worker processes" in line for line in logs)
+    assert gc.get_freeze_count() == 0  # evaluate froze the garbage collector's objects while it ran: undone
     assert json.dumps(without_timings(metrics)) == json.dumps(without_timings(metrics1))
     on_disk = [without_timings(json.loads((d / "metrics.json").read_text())) for d in (out1, tmp_path)]
     assert on_disk[0] == on_disk[1]

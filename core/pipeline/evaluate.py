@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import gc
 import io
 import math
 import os
@@ -339,6 +340,11 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
         recon = create_reconstructor(reconstruct)  # the prior's jobs start before the model is loaded
     else:
         recon = predictor.reconstructor
+    # what is loaded by now (and the model, below) lives to the end: the garbage collector's passes
+    # need not walk it, here nor in the workers forked from here (gc.freeze; undone at the end)
+    frozen = gc.get_freeze_count() == 0
+    if frozen:
+        gc.freeze()
     jobs = ChainJobs(workers, dataset_dir, recon, struct_dir, threads=worker_threads)
     try:
         # the prior and the SS baselines are fitted by jobs, the model loads beside them (a thread:
@@ -373,6 +379,8 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
                 log("no labelled train chain: the secondary-structure baselines are left out")
             if loading is not None:
                 predictor, load_s = loading.result()
+        if frozen:
+            gc.freeze()
         model_info = predictor.identity
         log(f"model {model_info['name']} loaded in {load_s:.1f} s; "
             f"{len(idx)} {split} chains; reconstructor {predictor.reconstructor_name}"
@@ -535,6 +543,8 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
         metrics["total_s"] = round(time.perf_counter() - t_start, 2)
     finally:
         jobs.close()
+        if frozen:
+            gc.unfreeze()
 
     with atomic_write(report_dir / "metrics.json", "w") as fh:
         dump(metrics, fh)  # NaN and inf become null: strict JSON

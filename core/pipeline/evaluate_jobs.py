@@ -24,6 +24,7 @@ thread count as the serial path: ``threads``, 1 by default as ``distfold evaluat
 from __future__ import annotations
 
 import copy
+import gc
 import os
 import time
 import types
@@ -234,6 +235,7 @@ def _init_worker(threads: int, *scorer_args: Any) -> None:
     os.environ.update({k: str(threads) for k in THREAD_ENV})  # pools loaded later (scipy's OpenBLAS)
     _LIMITS = threadpool_limits(limits=threads)  # pools already loaded
     _SCORER = ChainScorer(*scorer_args, score_threads=False)
+    gc.freeze()  # what the worker holds for its lifetime: no garbage collection pass walks it again
 
 
 def _in_worker(method: str, *args: Any) -> Any:
