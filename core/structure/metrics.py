@@ -38,6 +38,8 @@ All distances in Å. ``mask`` arguments are (L,) bool: False residues
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from distfold.errors import InputError
@@ -404,13 +406,19 @@ class _Superposer:
         """A 64-bit hash of each row's membership bits (rows of :func:`_pack_rows`): a sum of
         its 64-bit words times fixed odd random weights, modulo 2^64."""
         words = packed.view(np.uint64)
-        with np.errstate(over="ignore"):
-            return (words * self._hash_weights(words.shape[1])).sum(1)
+        return (words * self._hash_weights(words.shape[1])).sum(1)  # array integer arithmetic wraps silently
 
     def _mark(self, keys: np.ndarray) -> None:
         """Record ``keys`` as fitted (``seen_keys`` stays sorted)."""
         new = np.sort(keys)
-        self.seen_keys = np.insert(self.seen_keys, np.searchsorted(self.seen_keys, new), new)
+        # a merge of two sorted arrays (np.insert's general path costs ~50 us a call)
+        at = np.searchsorted(self.seen_keys, new) + np.arange(len(new))
+        merged = np.empty(len(self.seen_keys) + len(new), dtype=np.uint64)
+        old = np.ones(len(merged), dtype=bool)
+        old[at] = False
+        merged[at] = new
+        merged[old] = self.seen_keys
+        self.seen_keys = merged
 
     def blocks(self, rows: int):
         """Row slices that keep an (rows, N) float64 block near BLOCK_BYTES."""
@@ -496,7 +504,7 @@ def _tm_search(sp: _Superposer, l_ref: int, n_iter: int = TM_N_ITER, gdt_cutoffs
                     counts[c] = max(counts[c], int(_row_counts(within).max()))
         return np.concatenate(nxt), np.concatenate(packed)
 
-    sel, packed = fit_score_select(_fragment_masks(n, _seed_lengths(n)), d0_search - 1.0)
+    sel, packed = fit_score_select(_tm_seeds(n), d0_search - 1.0)
     sp.forget()
     for _ in range(n_iter):
         sel = sp.new_rows(sel, packed=packed)
@@ -530,6 +538,33 @@ def tm_score(model: np.ndarray, ref: np.ndarray, l_ref: int | None = None) -> fl
     return tm_superposition(model, ref, l_ref)[0]
 
 
+@functools.lru_cache(maxsize=4)
+def _tm_seeds(n: int) -> np.ndarray:
+    """The TM-score search's seeds for n residues (read-only; kept for the next chain of n)."""
+    seeds = _fragment_masks(n, _seed_lengths(n))
+    seeds.flags.writeable = False
+    return seeds
+
+
+@functools.lru_cache(maxsize=4)
+def _gdt_seeds(n: int) -> np.ndarray:
+    """The GDT search's seeds for n residues (read-only; kept for the next chain of n, such as
+    the prior's model of the same chain): contiguous fragments, then random small subsets."""
+    seeds = _fragment_masks(n, _seed_lengths(n, l_min=3))
+    if n > 4 and GDT_RANDOM_SEEDS:
+        # RANSAC-style seeds: random 3-, 4- and 5-residue subsets (fixed generator,
+        # so results are reproducible); the best superposition often rests on a
+        # few residues far apart in sequence, which no contiguous fragment holds.
+        rng = np.random.default_rng(GDT_RANDOM_STATE)
+        k = 3 + np.arange(GDT_RANDOM_SEEDS) % 3
+        keys = rng.random((GDT_RANDOM_SEEDS, n))
+        # each row's k-th smallest key (k <= 5 <= n): one partition at the 5th, then a sort of 5
+        kth = np.sort(np.partition(keys, 4, axis=1)[:, :5], axis=1)[np.arange(GDT_RANDOM_SEEDS), k - 1]
+        seeds = np.concatenate([seeds, keys <= kth[:, None]])
+    seeds.flags.writeable = False
+    return seeds
+
+
 def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int = GDT_N_ITER,
                 beam: int = GDT_BEAM) -> dict[float, int]:
     """Per-cutoff search for the most residues within each cutoff c.
@@ -549,17 +584,7 @@ def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int 
     """
     n = sp.n
     out = dict(counts)
-    seeds = _fragment_masks(n, _seed_lengths(n, l_min=3))
-    if n > 4 and GDT_RANDOM_SEEDS:
-        # RANSAC-style seeds: random 3-, 4- and 5-residue subsets (fixed generator,
-        # so results are reproducible); the best superposition often rests on a
-        # few residues far apart in sequence, which no contiguous fragment holds.
-        rng = np.random.default_rng(GDT_RANDOM_STATE)
-        k = 3 + np.arange(GDT_RANDOM_SEEDS) % 3
-        keys = rng.random((GDT_RANDOM_SEEDS, n))
-        # each row's k-th smallest key (k <= 5 <= n): one partition at the 5th, then a sort of 5
-        kth = np.sort(np.partition(keys, 4, axis=1)[:, :5], axis=1)[np.arange(GDT_RANDOM_SEEDS), k - 1]
-        seeds = np.concatenate([seeds, keys <= kth[:, None]])
+    seeds = _gdt_seeds(n)
     fits = [sp.fit(seeds[block]) for block in sp.blocks(len(seeds))]
     # the seeds' fits are shared by all cutoffs: where the (seeds, N) masks of every cutoff fit in
     # SHARED_MASK_BYTES, their distances are computed once instead of once per cutoff
@@ -601,10 +626,10 @@ def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int 
                 srt = np.sort(dd, axis=1)
                 moves = [w[~fixed]]
                 for step in GDT_MOVES:
-                    k = np.clip(kk + step, 3, n)
+                    k = np.minimum(np.maximum(kk + step, 3), n)  # np.clip costs ~30 us a call
                     moves.append(dd <= srt[np.arange(len(dd)), k - 1][:, None])
                 if n > 3:
-                    k = np.clip(kk, 3, n - 1)
+                    k = np.minimum(np.maximum(kk, 3), n - 1)
                     swap = dd <= srt[np.arange(len(dd)), k][:, None]  # the k + 1 closest ...
                     far = np.argmax(np.where(swap & (dd <= srt[np.arange(len(dd)), k - 1][:, None]), dd, -1.0),
                                     axis=1)
