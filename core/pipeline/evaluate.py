@@ -60,7 +60,7 @@ import io
 import math
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -346,6 +346,7 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
     if frozen:
         gc.freeze()
     jobs = ChainJobs(workers, dataset_dir, recon, struct_dir, threads=worker_threads)
+    drawing: Future | None = None  # the plots, drawn by a thread of this process through the jobs
     try:
         # the prior and the SS baselines are fitted by jobs, the model loads beside them (a thread:
         # mostly imports), and the prior's jobs need no model: with workers, all of it at once
@@ -488,7 +489,6 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
                      "table": calibration_table(cp, co)}
 
         plots: dict[str, str | None] = {}
-        drawing: Future | None = None
         if plot is not None:
             figures = EvaluationFigures(
                 maps=_distance_maps(predictor, ds, chains, where, kept), error_edges=hist.edges,
@@ -542,6 +542,8 @@ def evaluate(dataset_dir: str | os.PathLike, report_dir: str | os.PathLike, *, m
         metrics["plots"] = plots
         metrics["total_s"] = round(time.perf_counter() - t_start, 2)
     finally:
+        if drawing is not None:  # after a failure too: no plot is written once this returns
+            wait([drawing])
         jobs.close()
         if frozen:
             gc.unfreeze()
