@@ -383,3 +383,17 @@ def test_new_rows_keeps_first_unseen_subsets_and_the_largest_under_a_limit(n):
     a = sp.new_rows(sel.copy())
     sp.forget()
     np.testing.assert_array_equal(sp.new_rows(sel, packed=M._pack_rows(sel)), a)
+
+
+def test_seed_matrices_are_kept_read_only_for_small_lengths_only(monkeypatch):
+    a = M._tm_seeds(120)
+    assert a is M._tm_seeds(120) and not a.flags.writeable
+    np.testing.assert_array_equal(a, M._fragment_masks(120, M._seed_lengths(120)))
+    g = M._gdt_seeds(120)
+    assert g is M._gdt_seeds(120) and len(g) == len(M._fragment_masks(120, M._seed_lengths(120, l_min=3))) \
+        + M.GDT_RANDOM_SEEDS
+    monkeypatch.setattr(M, "SEED_CACHE_BYTES", 100)  # too large to keep: made afresh, same values
+    b = M._tm_seeds(121)
+    c = M._tm_seeds(121)
+    assert b is not c and not b.flags.writeable
+    np.testing.assert_array_equal(b, c)

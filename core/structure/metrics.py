@@ -39,6 +39,7 @@ All distances in Å. ``mask`` arguments are (L,) bool: False residues
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
@@ -538,18 +539,43 @@ def tm_score(model: np.ndarray, ref: np.ndarray, l_ref: int | None = None) -> fl
     return tm_superposition(model, ref, l_ref)[0]
 
 
-@functools.lru_cache(maxsize=4)
-def _tm_seeds(n: int) -> np.ndarray:
-    """The TM-score search's seeds for n residues (read-only; kept for the next chain of n)."""
-    seeds = _fragment_masks(n, _seed_lengths(n))
-    seeds.flags.writeable = False
+#: Seed matrices up to this size are kept for the next chain of the same length (a few lengths).
+SEED_CACHE_BYTES = 8 * 2**20
+
+
+def _kept_seeds(make):
+    """``make(n)`` -> read-only (S, n) bool seeds, the last four lengths' kept where each is at
+    most SEED_CACHE_BYTES (evaluate scores the model and the prior of a chain at one length)."""
+    kept: dict[int, np.ndarray] = {}
+    lock = threading.Lock()
+
+    @functools.wraps(make)
+    def seeds(n: int) -> np.ndarray:
+        with lock:
+            got = kept.get(n)
+        if got is not None:
+            return got
+        got = make(n)
+        got.flags.writeable = False
+        if got.nbytes <= SEED_CACHE_BYTES:
+            with lock:
+                kept[n] = got
+                while len(kept) > 4:
+                    del kept[next(iter(kept))]
+        return got
+
     return seeds
 
 
-@functools.lru_cache(maxsize=4)
+@_kept_seeds
+def _tm_seeds(n: int) -> np.ndarray:
+    """The TM-score search's seeds for n residues."""
+    return _fragment_masks(n, _seed_lengths(n))
+
+
+@_kept_seeds
 def _gdt_seeds(n: int) -> np.ndarray:
-    """The GDT search's seeds for n residues (read-only; kept for the next chain of n, such as
-    the prior's model of the same chain): contiguous fragments, then random small subsets."""
+    """The GDT search's seeds for n residues: contiguous fragments, then random small subsets."""
     seeds = _fragment_masks(n, _seed_lengths(n, l_min=3))
     if n > 4 and GDT_RANDOM_SEEDS:
         # RANSAC-style seeds: random 3-, 4- and 5-residue subsets (fixed generator,
@@ -561,7 +587,6 @@ def _gdt_seeds(n: int) -> np.ndarray:
         # each row's k-th smallest key (k <= 5 <= n): one partition at the 5th, then a sort of 5
         kth = np.sort(np.partition(keys, 4, axis=1)[:, :5], axis=1)[np.arange(GDT_RANDOM_SEEDS), k - 1]
         seeds = np.concatenate([seeds, keys <= kth[:, None]])
-    seeds.flags.writeable = False
     return seeds
 
 
