@@ -402,8 +402,8 @@ class _Superposer:
     def _keys(self, packed: np.ndarray) -> np.ndarray:
         """A 64-bit hash of each row's membership bits (rows of :func:`_pack_rows`): the sum of
         its bytes times fixed odd random 64-bit weights, modulo 2^64. Two different rows
-        collide with probability at most 2^-57 over the weights: their bytes differ by less
-        than 2^8, so the product keeps 57 random bits. (Weighting whole 64-bit words instead
+        collide with probability at most 2^-56 over the weights: a byte differs by less than
+        2^8, so its product with an odd weight keeps at least 56 random bits. (Weighting whole 64-bit words instead
         is no hash: a word's high bits keep only a few bits of the weight, and real searches
         collided on a few thousand subsets.)"""
         return (packed.astype(np.uint64) * self._hash_weights(packed.shape[1])).sum(1)  # wraps silently
