@@ -589,8 +589,7 @@ def _gdt_seeds(n: int) -> np.ndarray:
     return seeds
 
 
-def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int = GDT_N_ITER,
-                beam: int = GDT_BEAM) -> dict[float, int]:
+def _gdt_search(sp: _Superposer, cutoffs, n_iter: int = GDT_N_ITER, beam: int = GDT_BEAM) -> dict[float, int]:
     """Per-cutoff search for the most residues within each cutoff c.
 
     Seeds (one fit each, shared by all cutoffs): contiguous fragments of lengths
@@ -603,11 +602,10 @@ def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int 
     count + 2, count - 1 and the count closest with the farthest member swapped
     for the closest non-member. Subsets fitted before are dropped; at most
     ``beam`` subsets (the largest) go on per step, for at most ``n_iter``
-    steps. ``counts`` holds counts already reached (e.g. by the TM-score
-    search) and is only ever raised.
+    steps. Independent of the TM-score search, whose counts :func:`_best_counts`
+    adds afterwards.
     """
     n = sp.n
-    out = dict(counts)
     seeds = _gdt_seeds(n)
     fits = [sp.fit(seeds[block]) for block in sp.blocks(len(seeds))]
     # the seeds' fits are shared by all cutoffs: where the (seeds, N) masks of every cutoff fit in
@@ -626,7 +624,7 @@ def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int 
         c = float(c)
         sp.forget()
         masks = within.pop(c) if shared else [sp.sq_dists(r, t, clip=False) <= c * c for r, t in fits]
-        best[c] = max([out.get(c, 0)] + [int(_row_counts(w).max()) for w in masks])
+        best[c] = max(int(_row_counts(w).max()) for w in masks)
         nxt[c] = sp.new_rows(np.concatenate(masks), min_size=3, limit=beam)
         seen[c] = sp.seen_keys
         del masks
@@ -662,9 +660,8 @@ def _gdt_search(sp: _Superposer, cutoffs, counts: dict[float, int], n_iter: int 
             sp.seen_keys = seen[c]
             nxt[c] = sp.new_rows(np.concatenate(moves), min_size=3, limit=beam)
             seen[c] = sp.seen_keys
-    out.update(best)
     sp.forget()
-    return out
+    return best
 
 
 GDT_CUTOFFS = tuple(sorted(set(GDT_TS_CUTOFFS) | set(GDT_HA_CUTOFFS)))
@@ -685,9 +682,14 @@ def gdt(model: np.ndarray, ref: np.ndarray, l_ref: int | None = None, cutoffs=GD
     l_ref = _check_lref(len(x), l_ref)
     sp = _Superposer(x, y)
     with _one_blas_thread():
-        *_, counts = _tm_search(sp, l_ref, gdt_cutoffs=cutoffs)
-        counts = _gdt_search(sp, cutoffs, counts)
+        *_, tm_counts = _tm_search(sp, l_ref, gdt_cutoffs=cutoffs)
+        counts = _best_counts(tm_counts, _gdt_search(sp, cutoffs))
     return {float(c): counts[float(c)] / l_ref for c in cutoffs}
+
+
+def _best_counts(a: dict[float, int], b: dict[float, int]) -> dict[float, int]:
+    """Per cutoff, the larger count of two searches (the TM-score search's and the GDT search's)."""
+    return {c: max(a[c], b[c]) for c in a}
 
 
 def _gdt_from_fractions(frac: dict[float, float]) -> dict[str, float]:
@@ -821,13 +823,13 @@ def score_coordinates(model_xyz: np.ndarray, ref_xyz: np.ndarray, mask: np.ndarr
     # the mirror's search first: it is the longest, as its fits rarely converge (splitting it by
     # seed measured 30 % more work: chains from different seeds meet on the same subsets)
     tasks = [lambda: _tm_search(_Superposer(mirror(xa), ya), l_ref)[0],
-             lambda: _gdt_search(_Superposer(xa, ya), GDT_CUTOFFS, {}),
+             lambda: _gdt_search(_Superposer(xa, ya), GDT_CUTOFFS),
              lambda: _tm_search(_Superposer(xa, ya), l_ref, gdt_cutoffs=GDT_CUTOFFS),
              matrix_metrics]
     with _one_blas_thread():  # numpy releases the GIL in its loops and matrix products
         tm_mirror, gdt_counts, (tm, _, _, tm_counts), ((score, per_res), err, cp, rms) = _run_tasks(
             tasks, 2 if threads and n_aligned >= THREAD_MIN_RESIDUES and _cores() > 1 else 1)
-    counts = {c: max(gdt_counts[c], tm_counts[c]) for c in GDT_CUTOFFS}  # as _gdt_search(sp, ..., tm_counts)
+    counts = _best_counts(tm_counts, gdt_counts)
     g = _gdt_from_fractions({c: counts[c] / l_ref for c in GDT_CUTOFFS})
     return {
         "rmsd": rms,
