@@ -421,3 +421,32 @@ def test_gdt_search_keeps_the_superposition_a_hash_collision_once_lost():
     counts = M.gdt(d["model"], d["reference"])
     assert round(counts[4.0] * 239) >= 21
     assert M.score_coordinates(d["model"], d["reference"], threads=False)["gdt_ts"] >= 100 * (1 + 3 + 8 + 21) / 4 / 239
+
+
+def test_scores_do_not_depend_on_block_and_chunk_sizes(chains, monkeypatch):
+    """The searches fit BLOCK_ROWS rows per call and compute distances CHUNK_BYTES at a time;
+    blocks and chunks that do not divide each other (37 and 8 rows) give the same numbers, on a
+    real pair, a real model of its own chain, and a random model (whose fits keep fewer than 3
+    pairs and take the grown cutoff)."""
+    x, y, _ = corresponded(chains["lfm"], chains["cih"])
+    d = np.load(D / "prior_239_vs_val_chain.npz")
+    ref = d["reference"]
+    noise = np.random.default_rng(5).normal(scale=15.0, size=ref.shape)
+    cases = [(x, y), (d["model"], ref), (noise, ref)]
+    want = [M.score_coordinates(a, b, threads=False) for a, b in cases]
+    grown = []
+    grow = M._grow_thin_rows
+
+    def counting(sel, packed, d2_of, *args):
+        grown.append(int((M._row_counts(sel, packed) < 3).sum()))
+        return grow(sel, packed, d2_of, *args)
+
+    monkeypatch.setattr(M, "_grow_thin_rows", counting)
+    monkeypatch.setattr(M, "BLOCK_ROWS", 37)
+    monkeypatch.setattr(M, "CHUNK_BYTES", 1)  # the smallest chunk: 8 rows
+    for (a, b), w in zip(cases, want):
+        got = M.score_coordinates(a, b, threads=False)
+        assert got.keys() == w.keys()
+        for k in w:
+            np.testing.assert_allclose(got[k], w[k], rtol=1e-12, atol=0, err_msg=k)
+    assert sum(grown) > 0

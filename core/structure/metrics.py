@@ -183,10 +183,17 @@ GDT_MOVES = (1, 2, -1)
 GDT_BEAM = 256
 GDT_RANDOM_SEEDS = 1536
 GDT_RANDOM_STATE = 20240605
-#: Rows of a search step are fitted in blocks of about this many bytes of (rows, N) float64: small
-#: enough to stay in the L3 cache between the passes over a block (4 MB measured 1.2-1.7x faster
-#: than 32 MB at N = 1000), large enough that numpy's per-call overhead stays small.
-BLOCK_BYTES = 4 * 2**20
+#: Rows of a search step fitted in one call. The batched rotations cost a fixed ~0.2 ms a call
+#: besides their cost per row, so larger blocks are faster: all of ``compare``'s scores took
+#: 1.15x as long with 512-row blocks at N = 1000 and 1.36x at N = 2000, with the same numbers.
+#: A block's memory is only its (rows, 17) sums and transforms: distances are computed in chunks.
+BLOCK_ROWS = 8192
+#: Within a block, fit sums and distances are computed a chunk of rows at a time in two reused
+#: (rows, N) float64 scratch buffers of about this many bytes, so no block-sized array is
+#: allocated per pass (fresh pages cost a fault each: the TM-score search of a 1000-residue
+#: mirror image took 1.2-1.4x as long with whole 512-row arrays, 37,000 page faults against
+#: 3,000). At N = 1000, 1-2 MB measured fastest; 0.25 and 8 MB 1.3-1.4x slower.
+CHUNK_BYTES = 2 * 2**20
 #: The GDT seeds' masks for every cutoff are kept at once up to this many bytes.
 SHARED_MASK_BYTES = 32 * 2**20
 CONTACT_DEFINITION = "C-alpha < 8 A, |i-j| >= 24, top L/5 by model distance"
@@ -308,11 +315,18 @@ class _Superposer:
         self.feat_t = np.ascontiguousarray(self.feat.T)
         self.n = n
         self._weights = None
+        self._chunk_rows = max(8, CHUNK_BYTES // (8 * max(n, 1)))
+        self._scratch = None
         self.forget()
 
     def fit(self, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """sel (S, N) bool/0-1, every row non-empty -> R (S, 3, 3), t (S, 3) (centred frame)."""
-        sums = sel.astype(np.float64) @ self.feat
+        sums = np.empty((len(sel), self.feat.shape[1]))
+        weights = self.scratch(0)
+        for c in self.chunks(len(sel)):
+            w = weights[:c.stop - c.start]
+            np.copyto(w, sel[c])  # 0/1 as float64, for the matrix product
+            np.matmul(w, self.feat, out=sums[c])
         sw = sums[:, 16:17]  # whole numbers: exact
         cx = sums[:, 0:3] / sw
         cy = sums[:, 3:6] / sw
@@ -324,6 +338,16 @@ class _Superposer:
         t = cy - np.einsum("sij,sj->si", r, cx)
         return r, t
 
+    def _coefs(self, r: np.ndarray, t: np.ndarray, scale: float, offset: float) -> np.ndarray:
+        """(S, 17): each transform's linear form in the residue features (see :meth:`sq_dists`)."""
+        rt = r.transpose(0, 2, 1)
+        coef = np.concatenate([2.0 * np.einsum("sij,sj->si", rt, t), -2.0 * t, -2.0 * rt.reshape(-1, 9),
+                               np.ones((len(t), 1)), (t * t).sum(1)[:, None]], axis=1)
+        if scale != 1.0:
+            coef *= scale
+        coef[:, 16] += offset
+        return coef
+
     def sq_dists(self, r: np.ndarray, t: np.ndarray, scale: float = 1.0, offset: float = 0.0,
                  clip: bool = True) -> np.ndarray:
         """(S, N) ``offset + scale |R x_i + t - y_i|^2`` (centred frame), one matrix product.
@@ -331,16 +355,32 @@ class _Superposer:
         With the default scale and offset: squared distances, clipped at 0 (the expanded
         formula can round a distance of 0 to -1e-13) unless ``clip`` is False (for callers
         that only compare them with positive cutoffs)."""
-        rt = r.transpose(0, 2, 1)
-        coef = np.concatenate([2.0 * np.einsum("sij,sj->si", rt, t), -2.0 * t, -2.0 * rt.reshape(-1, 9),
-                               np.ones((len(t), 1)), (t * t).sum(1)[:, None]], axis=1)
-        if scale != 1.0:
-            coef *= scale
-        coef[:, 16] += offset
-        out = coef @ self.feat_t
+        out = self._coefs(r, t, scale, offset) @ self.feat_t
         if clip and scale == 1.0 and offset == 0.0:
             np.maximum(out, 0.0, out=out)
         return out
+
+    def sq_dist_chunks(self, r: np.ndarray, t: np.ndarray, scale: float = 1.0, offset: float = 0.0):
+        """:meth:`sq_dists` (unclipped) a chunk of rows at a time: yields (rows, values), the
+        values in scratch buffer 0, overwritten by the next chunk (the same numbers: each
+        row is its own matrix product)."""
+        coef = self._coefs(r, t, scale, offset)
+        out = self.scratch(0)
+        for c in self.chunks(len(t)):
+            yield c, np.matmul(coef[c], self.feat_t, out=out[:c.stop - c.start])
+
+    def chunks(self, rows: int):
+        """Row slices of at most :meth:`scratch`'s rows."""
+        step = self._chunk_rows
+        for a in range(0, rows, step):
+            yield slice(a, min(a + step, rows))
+
+    def scratch(self, k: int) -> np.ndarray:
+        """Reused (chunk rows, N) float64 buffer k (0 or 1), one pair per instance (so one per
+        search and thread)."""
+        if self._scratch is None:
+            self._scratch = np.empty((2, self._chunk_rows, self.n))
+        return self._scratch[k]
 
     def new_rows(self, sel: np.ndarray, min_size: int = 1, limit: int | None = None,
                  packed: np.ndarray | None = None) -> np.ndarray:
@@ -406,7 +446,9 @@ class _Superposer:
         2^8, so its product with an odd weight keeps at least 56 random bits. (Weighting whole 64-bit words instead
         is no hash: a word's high bits keep only a few bits of the weight, and real searches
         collided on a few thousand subsets.)"""
-        return (packed.astype(np.uint64) * self._hash_weights(packed.shape[1])).sum(1)  # wraps silently
+        # an integer matrix product: the same wrapped sums as multiplying and summing, without the
+        # (S, bytes) uint64 temporaries (13x faster measured at N = 1000)
+        return packed @ self._hash_weights(packed.shape[1])
 
     def _mark(self, keys: np.ndarray) -> None:
         """Record ``keys`` as fitted (``seen_keys`` stays sorted)."""
@@ -421,10 +463,9 @@ class _Superposer:
         self.seen_keys = merged
 
     def blocks(self, rows: int):
-        """Row slices that keep an (rows, N) float64 block near BLOCK_BYTES."""
-        step = max(64, BLOCK_BYTES // (8 * max(self.n, 1)))
-        for a in range(0, rows, step):
-            yield slice(a, min(a + step, rows))
+        """Row slices of at most BLOCK_ROWS."""
+        for a in range(0, rows, BLOCK_ROWS):
+            yield slice(a, min(a + BLOCK_ROWS, rows))
 
     def _hash_weights(self, nbytes: int) -> np.ndarray:
         if self._weights is None or len(self._weights) != nbytes:
@@ -452,15 +493,24 @@ def _tm_select_packed(d2: np.ndarray, cut: float, scale: float = 1.0,
     """:func:`_tm_select` and its rows' :func:`_pack_rows` (counted here, hashed next)."""
     sel = d2 < offset + scale * cut * cut
     packed = _pack_rows(sel)
-    n = d2.shape[1]
+    _grow_thin_rows(sel, packed, lambda rows: d2[rows], cut, scale, offset)
+    return sel, packed
+
+
+def _grow_thin_rows(sel: np.ndarray, packed: np.ndarray, d2_of, cut: float, scale: float,
+                    offset: float) -> None:
+    """:func:`_tm_select`'s growth, in place: rows of ``sel`` (and their ``packed`` bits) with
+    fewer than 3 members take the pairs within the grown cutoff. ``d2_of(rows)``: those rows'
+    ``offset + scale d^2``."""
+    n = sel.shape[1]
     if n > 3:
         low = _row_counts(sel, packed) < 3
         if low.any():
-            third = np.sqrt(np.maximum((np.partition(d2[low], 2, axis=1)[:, 2] - offset) / scale, 0.0))
+            d2 = d2_of(low)
+            third = np.sqrt(np.maximum((np.partition(d2, 2, axis=1)[:, 2] - offset) / scale, 0.0))
             grown = cut + 0.5 * (np.floor((third - cut) / 0.5) + 1.0)
-            sel[low] = d2[low] < (offset + scale * grown * grown)[:, None]
+            sel[low] = d2 < (offset + scale * grown * grown)[:, None]
             packed[low] = _pack_rows(sel[low])
-    return sel, packed
 
 
 def _check_lref(n: int, l_ref: int | None) -> int:
@@ -483,26 +533,33 @@ def _tm_search(sp: _Superposer, l_ref: int, n_iter: int = TM_N_ITER, gdt_cutoffs
     def fit_score_select(sel, cut):
         """Fit every row of sel, keep the best score, return each fit's next subset and its
         packed bits."""
-        nxt, packed = [], []
+        nxt = np.empty(sel.shape, dtype=bool)
+        packed = []
+        within_q = 1.0 + inv_d02 * cut * cut  # as _tm_select computes it
+        recip = sp.scratch(1)
         for block in sp.blocks(len(sel)):
             r, t = sp.fit(sel[block])
-            q = sp.sq_dists(r, t, inv_d02, 1.0)  # 1 + d^2 / d0^2: each residue's TM term is 1 / q
-            a, b = _tm_select_packed(q, cut, inv_d02, 1.0)
-            nxt.append(a)
-            packed.append(b)
-            s = np.divide(1.0, q).sum(1)  # the same values as np.reciprocal, in half the time
+            s = np.empty(len(t))
+            # q = 1 + d^2 / d0^2: each residue's TM term is 1 / q
+            for c, q in sp.sq_dist_chunks(r, t, inv_d02, 1.0):
+                sc = s[c] = np.divide(1.0, q, out=recip[:len(q)]).sum(1)  # np.divide: half np.reciprocal's time
+                np.less(q, within_q, out=nxt[block][c])
+                for cutoff in counts:
+                    # every residue within the cutoff adds at least 1 / (1 + c^2 / d0^2) to a row's TM
+                    # sum, so a row whose sum bounds its count at or below the best cannot raise it
+                    bound = sc * (1.0 + cutoff * cutoff * inv_d02) * (1.0 + 1e-9) + 1e-9
+                    rows = np.flatnonzero(bound > counts[cutoff])
+                    if len(rows):
+                        within = (q if len(rows) == len(q) else q[rows]) <= 1.0 + cutoff * cutoff * inv_d02
+                        counts[cutoff] = max(counts[cutoff], int(_row_counts(within).max()))
             k = int(np.argmax(s))
             if s[k] / l_ref > best[0]:
                 best[:] = [float(s[k] / l_ref), r[k], t[k]]
-            for c in counts:
-                # every residue within c adds at least 1 / (1 + c^2 / d0^2) to a row's TM sum s, so a
-                # row whose s bounds its count at or below the best so far cannot raise it
-                bound = s * (1.0 + c * c * inv_d02) * (1.0 + 1e-9) + 1e-9
-                rows = np.flatnonzero(bound > counts[c])
-                if len(rows):
-                    within = (q if len(rows) == len(q) else q[rows]) <= 1.0 + c * c * inv_d02
-                    counts[c] = max(counts[c], int(_row_counts(within).max()))
-        return np.concatenate(nxt), np.concatenate(packed)
+            bits = _pack_rows(nxt[block])
+            _grow_thin_rows(nxt[block], bits, lambda rows: sp.sq_dists(r[rows], t[rows], inv_d02, 1.0),
+                            cut, inv_d02, 1.0)
+            packed.append(bits)
+        return nxt, np.concatenate(packed)
 
     sel, packed = fit_score_select(_tm_seeds(n), d0_search - 1.0)
     sp.forget()
@@ -608,14 +665,21 @@ def _gdt_search(sp: _Superposer, cutoffs, n_iter: int = GDT_N_ITER, beam: int = 
     n = sp.n
     seeds = _gdt_seeds(n)
     fits = [sp.fit(seeds[block]) for block in sp.blocks(len(seeds))]
+
+    def within(cuts: list[float]) -> dict[float, np.ndarray]:
+        """{cutoff: (seeds, N) bool, the pairs within it under each seed's fit}."""
+        out = {c: np.empty((len(seeds), n), dtype=bool) for c in cuts}
+        at = 0
+        for r, t in fits:
+            for rows, d2 in sp.sq_dist_chunks(r, t):  # only compared with the cutoffs: unclipped
+                for c in cuts:
+                    np.less_equal(d2, c * c, out=out[c][at + rows.start:at + rows.stop])
+            at += len(t)
+        return out
+
     # the seeds' fits are shared by all cutoffs: where the (seeds, N) masks of every cutoff fit in
     # SHARED_MASK_BYTES, their distances are computed once instead of once per cutoff
-    shared = len(seeds) * n * len(cutoffs) <= SHARED_MASK_BYTES
-    within = {float(c): [] for c in cutoffs} if shared else {}
-    for r, t in fits if shared else ():
-        d2 = sp.sq_dists(r, t, clip=False)  # only compared with the cutoffs
-        for c in within:
-            within[c].append(d2 <= c * c)
+    shared = within([float(c) for c in cutoffs]) if len(seeds) * n * len(cutoffs) <= SHARED_MASK_BYTES else {}
     # per cutoff: its best count, the subsets it goes on with, and the subsets it has fitted
     best: dict[float, int] = {}
     nxt: dict[float, np.ndarray] = {}
@@ -623,28 +687,41 @@ def _gdt_search(sp: _Superposer, cutoffs, n_iter: int = GDT_N_ITER, beam: int = 
     for c in cutoffs:
         c = float(c)
         sp.forget()
-        masks = within.pop(c) if shared else [sp.sq_dists(r, t, clip=False) <= c * c for r, t in fits]
-        best[c] = max(int(_row_counts(w).max()) for w in masks)
-        nxt[c] = sp.new_rows(np.concatenate(masks), min_size=3, limit=beam)
+        mask = shared.pop(c) if shared else within([c])[c]
+        best[c] = int(_row_counts(mask).max())
+        nxt[c] = sp.new_rows(mask, min_size=3, limit=beam)
         seen[c] = sp.seen_keys
-        del masks
+        del mask
     # the cutoffs' chains are independent; each step fits the subsets of all of them at once
     for _ in range(n_iter):
         live = [c for c in nxt if len(nxt[c])]
         if not live:
             break
-        d2_all = sp.sq_dists(*sp.fit(np.concatenate([nxt[c] for c in live])), clip=False)
-        at = 0
+        sel_all = np.concatenate([nxt[c] for c in live])
+        cut2 = np.concatenate([np.full(len(nxt[c]), c * c) for c in live])[:, None]
+        r, t = sp.fit(sel_all)
+        # each row's pairs within its cutoff, whether that is its own subset (a fixed point), and
+        # the fixed points' squared distances (the moves below sort them)
+        w_all = np.empty(sel_all.shape, dtype=bool)
+        fixed_all = np.empty(len(sel_all), dtype=bool)
+        fixed_d2 = []
+        for rows, d2 in sp.sq_dist_chunks(r, t):
+            w = np.less_equal(d2, cut2[rows], out=w_all[rows])
+            fixed = fixed_all[rows] = (w == sel_all[rows]).all(1)
+            if fixed.any():
+                fixed_d2.append(np.maximum(d2[fixed], 0.0))  # sorted below: clipped as sq_dists does
+        fixed_d2 = np.concatenate(fixed_d2) if fixed_d2 else np.zeros((0, n))
+        at = at_fixed = 0
         for c in live:
             sel = nxt[c]
-            d2, at = d2_all[at:at + len(sel)], at + len(sel)
-            w = d2 <= c * c
+            w, fixed = w_all[at:at + len(sel)], fixed_all[at:at + len(sel)]
+            at += len(sel)
             cnt = _row_counts(w)
             best[c] = max(best[c], int(cnt.max()))
             moves = [w]
-            fixed = (w == sel).all(1)
             if fixed.any():
-                dd, kk = np.maximum(d2[fixed], 0.0), cnt[fixed]  # sorted below: clipped as sq_dists does
+                dd, kk = fixed_d2[at_fixed:at_fixed + int(fixed.sum())], cnt[fixed]
+                at_fixed += len(dd)
                 srt = np.sort(dd, axis=1)
                 moves = [w[~fixed]]
                 for step in GDT_MOVES:
