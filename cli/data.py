@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -16,7 +15,9 @@ def data() -> None:
 
 
 def _default_workers() -> int:
-    return min(2, os.cpu_count() or 1)
+    from distfold.machine import usable_cores
+
+    return min(2, usable_cores())
 
 
 @data.command()

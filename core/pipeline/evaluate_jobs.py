@@ -45,11 +45,9 @@ MAX_DEFAULT_WORKERS = 4
 def default_workers() -> int:
     """Worker processes when none are asked for: the cores this process may use, capped
     at :data:`MAX_DEFAULT_WORKERS`."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_WORKERS, cores))
+    from distfold.machine import usable_cores
+
+    return max(1, min(MAX_DEFAULT_WORKERS, usable_cores()))
 
 
 def without_model(predictor: Any) -> Any:

@@ -821,13 +821,10 @@ THREAD_MIN_RESIDUES = 300
 
 
 def _cores() -> int:
-    """CPU cores this process may run on."""
-    import os
+    """CPU cores this process may run on (a seam for tests)."""
+    from distfold.machine import usable_cores
 
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 def _run_tasks(tasks: list, threads: int) -> list:
