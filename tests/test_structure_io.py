@@ -59,7 +59,7 @@ def _chains(path, ca_only):
 @pytest.mark.parametrize("path", sorted(p for p in DATA.rglob("*") if p.name.endswith((".pdb", ".pdb.gz", ".ent.gz"))),
                          ids=lambda p: p.name)
 def test_reading_c_alpha_records_only_gives_the_chains_of_the_whole_file(path):
-    """read_chain parses only the records chains_of reads (4x faster on full-atom files); every
+    """read_chain parses only the records chains_of reads (3x faster on full-atom files); every
     PDB file of the test data gives the same chains, field by field, as the whole file (also
     checked once on all 1,085 chains of the shared data). 1ejg_A.pdb.gz has a residue in two
     types (PRO / SER), which biopython picks from all of the residue's atoms."""
