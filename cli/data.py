@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from distfold.cli.common import echo_json, log, wrap_errors
+from distfold.machine import usable_cores
 
 
 @click.group()
@@ -15,8 +16,6 @@ def data() -> None:
 
 
 def _default_workers() -> int:
-    from distfold.machine import usable_cores
-
     return min(2, usable_cores())
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from distfold.fileio import atomic_write
+from distfold.machine import usable_cores
 
 #: Default worker processes: one per core, at most this many (the calling process
 #: runs the model beside them, and each worker holds a chain's matrices).
@@ -45,8 +46,6 @@ MAX_DEFAULT_WORKERS = 4
 def default_workers() -> int:
     """Worker processes when none are asked for: the cores this process may use, capped
     at :data:`MAX_DEFAULT_WORKERS`."""
-    from distfold.machine import usable_cores
-
     return max(1, min(MAX_DEFAULT_WORKERS, usable_cores()))
 
 

@@ -45,6 +45,7 @@ import numpy as np
 
 from distfold.errors import InputError
 from distfold.geometry.superpose import _rotations_from_covariance
+from distfold.machine import usable_cores
 
 LDDT_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)
 LDDT_CUTOFF = 15.0
@@ -485,16 +486,9 @@ def _tm_select(d2: np.ndarray, cut: float, scale: float = 1.0, offset: float = 0
     """Pairs closer than ``cut``; where fewer than 3, ``cut`` grows by 0.5 Å until 3 are
     (the TM-score program's score_fun). ``d2`` holds ``offset + scale d^2`` (as
     :meth:`_Superposer.sq_dists` returns it), squared distances by default."""
-    return _tm_select_packed(d2, cut, scale, offset)[0]
-
-
-def _tm_select_packed(d2: np.ndarray, cut: float, scale: float = 1.0,
-                      offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_tm_select` and its rows' :func:`_pack_rows` (counted here, hashed next)."""
     sel = d2 < offset + scale * cut * cut
-    packed = _pack_rows(sel)
-    _grow_thin_rows(sel, packed, lambda rows: d2[rows], cut, scale, offset)
-    return sel, packed
+    _grow_thin_rows(sel, _pack_rows(sel), lambda rows: d2[rows], cut, scale, offset)
+    return sel
 
 
 def _grow_thin_rows(sel: np.ndarray, packed: np.ndarray, d2_of, cut: float, scale: float,
@@ -822,8 +816,6 @@ THREAD_MIN_RESIDUES = 300
 
 def _cores() -> int:
     """CPU cores this process may run on (a seam for tests)."""
-    from distfold.machine import usable_cores
-
     return usable_cores()
 
 
