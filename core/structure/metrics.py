@@ -296,6 +296,12 @@ def _row_counts(sel: np.ndarray, packed: np.ndarray | None = None) -> np.ndarray
     return _BITWISE_COUNT(packed).sum(1, dtype=np.intp)
 
 
+def _row_slices(rows: int, step: int):
+    """Slices of ``rows`` rows, ``step`` at a time (the last one shorter)."""
+    for a in range(0, rows, step):
+        yield slice(a, min(a + step, rows))
+
+
 class _Superposer:
     """Batched Kabsch fits of x onto y and the squared distances they leave, each
     a single matrix product over precomputed per-residue features.
@@ -372,9 +378,7 @@ class _Superposer:
 
     def chunks(self, rows: int):
         """Row slices of at most :meth:`scratch`'s rows."""
-        step = self._chunk_rows
-        for a in range(0, rows, step):
-            yield slice(a, min(a + step, rows))
+        return _row_slices(rows, self._chunk_rows)
 
     def scratch(self, k: int) -> np.ndarray:
         """Reused (chunk rows, N) float64 buffer k (0 or 1), one pair per instance (so one per
@@ -465,8 +469,7 @@ class _Superposer:
 
     def blocks(self, rows: int):
         """Row slices of at most BLOCK_ROWS."""
-        for a in range(0, rows, BLOCK_ROWS):
-            yield slice(a, min(a + BLOCK_ROWS, rows))
+        return _row_slices(rows, BLOCK_ROWS)
 
     def _hash_weights(self, nbytes: int) -> np.ndarray:
         if self._weights is None or len(self._weights) != nbytes:
